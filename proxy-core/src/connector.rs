@@ -1,0 +1,110 @@
+//! The `Connector` trait: what a storage backend must implement.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::ConnectorConfig;
+use crate::error::{Error, Result};
+use crate::key::Key;
+
+/// A storage backend for raw bytes: the four operations of the ProxyStore model, batches,
+/// and a configuration from which the same connector can be rebuilt in another process.
+///
+/// Connectors are object safe and shared between threads (`Arc<dyn Connector>`). Payloads
+/// are [`Bytes`], so that in-memory backends hand out the stored buffer without copying.
+///
+/// Keys are write-once: [`put`](Connector::put) always stores a new object under a new key.
+/// A connector must refuse (with [`Error::WrongConnector`]) a key made by another kind of
+/// connector, and must treat a key it made but no longer holds as missing (`None`/`false`).
+///
+/// Every connector in this crate passes the shared conformance suite in
+/// [`conformance`](crate::conformance) (enable the `integration` feature to run it on your own).
+pub trait Connector: Send + Sync + Debug {
+    /// Stores `data` as a new object and returns its key.
+    fn put(&self, data: Bytes) -> Result<Key>;
+
+    /// The object's bytes, or `None` if no object is stored under `key`.
+    fn get(&self, key: &Key) -> Result<Option<Bytes>>;
+
+    /// Whether an object is stored under `key`.
+    fn exists(&self, key: &Key) -> Result<bool>;
+
+    /// Removes the object stored under `key`. Evicting a missing object is not an error.
+    fn evict(&self, key: &Key) -> Result<()>;
+
+    /// Stores several objects; the keys come back in the same order.
+    fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
+        data.into_iter().map(|d| self.put(d)).collect()
+    }
+
+    /// Fetches several objects; the results come back in the same order as `keys`.
+    fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Releases the connector's resources. Operations after `close` may fail with
+    /// [`Error::Closed`]. Closing twice is not an error.
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A description from which [`ConnectorConfig::build`] makes an equivalent connector,
+    /// in this process or another one.
+    fn config(&self) -> ConnectorConfig;
+
+    /// How many objects this connector holds (for a peer-to-peer connector: that this
+    /// process serves), when the backend can tell cheaply. Used by leak checks.
+    fn object_count(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Checks that `key` was made by a connector of kind `kind`.
+pub fn check_kind(key: &Key, kind: &str) -> Result<()> {
+    if key.connector() == kind {
+        Ok(())
+    } else {
+        Err(Error::WrongConnector {
+            key: key.clone(),
+            expected: kind.to_string(),
+        })
+    }
+}
+
+macro_rules! forward_connector {
+    ($($ptr:ident),*) => {$(
+        impl<C: Connector + ?Sized> Connector for $ptr<C> {
+            fn put(&self, data: Bytes) -> Result<Key> {
+                (**self).put(data)
+            }
+            fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+                (**self).get(key)
+            }
+            fn exists(&self, key: &Key) -> Result<bool> {
+                (**self).exists(key)
+            }
+            fn evict(&self, key: &Key) -> Result<()> {
+                (**self).evict(key)
+            }
+            fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
+                (**self).put_batch(data)
+            }
+            fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+                (**self).get_batch(keys)
+            }
+            fn close(&self) -> Result<()> {
+                (**self).close()
+            }
+            fn config(&self) -> ConnectorConfig {
+                (**self).config()
+            }
+            fn object_count(&self) -> Option<usize> {
+                (**self).object_count()
+            }
+        }
+    )*};
+}
+
+forward_connector!(Arc, Box);

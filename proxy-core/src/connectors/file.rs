@@ -1,0 +1,200 @@
+//! `FileConnector`: one file per object in a directory.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::config::ConnectorConfig;
+use crate::connector::{check_kind, Connector};
+use crate::error::{Error, Result};
+use crate::ids::new_id;
+use crate::key::Key;
+
+const KIND: &str = "file";
+
+/// Objects kept as files in a directory, one file per object named by its key's id.
+///
+/// A `put` writes to a temporary file in the same directory and renames it into place, so a
+/// reader never sees a partly written object. Several processes (or machines sharing the
+/// filesystem) can use the same directory at once.
+///
+/// ```
+/// use bytes::Bytes;
+/// use proxy_core::{Connector, FileConnector};
+///
+/// let dir = std::env::temp_dir().join(format!("proxy-core-doc-{}", std::process::id()));
+/// let connector = FileConnector::create(&dir)?;
+/// let key = connector.put(Bytes::from_static(b"on disk"))?;
+/// assert_eq!(connector.get(&key)?, Some(Bytes::from_static(b"on disk")));
+/// connector.evict(&key)?;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct FileConnector {
+    dir: PathBuf,
+}
+
+impl FileConnector {
+    /// A connector over the existing directory `dir`.
+    ///
+    /// Fails with [`Error::Io`] if `dir` is missing or unreadable, and with
+    /// [`Error::Config`] if it is not a directory.
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let meta = fs::metadata(&dir).map_err(|e| Error::io("open store directory", &dir, e))?;
+        if !meta.is_dir() {
+            return Err(Error::Config {
+                what: format!("file connector at {}", dir.display()),
+                message: "not a directory".into(),
+            });
+        }
+        fs::read_dir(&dir).map_err(|e| Error::io("read store directory", &dir, e))?;
+        Ok(FileConnector { dir })
+    }
+
+    /// A connector over `dir`, creating the directory (and its parents) if needed.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        fs::create_dir_all(dir).map_err(|e| Error::io("create store directory", dir, e))?;
+        Self::new(dir)
+    }
+
+    /// The directory holding the objects.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, key: &Key) -> Result<PathBuf> {
+        check_kind(key, KIND)?;
+        // The file name comes from the numeric id only, never from a string in the key, so a
+        // key cannot name a path outside the directory.
+        Ok(self.dir.join(key.id_hex()))
+    }
+}
+
+impl Connector for FileConnector {
+    fn put(&self, data: Bytes) -> Result<Key> {
+        let key = Key::random(KIND);
+        let path = self.dir.join(key.id_hex());
+        let tmp = self.dir.join(format!(".tmp-{:032x}", new_id()));
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(&data)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", &tmp, e));
+        }
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io("rename into place", &path, e)
+        })?;
+        Ok(key)
+    }
+
+    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        let path = self.path_of(key)?;
+        match fs::read(&path) {
+            Ok(data) => Ok(Some(Bytes::from(data))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", path, e)),
+        }
+    }
+
+    fn exists(&self, key: &Key) -> Result<bool> {
+        let path = self.path_of(key)?;
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("stat", path, e)),
+        }
+    }
+
+    fn evict(&self, key: &Key) -> Result<()> {
+        let path = self.path_of(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", path, e)),
+        }
+    }
+
+    fn config(&self) -> ConnectorConfig {
+        ConnectorConfig::File {
+            dir: self.dir.clone(),
+        }
+    }
+
+    fn object_count(&self) -> Option<usize> {
+        let entries = fs::read_dir(&self.dir).ok()?;
+        Some(
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> (tempfile::TempDir, FileConnector) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let connector = FileConnector::new(dir.path()).expect("connector");
+        (dir, connector)
+    }
+
+    crate::conformance_tests!({
+        let (dir, connector) = fresh();
+        // Keep the directory for the rest of the test process; it is removed with /tmp.
+        std::mem::forget(dir);
+        connector
+    });
+
+    #[test]
+    fn missing_directory_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope");
+        let err = FileConnector::new(&missing).expect_err("must fail");
+        assert!(matches!(err, Error::Io { ref path, .. } if *path == missing), "{err}");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_plain_file_is_not_a_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").expect("write");
+        let err = FileConnector::new(&file).expect_err("must fail");
+        assert!(matches!(err, Error::Config { .. }), "{err}");
+    }
+
+    #[test]
+    fn put_leaves_no_temporary_files() {
+        let (dir, connector) = fresh();
+        for _ in 0..5 {
+            connector.put(Bytes::from_static(b"abc")).expect("put");
+        }
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 5);
+        assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn create_makes_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nested = dir.path().join("a/b");
+        let connector = FileConnector::create(&nested).expect("create");
+        assert!(nested.is_dir());
+        assert_eq!(connector.object_count(), Some(0));
+    }
+}

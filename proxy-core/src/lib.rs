@@ -1,0 +1,59 @@
+//! The ProxyStore model in Rust: stores of Rust objects over pluggable byte connectors, and
+//! lazy, transparent proxies that move as a few dozen bytes and resolve where they are used.
+//!
+//! - [`Connector`]: a storage backend for raw [`Bytes`](bytes::Bytes): [`LocalConnector`]
+//!   (process memory), [`FileConnector`] (a directory), and more in [`connectors`].
+//! - [`Store`]: named; puts and gets typed objects through a [`Codec`], caches decoded
+//!   objects, counts [`metrics`](Store::metrics).
+//! - [`Proxy`]: derefs to the object, fetching it on first use; serializes as its factory.
+//! - [`OwnedProxy`]: evicts its object when its last owner is dropped.
+//! - [`Registry`]: stores by name, so that a proxy deserialized in another process finds
+//!   (or rebuilds) its store.
+//!
+//! ```
+//! use proxy_core::{register_store, LocalConnector, Proxy, Store};
+//!
+//! let store = Store::new("lib-doc", LocalConnector::new());
+//! register_store(&store)?;
+//!
+//! // A proxy crosses a process boundary as a few bytes...
+//! let proxy = store.proxy(vec![0.5f32; 1 << 16])?;
+//! let wire = bincode::serialize(&proxy).unwrap();
+//! assert!(wire.len() < 200);
+//!
+//! // ...and resolves where it is used.
+//! let received: Proxy<Vec<f32>> = bincode::deserialize(&wire).unwrap();
+//! assert!(!Proxy::is_resolved(&received));
+//! assert_eq!(received.len(), 1 << 16);
+//! # Ok::<(), proxy_core::Error>(())
+//! ```
+
+mod background;
+mod cache;
+mod codec;
+mod config;
+mod connector;
+pub mod connectors;
+mod error;
+mod ids;
+mod key;
+mod metrics;
+mod owned;
+mod proxy;
+mod registry;
+mod store;
+
+#[cfg(any(test, feature = "integration"))]
+pub mod conformance;
+
+pub use codec::{BincodeCodec, Codec, DefaultCodec};
+pub use config::ConnectorConfig;
+pub use connector::{check_kind, Connector};
+pub use connectors::{FileConnector, LocalConnector};
+pub use error::{Error, KeyContext, Result};
+pub use key::Key;
+pub use metrics::{MetricsSnapshot, OpStats};
+pub use owned::OwnedProxy;
+pub use proxy::Proxy;
+pub use registry::{get_store, register_store, unregister_store, Registry};
+pub use store::{Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};

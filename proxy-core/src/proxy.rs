@@ -1,0 +1,329 @@
+//! `Proxy<T>`: a lazy, transparent reference to a stored object.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{Codec, DefaultCodec};
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::registry::Registry;
+use crate::store::{Store, StoreConfig};
+
+/// How many proxies one background job fetches with a single batched get.
+const PREFETCH_CHUNK: usize = 16;
+
+/// A lazy reference to an object of type `T` in a [`Store`], decoded with codec `C`.
+///
+/// A proxy [`Deref`]s to `T`: the first use fetches and decodes the object, later uses are
+/// free. Clones share one slot, so concurrent first uses of clones fetch once. Serializing a
+/// proxy writes only its *factory* (the store's [`StoreConfig`] and the [`Key`]): a few
+/// dozen bytes whatever the size of `T`. A proxy deserialized in another process finds its
+/// store in that process's [`Registry`] by name, or rebuilds it from the config and
+/// registers it.
+///
+/// The proxy's own operations are associated functions (`Proxy::resolve(&p)`), so they never
+/// shadow methods of `T`.
+///
+/// ```
+/// use proxy_core::{LocalConnector, Proxy, Store};
+///
+/// let store = Store::new("proxy-doc", LocalConnector::new());
+/// let key = store.put(&vec![1u32, 2, 3])?;
+///
+/// let proxy: Proxy<Vec<u32>> = store.proxy_from_key(key);
+/// assert!(!Proxy::is_resolved(&proxy));
+/// assert_eq!(proxy.iter().sum::<u32>(), 6); // resolves here
+/// assert!(Proxy::is_resolved(&proxy));
+///
+/// let copy = proxy.clone();
+/// let values: Vec<u32> = Proxy::extract(copy)?;
+/// assert_eq!(values, vec![1, 2, 3]);
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
+///
+/// # Panics
+///
+/// `Deref` cannot return an error: if the object cannot be fetched (evicted, peer down,
+/// decode failure) it panics with a message naming the store, the key and the cause. Call
+/// [`Proxy::resolve`] first to handle that case as an error value.
+pub struct Proxy<T, C = DefaultCodec> {
+    inner: Arc<Inner<T>>,
+    codec: PhantomData<fn() -> C>,
+}
+
+struct Inner<T> {
+    config: Arc<StoreConfig>,
+    key: Key,
+    store: OnceLock<Store>,
+    value: OnceLock<Arc<T>>,
+    /// Held while fetching, so that clones resolving at once fetch only once.
+    fetching: Mutex<()>,
+}
+
+impl<T> Inner<T> {
+    fn lock_fetch(&self) -> MutexGuard<'_, ()> {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<T, C> Clone for Proxy<T, C> {
+    fn clone(&self) -> Self {
+        Proxy {
+            inner: Arc::clone(&self.inner),
+            codec: PhantomData,
+        }
+    }
+}
+
+impl<T, C> fmt::Debug for Proxy<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("store", &self.inner.config.name)
+            .field("key", &self.inner.key)
+            .field("resolved", &self.inner.value.get().is_some())
+            .finish()
+    }
+}
+
+impl<T, C> Proxy<T, C> {
+    fn build(config: Arc<StoreConfig>, key: Key, store: Option<Store>, value: Option<Arc<T>>) -> Self {
+        let inner = Inner {
+            config,
+            key,
+            store: OnceLock::new(),
+            value: OnceLock::new(),
+            fetching: Mutex::new(()),
+        };
+        if let Some(store) = store {
+            let _ = inner.store.set(store);
+        }
+        if let Some(value) = value {
+            let _ = inner.value.set(value);
+        }
+        Proxy {
+            inner: Arc::new(inner),
+            codec: PhantomData,
+        }
+    }
+
+    pub(crate) fn resolved(store: Store, key: Key, value: Arc<T>) -> Self {
+        let config = Arc::clone(store.shared_config());
+        Self::build(config, key, Some(store), Some(value))
+    }
+
+    pub(crate) fn from_store(store: Store, key: Key) -> Self {
+        let config = Arc::clone(store.shared_config());
+        Self::build(config, key, Some(store), None)
+    }
+
+    /// The key of the object this proxy stands for.
+    pub fn key(this: &Self) -> &Key {
+        &this.inner.key
+    }
+
+    /// The name of the store holding the object.
+    pub fn store_name(this: &Self) -> &str {
+        &this.inner.config.name
+    }
+
+    /// Whether the object has been fetched (or was never stored away from this proxy).
+    pub fn is_resolved(this: &Self) -> bool {
+        this.inner.value.get().is_some()
+    }
+
+    /// The store holding the object: the one the proxy was made by, or (for a deserialized
+    /// proxy) the one registered under the store's name, rebuilt from its config if needed.
+    pub fn store(this: &Self) -> Result<Store> {
+        if let Some(store) = this.inner.store.get() {
+            return Ok(store.clone());
+        }
+        let store = Registry::global().get_or_rebuild(&this.inner.config)?;
+        Ok(this.inner.store.get_or_init(|| store).clone())
+    }
+}
+
+impl<T, C> Proxy<T, C>
+where
+    T: Send + Sync + 'static,
+    C: Codec<T>,
+{
+    fn value(&self) -> Result<&Arc<T>> {
+        if let Some(value) = self.inner.value.get() {
+            return Ok(value);
+        }
+        let _fetching = self.inner.lock_fetch();
+        if let Some(value) = self.inner.value.get() {
+            return Ok(value);
+        }
+        let store = Self::store(self)?;
+        let key = &self.inner.key;
+        let value = store
+            .get_with::<T, C>(key)?
+            .ok_or_else(|| Error::NotFound {
+                store: store.name().to_string(),
+                key: key.clone(),
+            })?;
+        Ok(self.inner.value.get_or_init(|| value))
+    }
+
+    /// Fetches and decodes the object now, if not done yet; errors are returned, not panicked.
+    pub fn resolve(this: &Self) -> Result<()> {
+        this.value().map(|_| ())
+    }
+
+    /// A shared handle to the resolved object.
+    pub fn get(this: &Self) -> Result<Arc<T>> {
+        this.value().cloned()
+    }
+
+    /// Starts fetching the object on a background thread and returns at once. The next use
+    /// waits only for what is left of the fetch. Errors surface at that use.
+    pub fn resolve_async(this: &Self) {
+        if Self::is_resolved(this) {
+            return;
+        }
+        let proxy = this.clone();
+        crate::background::spawn(move || {
+            let _ = Proxy::resolve(&proxy);
+        });
+    }
+
+    /// Starts fetching all unresolved `proxies` in the background, in batched gets of up to
+    /// 16 objects (one [`Connector::get_batch`](crate::Connector::get_batch) each), so the
+    /// fetches overlap each other and whatever the caller does meanwhile.
+    pub fn resolve_all_async<'a>(proxies: impl IntoIterator<Item = &'a Self>)
+    where
+        Self: 'a,
+    {
+        let pending: Vec<Self> = proxies
+            .into_iter()
+            .filter(|p| !Self::is_resolved(p))
+            .cloned()
+            .collect();
+        for chunk in pending.chunks(PREFETCH_CHUNK) {
+            let chunk = chunk.to_vec();
+            crate::background::spawn(move || Self::fetch_chunk(&chunk));
+        }
+    }
+
+    fn fetch_chunk(chunk: &[Self]) {
+        // Hold each proxy's fetch lock for the whole batch, so a use that arrives meanwhile
+        // waits for this fetch instead of starting its own.
+        let mut locked: Vec<(&Self, MutexGuard<'_, ()>)> = chunk
+            .iter()
+            .filter_map(|p| p.inner.fetching.try_lock().ok().map(|g| (p, g)))
+            .filter(|(p, _)| !Self::is_resolved(p))
+            .collect();
+        while let Some((first, _)) = locked.first() {
+            let Ok(store) = Self::store(first) else {
+                return; // each use will report the error itself
+            };
+            let (same, rest): (Vec<_>, Vec<_>) = locked
+                .into_iter()
+                .partition(|(p, _)| p.inner.config.name == store.name());
+            locked = rest;
+            let keys: Vec<Key> = same.iter().map(|(p, _)| p.inner.key.clone()).collect();
+            if let Ok(values) = store.get_batch_with::<T, C>(&keys) {
+                for ((proxy, _guard), value) in same.iter().zip(values) {
+                    if let Some(value) = value {
+                        let _ = proxy.inner.value.set(value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The object by value. Takes it out of the proxy when this was the last handle to it;
+    /// otherwise decodes a fresh copy from the store.
+    pub fn extract(this: Self) -> Result<T> {
+        let inner = match Arc::try_unwrap(this.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                let proxy: Self = Proxy {
+                    inner: shared,
+                    codec: PhantomData,
+                };
+                return Self::fetch_fresh(&proxy);
+            }
+        };
+        let proxy_key = inner.key.clone();
+        let config = Arc::clone(&inner.config);
+        let store = inner.store.into_inner();
+        match inner.value.into_inner().map(Arc::try_unwrap) {
+            Some(Ok(value)) => Ok(value),
+            _ => Self::fetch_fresh(&Self::build(config, proxy_key, store, None)),
+        }
+    }
+
+    fn fetch_fresh(this: &Self) -> Result<T> {
+        let store = Self::store(this)?;
+        let key = &this.inner.key;
+        let bytes = store.get_bytes(key)?.ok_or_else(|| Error::NotFound {
+            store: store.name().to_string(),
+            key: key.clone(),
+        })?;
+        C::decode(bytes).map_err(|e| e.in_store(store.name(), Some(key)))
+    }
+}
+
+impl<T, C> Deref for Proxy<T, C>
+where
+    T: Send + Sync + 'static,
+    C: Codec<T>,
+{
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self.value() {
+            Ok(value) => value,
+            Err(e) => panic!(
+                "could not resolve proxy: store `{}`, key {}: {}",
+                self.inner.config.name, self.inner.key, e
+            ),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FactoryRef<'a> {
+    store: &'a StoreConfig,
+    key: &'a Key,
+}
+
+#[derive(Deserialize)]
+struct Factory {
+    store: StoreConfig,
+    key: Key,
+}
+
+impl<T, C> Serialize for Proxy<T, C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        FactoryRef {
+            store: &self.inner.config,
+            key: &self.inner.key,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T, C> Deserialize<'de> for Proxy<T, C> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let factory = Factory::deserialize(deserializer)?;
+        Ok(Self::build(Arc::new(factory.store), factory.key, None, None))
+    }
+}
+
+impl<T, C> PartialEq for Proxy<T, C> {
+    /// Two proxies are equal when they name the same object in the same store.
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.key == other.inner.key && self.inner.config.name == other.inner.config.name
+    }
+}
+
+impl<T, C> Eq for Proxy<T, C> {}

@@ -1,0 +1,430 @@
+//! The `Store`: typed objects over a connector, with a codec, a cache and metrics.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::ObjectCache;
+use crate::codec::{Codec, DefaultCodec};
+use crate::config::ConnectorConfig;
+use crate::connector::Connector;
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::metrics::{Metrics, MetricsSnapshot, Op};
+use crate::owned::OwnedProxy;
+use crate::proxy::Proxy;
+
+/// The default number of decoded objects a store caches.
+pub const DEFAULT_CACHE_SIZE: usize = 16;
+
+/// Everything needed to rebuild a store in another process: what a serialized
+/// [`Proxy`] carries besides its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    /// The store's name (its identity in a [`Registry`](crate::Registry)).
+    pub name: String,
+    /// How to rebuild the connector.
+    pub connector: ConnectorConfig,
+    /// How many decoded objects to cache (0 disables the cache).
+    pub cache_size: usize,
+    /// Whether to collect [`metrics`](Store::metrics).
+    pub metrics: bool,
+}
+
+/// A named store of Rust objects over a [`Connector`].
+///
+/// `Store` is cheap to clone; clones share the connector, the cache and the metrics.
+/// Values are encoded with a [`Codec`] ([`DefaultCodec`] unless a `*_with` method names
+/// another). `get` returns `Arc<T>`, so a cache hit hands out the cached object without
+/// decoding it again.
+///
+/// ```
+/// use proxy_core::{LocalConnector, Proxy, Store};
+///
+/// let store = Store::new("store-doc", LocalConnector::new());
+/// let key = store.put(&vec![1.5f64, 2.5])?;
+/// assert_eq!(*store.get::<Vec<f64>>(&key)?.unwrap(), vec![1.5, 2.5]);
+///
+/// // A proxy resolves itself on first use and derefs to the value.
+/// let proxy = store.proxy(String::from("a large object"))?;
+/// assert_eq!(proxy.len(), 14);
+/// store.evict(Proxy::key(&proxy))?;
+/// store.evict(&key)?;
+/// assert!(!store.exists(&key)?);
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    connector: Arc<dyn Connector>,
+    config: Arc<StoreConfig>,
+    cache: ObjectCache,
+    metrics: Option<Metrics>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.inner.name)
+            .field("connector", &self.inner.connector)
+            .field("cache_size", &self.inner.config.cache_size)
+            .finish()
+    }
+}
+
+/// Builds a [`Store`] with non-default settings ([`Store::builder`]).
+#[derive(Debug)]
+pub struct StoreBuilder {
+    name: String,
+    connector: Arc<dyn Connector>,
+    cache_size: usize,
+    metrics: bool,
+}
+
+impl StoreBuilder {
+    /// How many decoded objects to keep (default [`DEFAULT_CACHE_SIZE`]; 0 disables caching).
+    pub fn cache_size(mut self, entries: usize) -> Self {
+        self.cache_size = entries;
+        self
+    }
+
+    /// Whether to count operations, bytes and time ([`Store::metrics`]).
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics = enabled;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> Store {
+        let config = StoreConfig {
+            name: self.name.clone(),
+            connector: self.connector.config(),
+            cache_size: self.cache_size,
+            metrics: self.metrics,
+        };
+        Store {
+            inner: Arc::new(Inner {
+                name: self.name,
+                connector: self.connector,
+                config: Arc::new(config),
+                cache: ObjectCache::new(self.cache_size),
+                metrics: self.metrics.then(Metrics::default),
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// A store named `name` over `connector`, with the default cache and no metrics.
+    pub fn new(name: impl Into<String>, connector: impl Connector + 'static) -> Store {
+        Store::builder(name, connector).build()
+    }
+
+    /// A builder for a store with a chosen cache size or metrics.
+    pub fn builder(name: impl Into<String>, connector: impl Connector + 'static) -> StoreBuilder {
+        Store::builder_arc(name, Arc::new(connector))
+    }
+
+    /// Like [`builder`](Store::builder), for a connector that is already shared.
+    pub fn builder_arc(name: impl Into<String>, connector: Arc<dyn Connector>) -> StoreBuilder {
+        StoreBuilder {
+            name: name.into(),
+            connector,
+            cache_size: DEFAULT_CACHE_SIZE,
+            metrics: false,
+        }
+    }
+
+    /// Rebuilds a store from its [`config`](Store::config), in this process or another.
+    pub fn from_config(config: &StoreConfig) -> Result<Store> {
+        let connector = config
+            .connector
+            .build()
+            .map_err(|e| e.in_store(&config.name, None))?;
+        Ok(Store::builder_arc(config.name.clone(), connector)
+            .cache_size(config.cache_size)
+            .metrics(config.metrics)
+            .build())
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The connector under the store.
+    pub fn connector(&self) -> &Arc<dyn Connector> {
+        &self.inner.connector
+    }
+
+    /// The configuration that rebuilds this store ([`Store::from_config`]).
+    pub fn config(&self) -> StoreConfig {
+        (*self.inner.config).clone()
+    }
+
+    pub(crate) fn shared_config(&self) -> &Arc<StoreConfig> {
+        &self.inner.config
+    }
+
+    /// Whether two handles are clones of the same store.
+    pub fn same_store(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn context(&self, key: Option<&Key>) -> impl FnOnce(Error) -> Error + '_ {
+        let key = key.cloned();
+        move |e| e.in_store(&self.inner.name, key.as_ref())
+    }
+
+    fn record(&self, op: Op, bytes: usize, started: Option<Instant>) {
+        if let (Some(metrics), Some(started)) = (&self.inner.metrics, started) {
+            metrics.record(op, bytes, started);
+        }
+    }
+
+    fn start(&self) -> Option<Instant> {
+        self.inner.metrics.as_ref().map(|_| Instant::now())
+    }
+
+    /// Stores raw bytes, with no codec.
+    pub fn put_bytes(&self, data: Bytes) -> Result<Key> {
+        let started = self.start();
+        let len = data.len();
+        let key = self.inner.connector.put(data).map_err(self.context(None))?;
+        self.record(Op::Put, len, started);
+        Ok(key)
+    }
+
+    /// The raw bytes stored under `key`, bypassing the codec and the cache.
+    pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
+        let started = self.start();
+        let bytes = self.inner.connector.get(key).map_err(self.context(Some(key)))?;
+        self.record(Op::Get, bytes.as_ref().map_or(0, Bytes::len), started);
+        Ok(bytes)
+    }
+
+    /// Encodes `obj` with the default codec and stores it.
+    pub fn put<T>(&self, obj: &T) -> Result<Key>
+    where
+        DefaultCodec: Codec<T>,
+    {
+        self.put_with::<T, DefaultCodec>(obj)
+    }
+
+    /// Encodes `obj` with codec `C` and stores it.
+    pub fn put_with<T, C: Codec<T>>(&self, obj: &T) -> Result<Key> {
+        let started = self.start();
+        let bytes = C::encode(obj).map_err(self.context(None))?;
+        let len = bytes.len();
+        let key = self.inner.connector.put(bytes).map_err(self.context(None))?;
+        self.record(Op::Put, len, started);
+        Ok(key)
+    }
+
+    fn put_owned<T, C: Codec<T>>(&self, obj: T) -> Result<Key> {
+        let started = self.start();
+        let bytes = C::encode_owned(obj).map_err(self.context(None))?;
+        let len = bytes.len();
+        let key = self.inner.connector.put(bytes).map_err(self.context(None))?;
+        self.record(Op::Put, len, started);
+        Ok(key)
+    }
+
+    /// The object under `key`, decoded with the default codec; `None` if it is not stored.
+    ///
+    /// A cached object is returned without touching the connector.
+    pub fn get<T>(&self, key: &Key) -> Result<Option<Arc<T>>>
+    where
+        T: Send + Sync + 'static,
+        DefaultCodec: Codec<T>,
+    {
+        self.get_with::<T, DefaultCodec>(key)
+    }
+
+    /// The object under `key`, decoded with codec `C`.
+    pub fn get_with<T, C>(&self, key: &Key) -> Result<Option<Arc<T>>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        if let Some(hit) = self.cached::<T>(key) {
+            return Ok(Some(hit));
+        }
+        let started = self.start();
+        let Some(bytes) = self.inner.connector.get(key).map_err(self.context(Some(key)))? else {
+            self.record(Op::Get, 0, started);
+            return Ok(None);
+        };
+        let len = bytes.len();
+        let value = Arc::new(C::decode(bytes).map_err(self.context(Some(key)))?);
+        self.record(Op::Get, len, started);
+        self.inner.cache.insert(key.clone(), Arc::clone(&value));
+        Ok(Some(value))
+    }
+
+    /// Several objects at once: one [`Connector::get_batch`] for those not cached.
+    pub fn get_batch_with<T, C>(&self, keys: &[Key]) -> Result<Vec<Option<Arc<T>>>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let mut out: Vec<Option<Arc<T>>> = keys.iter().map(|k| self.cached::<T>(k)).collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let started = self.start();
+        let asked: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+        let fetched = self
+            .inner
+            .connector
+            .get_batch(&asked)
+            .map_err(self.context(asked.first()))?;
+        let mut total = 0;
+        for (i, bytes) in missing.into_iter().zip(fetched) {
+            if let Some(bytes) = bytes {
+                total += bytes.len();
+                let value = Arc::new(C::decode(bytes).map_err(self.context(Some(&keys[i])))?);
+                self.inner.cache.insert(keys[i].clone(), Arc::clone(&value));
+                out[i] = Some(value);
+            }
+        }
+        self.record(Op::Get, total, started);
+        Ok(out)
+    }
+
+    fn cached<T: Send + Sync + 'static>(&self, key: &Key) -> Option<Arc<T>> {
+        let hit = self.inner.cache.get::<T>(key);
+        if let Some(metrics) = &self.inner.metrics {
+            metrics.cache(hit.is_some());
+        }
+        hit
+    }
+
+    /// Whether an object is stored under `key` (a cached object counts as stored).
+    pub fn exists(&self, key: &Key) -> Result<bool> {
+        if self.inner.cache.contains(key) {
+            return Ok(true);
+        }
+        let started = self.start();
+        let found = self.inner.connector.exists(key).map_err(self.context(Some(key)))?;
+        self.record(Op::Exists, 0, started);
+        Ok(found)
+    }
+
+    /// Removes the object from the connector and from the cache.
+    pub fn evict(&self, key: &Key) -> Result<()> {
+        let started = self.start();
+        self.inner.cache.remove(key);
+        self.inner.connector.evict(key).map_err(self.context(Some(key)))?;
+        self.record(Op::Evict, 0, started);
+        Ok(())
+    }
+
+    /// Whether the decoded object under `key` is in this store's cache.
+    pub fn is_cached(&self, key: &Key) -> bool {
+        self.inner.cache.contains(key)
+    }
+
+    /// Stores `obj` and returns a proxy to it. The proxy starts resolved (it holds `obj`), so
+    /// using it in this process costs nothing; serializing it writes only the key and the
+    /// store's config, and a deserialized copy fetches the object on first use.
+    pub fn proxy<T>(&self, obj: T) -> Result<Proxy<T>>
+    where
+        T: Send + Sync + 'static,
+        DefaultCodec: Codec<T>,
+    {
+        self.proxy_with::<T, DefaultCodec>(obj)
+    }
+
+    /// Like [`proxy`](Store::proxy), with codec `C`.
+    pub fn proxy_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        // Encode from a shared reference so the proxy can keep the value itself. Byte
+        // buffers (`Bytes`) are shared, not copied, by the default codec.
+        let key = self.put_with::<T, C>(&obj)?;
+        Ok(Proxy::resolved(self.clone(), key, Arc::new(obj)))
+    }
+
+    /// Stores `obj`, moving it into the codec (no copy for `Vec<u8>` with the default codec),
+    /// and returns an unresolved proxy: the first use fetches the object back.
+    pub fn proxy_lazy<T>(&self, obj: T) -> Result<Proxy<T>>
+    where
+        T: Send + Sync + 'static,
+        DefaultCodec: Codec<T>,
+    {
+        let key = self.put_owned::<T, DefaultCodec>(obj)?;
+        Ok(Proxy::from_store(self.clone(), key))
+    }
+
+    /// Stores several objects with one [`Connector::put_batch`] and returns their proxies.
+    pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T>>>
+    where
+        T: Send + Sync + 'static,
+        DefaultCodec: Codec<T>,
+    {
+        let started = self.start();
+        let encoded = objs
+            .iter()
+            .map(|o| <DefaultCodec as Codec<T>>::encode(o))
+            .collect::<Result<Vec<Bytes>>>()
+            .map_err(self.context(None))?;
+        let len = encoded.iter().map(Bytes::len).sum();
+        let keys = self.inner.connector.put_batch(encoded).map_err(self.context(None))?;
+        self.record(Op::Put, len, started);
+        Ok(keys
+            .into_iter()
+            .zip(objs)
+            .map(|(key, obj)| Proxy::resolved(self.clone(), key, Arc::new(obj)))
+            .collect())
+    }
+
+    /// A proxy to an object already stored under `key` (nothing is fetched until first use).
+    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T>
+    where
+        T: Send + Sync + 'static,
+        DefaultCodec: Codec<T>,
+    {
+        Proxy::from_store(self.clone(), key)
+    }
+
+    /// Like [`proxy_from_key`](Store::proxy_from_key), with codec `C`.
+    pub fn proxy_from_key_with<T, C>(&self, key: Key) -> Proxy<T, C>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        Proxy::from_store(self.clone(), key)
+    }
+
+    /// Stores `obj` and returns an [`OwnedProxy`]: the object is evicted when the last
+    /// clone of the owned proxy is dropped.
+    pub fn owned_proxy<T>(&self, obj: T) -> Result<OwnedProxy<T>>
+    where
+        T: Send + Sync + 'static,
+        DefaultCodec: Codec<T>,
+    {
+        Ok(OwnedProxy::new(self.proxy(obj)?))
+    }
+
+    /// Closes the connector and empties the cache.
+    pub fn close(&self) -> Result<()> {
+        self.inner.cache.clear();
+        self.inner.connector.close().map_err(self.context(None))
+    }
+
+    /// The store's counters, if it was built with [`metrics(true)`](StoreBuilder::metrics).
+    pub fn metrics(&self) -> Option<MetricsSnapshot> {
+        self.inner.metrics.as_ref().map(Metrics::snapshot)
+    }
+}
