@@ -1,1 +1,31 @@
+//! Timely Dataflow operators that move large records as lazy proxies.
+//!
+//! In a dataflow whose records are large (model weights, arrays, images, frames), the
+//! operators of this crate store each record with a [`proxy_core::Store`] and send a
+//! [`Proxy`](proxy_core::Proxy) in its place: a few dozen bytes naming the object and the
+//! peer that holds it. `exchange`, `broadcast` and every other operator move the proxies
+//! unchanged; at the consumer, [`Resolve::resolve`] fetches the bytes peer to peer (with the
+//! ZeroMQ connector, or any other) and hands on the values.
+//!
+//! - [`ProxyRecords::proxy`]: every record becomes a proxy.
+//! - [`AutoProxy::auto_proxy`]: only records over a size threshold become proxies
+//!   ([`Proxied`] derefs to the record either way).
+//! - [`Resolve::resolve`]: proxies back to values, prefetching each arriving batch.
+//! - [`ReleaseProxies::release_proxies`]: where proxies are read by your own operators.
+//!
+//! Stored objects live while the dataflow may still read them: each producing operator
+//! remembers what it stored at each time, and evicts it once every consumer has passed that
+//! time. When a dataflow completes, the stores it used are empty again.
+//!
+//! The operators need totally ordered timestamps (`u64`, `usize`, ...).
 
+mod error;
+mod lifetime;
+pub mod operators;
+mod proxied;
+mod resolvable;
+
+pub use error::Error;
+pub use operators::{AutoProxy, ProxyRecords, ReleaseProxies, Resolve};
+pub use proxied::Proxied;
+pub use resolvable::Resolvable;

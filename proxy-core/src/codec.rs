@@ -51,6 +51,12 @@ pub trait Codec<T>: 'static {
 
     /// Decodes a value from bytes produced by [`encode`](Codec::encode).
     fn decode(bytes: Bytes) -> Result<T>;
+
+    /// The length [`encode`](Codec::encode) would produce, if the codec can tell without
+    /// encoding (used to decide whether a record is worth proxying).
+    fn encoded_len(_value: &T) -> Option<u64> {
+        None
+    }
 }
 
 /// The default codec: compact binary serde (bincode) for any `Serialize + DeserializeOwned`
@@ -111,6 +117,17 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for DefaultCodec {
         }
         out.ok_or_else(|| codec_error::<T>("decode", "identity path produced no value"))
     }
+
+    fn encoded_len(value: &T) -> Option<u64> {
+        let any = value as &dyn Any;
+        if let Some(bytes) = any.downcast_ref::<Bytes>() {
+            return Some(bytes.len() as u64);
+        }
+        if let Some(vec) = any.downcast_ref::<Vec<u8>>() {
+            return Some(vec.len() as u64);
+        }
+        BincodeCodec::encoded_len(value)
+    }
 }
 
 /// Plain bincode for every type, with no identity path for byte buffers.
@@ -126,6 +143,10 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for BincodeCodec {
 
     fn decode(bytes: Bytes) -> Result<T> {
         bincode::deserialize(&bytes).map_err(|e| codec_error::<T>("decode", e))
+    }
+
+    fn encoded_len(value: &T) -> Option<u64> {
+        bincode::serialized_size(value).ok()
     }
 }
 
@@ -152,6 +173,15 @@ mod tests {
         assert_eq!(encoded.len(), 4096, "identity path must not add framing");
         let decoded = <DefaultCodec as Codec<Vec<u8>>>::decode(encoded).expect("decode");
         assert_eq!(decoded.as_ptr(), ptr, "unique buffer was copied on decode");
+    }
+
+    #[test]
+    fn encoded_len_matches_encode() {
+        let value = (7u64, "seven".to_string(), vec![1u16; 100]);
+        let encoded = <DefaultCodec as Codec<_>>::encode(&value).expect("encode");
+        assert_eq!(<DefaultCodec as Codec<_>>::encoded_len(&value), Some(encoded.len() as u64));
+        let bytes = Bytes::from(vec![0u8; 333]);
+        assert_eq!(<DefaultCodec as Codec<Bytes>>::encoded_len(&bytes), Some(333));
     }
 
     #[test]

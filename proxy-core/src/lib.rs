@@ -54,6 +54,6 @@ pub use error::{Error, KeyContext, Result};
 pub use key::Key;
 pub use metrics::{MetricsSnapshot, OpStats};
 pub use owned::OwnedProxy;
-pub use proxy::Proxy;
+pub use proxy::{Prefetch, Proxy};
 pub use registry::{get_store, register_store, unregister_store, Registry};
 pub use store::{Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};

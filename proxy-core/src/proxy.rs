@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -201,15 +202,39 @@ where
     where
         Self: 'a,
     {
+        Self::prefetch(proxies, None);
+    }
+
+    /// Like [`resolve_all_async`](Proxy::resolve_all_async), returning a [`Prefetch`] handle
+    /// that tells when every background fetch has finished (successfully or not), and calling
+    /// `notify` (if given) from the fetch thread each time a batch finishes.
+    pub fn prefetch<'a>(
+        proxies: impl IntoIterator<Item = &'a Self>,
+        notify: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> Prefetch
+    where
+        Self: 'a,
+    {
         let pending: Vec<Self> = proxies
             .into_iter()
             .filter(|p| !Self::is_resolved(p))
             .cloned()
             .collect();
-        for chunk in pending.chunks(PREFETCH_CHUNK) {
-            let chunk = chunk.to_vec();
-            crate::background::spawn(move || Self::fetch_chunk(&chunk));
+        let chunks: Vec<Vec<Self>> = pending.chunks(PREFETCH_CHUNK).map(<[Self]>::to_vec).collect();
+        let remaining = Arc::new(AtomicUsize::new(chunks.len()));
+        for chunk in chunks {
+            let remaining = Arc::clone(&remaining);
+            let notify = notify.clone();
+            crate::background::spawn(move || {
+                Self::fetch_chunk(&chunk);
+                drop(chunk);
+                remaining.fetch_sub(1, Ordering::AcqRel);
+                if let Some(notify) = notify {
+                    notify();
+                }
+            });
         }
+        Prefetch { remaining }
     }
 
     fn fetch_chunk(chunk: &[Self]) {
@@ -327,3 +352,17 @@ impl<T, C> PartialEq for Proxy<T, C> {
 }
 
 impl<T, C> Eq for Proxy<T, C> {}
+
+/// Tracks a background prefetch started by [`Proxy::prefetch`].
+#[derive(Debug, Clone)]
+pub struct Prefetch {
+    remaining: Arc<AtomicUsize>,
+}
+
+impl Prefetch {
+    /// Whether every batch of the prefetch has finished. A proxy that is still unresolved
+    /// after that failed to fetch: resolving it again reports why.
+    pub fn is_done(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0
+    }
+}

@@ -1,0 +1,227 @@
+//! The dataflow operators across worker threads: every record arrives once with the right
+//! content, and every store is empty when the dataflow completes.
+
+use std::sync::{Arc, Mutex};
+
+use dataflow_plugin::{AutoProxy, Proxied, ProxyRecords, ReleaseProxies, Resolve};
+use proxy_core::{register_store, Connector, LocalConnector, Proxy, Store};
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::{Exchange, Inspect, Input, Probe};
+use timely::Config;
+
+/// A record whose content says where it came from, so mix-ups are caught.
+fn record(i: u64, len: usize) -> Vec<u8> {
+    let mut data = vec![(i % 251) as u8; len];
+    data[..8].copy_from_slice(&i.to_le_bytes());
+    data
+}
+
+fn check(data: &[u8], len: usize) -> u64 {
+    assert_eq!(data.len(), len);
+    let i = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+    assert!(data[8..].iter().all(|&b| b == (i % 251) as u8), "record {i} corrupted");
+    i
+}
+
+/// Runs `records` (of `len` bytes) from worker 0 through `proxy → route → resolve` on
+/// `config`, returning (worker, record index) for every record seen at a consumer.
+/// Worker threads that serialize every record they exchange, as separate processes do.
+fn process_binary(workers: usize) -> Config {
+    Config {
+        communication: timely::CommunicationConfig::ProcessBinary(workers),
+        worker: timely::WorkerConfig::default(),
+    }
+}
+
+fn run(
+    config: Config,
+    store: Store,
+    records: u64,
+    len: usize,
+    broadcast: bool,
+) -> Vec<(usize, u64)> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    timely::execute(config, move |worker| {
+        let index = worker.index();
+        let store = store.clone();
+        let sink = Arc::clone(&sink);
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(move |scope| {
+            let (input, stream) = scope.new_input::<Vec<Vec<u8>>>();
+            let proxies = stream.proxy(&store);
+            let routed = if broadcast {
+                proxies.broadcast()
+            } else {
+                proxies.exchange(|p| Proxy::key(p).id() as u64)
+            };
+            let probe = routed
+                .resolve()
+                .inspect(move |data| sink.lock().expect("lock").push((index, check(data, len))))
+                .probe()
+                .0;
+            (input, probe)
+        });
+        for round in 0..4u64 {
+            if index == 0 {
+                for i in (round * records / 4)..((round + 1) * records / 4) {
+                    input.send(record(i, len));
+                }
+            }
+            input.advance_to(round + 1);
+            while probe.less_than(input.time()) {
+                worker.step();
+            }
+        }
+    })
+    .expect("execute")
+    .join()
+    .into_iter()
+    .for_each(|r| r.expect("worker failed"));
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort();
+    seen
+}
+
+#[test]
+fn threads_exchange_every_record_once_and_leave_nothing() {
+    let connector = LocalConnector::new();
+    let store = Store::new("df-threads", connector.clone());
+    let seen = run(Config::process(3), store, 40, 100_000, false);
+    let mut ids: Vec<u64> = seen.iter().map(|(_, i)| *i).collect();
+    ids.sort();
+    assert_eq!(ids, (0..40).collect::<Vec<_>>(), "every record exactly once");
+    let workers: std::collections::HashSet<usize> = seen.iter().map(|(w, _)| *w).collect();
+    assert!(workers.len() > 1, "exchange spread records over workers: {workers:?}");
+    assert_eq!(connector.object_count(), Some(0), "objects left in the store");
+}
+
+#[test]
+fn serialized_proxies_are_fetched_through_the_registry() {
+    // ProcessBinary serializes records between workers, as between processes: consumers
+    // receive bare keys and must fetch through the registered store.
+    let connector = LocalConnector::new();
+    let store = Store::builder("df-binary", connector.clone()).cache_size(0).build();
+    register_store(&store).expect("register");
+    let seen = run(process_binary(2), store, 24, 50_000, false);
+    assert_eq!(seen.len(), 24);
+    let ids: std::collections::BTreeSet<u64> = seen.iter().map(|(_, i)| *i).collect();
+    assert_eq!(ids.len(), 24);
+    assert_eq!(connector.object_count(), Some(0));
+}
+
+#[test]
+fn broadcast_reaches_every_worker_and_evicts_after_the_last_reader() {
+    let connector = LocalConnector::new();
+    let store = Store::builder("df-broadcast", connector.clone()).cache_size(0).build();
+    register_store(&store).expect("register");
+    let seen = run(process_binary(3), store, 12, 20_000, true);
+    assert_eq!(seen.len(), 3 * 12, "each of 3 workers reads all 12");
+    for w in 0..3 {
+        let mine: Vec<u64> = seen.iter().filter(|(x, _)| *x == w).map(|(_, i)| *i).collect();
+        assert_eq!(mine, (0..12).collect::<Vec<_>>(), "worker {w}");
+    }
+    assert_eq!(connector.object_count(), Some(0));
+}
+
+#[test]
+fn auto_proxy_keeps_small_records_inline() {
+    let connector = LocalConnector::new();
+    let store = Store::new("df-auto", connector.clone());
+    let kinds = Arc::new(Mutex::new(Vec::new()));
+    let values = Arc::new(Mutex::new(Vec::new()));
+    let (k, v) = (Arc::clone(&kinds), Arc::clone(&values));
+    timely::execute(Config::process(2), move |worker| {
+        let (k, v, store) = (Arc::clone(&k), Arc::clone(&v), store.clone());
+        let index = worker.index();
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (mut input, stream) = scope.new_input::<Vec<Vec<u8>>>();
+            stream
+                .auto_proxy(&store, 4096)
+                .inspect(move |r: &Proxied<Vec<u8>>| k.lock().expect("lock").push((r.len(), r.is_stored())))
+                .exchange(|r| r.len() as u64)
+                .resolve()
+                .inspect(move |r| v.lock().expect("lock").push(r.len()));
+            if index == 0 {
+                for len in [10usize, 4096, 4097, 1 << 20, 100] {
+                    input.send(vec![1u8; len]);
+                }
+            }
+        });
+    })
+    .expect("execute")
+    .join()
+    .into_iter()
+    .for_each(|r| r.expect("worker failed"));
+    let mut kinds = kinds.lock().expect("lock").clone();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![(10, false), (100, false), (4096, false), (4097, true), (1 << 20, true)],
+        "at or under the threshold inline, over it stored"
+    );
+    let mut values = values.lock().expect("lock").clone();
+    values.sort();
+    assert_eq!(values, vec![10, 100, 4096, 4097, 1 << 20]);
+    assert_eq!(connector.object_count(), Some(0));
+}
+
+#[test]
+fn release_proxies_evicts_for_custom_readers() {
+    let connector = LocalConnector::new();
+    let store = Store::new("df-release", connector.clone());
+    let total = Arc::new(Mutex::new(0u64));
+    let t = Arc::clone(&total);
+    timely::example(move |scope| {
+        let t = Arc::clone(&t);
+        let (mut input, stream) = scope.new_input::<Vec<Vec<u64>>>();
+        stream
+            .proxy(&store)
+            .map(move |p| {
+                *t.lock().expect("lock") += p.iter().sum::<u64>();
+            })
+            .release_proxies();
+        for i in 1..=10u64 {
+            input.send(vec![i; 1000]);
+        }
+    });
+    assert_eq!(*total.lock().expect("lock"), 55 * 1000);
+    assert_eq!(connector.object_count(), Some(0));
+}
+
+#[test]
+fn without_a_release_point_objects_outlive_the_dataflow() {
+    let connector = LocalConnector::new();
+    let store = Store::new("df-no-release", connector.clone());
+    timely::example(move |scope| {
+        let (mut input, stream) = scope.new_input::<Vec<Vec<u8>>>();
+        stream.proxy(&store).inspect(|p| assert_eq!(p.len(), 10));
+        input.send(vec![0u8; 10]);
+        input.send(vec![0u8; 10]);
+    });
+    assert_eq!(connector.object_count(), Some(2), "captured proxies may still be read");
+}
+
+#[test]
+fn a_missing_object_fails_the_consumer_naming_the_key() {
+    let store = Store::new("df-missing", LocalConnector::new());
+    let key = store.put(&vec![5u8; 100]).expect("put");
+    store.evict(&key).expect("evict");
+    let missing: Proxy<Vec<u8>> = store.proxy_from_key(key.clone());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        timely::example(move |scope| {
+            let (mut input, stream) = scope.new_input::<Vec<Proxy<Vec<u8>>>>();
+            stream
+                .resolve()
+                .inspect(|_| panic!("a value arrived for an evicted object"));
+            input.send(missing);
+        })
+    }));
+    let payload = outcome.expect_err("the consumer must fail");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| "<not a string>".into());
+    assert!(message.contains("df-missing"), "message names the store: {message}");
+    assert!(message.contains(&key.to_string()), "message names the key: {message}");
+    assert!(message.contains("not found"), "message says why: {message}");
+}
