@@ -1,0 +1,195 @@
+//! The dataflow operators across real processes in timely's cluster mode, on loopback.
+//!
+//! The test re-executes its own binary: the `child` test (ignored unless run on purpose)
+//! plays one timely process, configured through environment variables.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dataflow_plugin::{ProxyRecords, Resolve};
+use proxy_core::{register_store, Connector, ConnectorConfig, FileConnector, Proxy, Store};
+use timely::dataflow::operators::{Exchange, Inspect, Input, Probe};
+
+const RECORDS: u64 = 32;
+const LEN: usize = 256 * 1024;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn record(i: u64) -> Vec<u8> {
+    let mut data = vec![(i * 7 % 256) as u8; LEN];
+    data[..8].copy_from_slice(&i.to_le_bytes());
+    data
+}
+
+/// The connector each process stores into, by name.
+fn connector(kind: &str, dir: &Path) -> std::sync::Arc<dyn Connector> {
+    match kind {
+        "file" => ConnectorConfig::File { dir: dir.to_path_buf() }
+            .build()
+            .expect("file connector"),
+        other => panic!("unknown connector kind {other}"),
+    }
+}
+
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `processes` copies of this test binary as one timely cluster, waits for them,
+/// and returns each one's report file.
+fn run_cluster(kind: &str, processes: usize) -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("objects");
+    std::fs::create_dir_all(&store_dir).expect("store dir");
+    let addresses: Vec<String> = (0..processes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let exe = std::env::current_exe().expect("test binary");
+    let mut children = Children(Vec::new());
+    for process in 0..processes {
+        let child = Command::new(&exe)
+            .args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("MP_PROCESS", process.to_string())
+            .env("MP_ADDRESSES", addresses.join(","))
+            .env("MP_KIND", kind)
+            .env("MP_STORE_DIR", &store_dir)
+            .env("MP_REPORT", report_path(dir.path(), process))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child process");
+        children.0.push(child);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (process, child) in children.0.iter_mut().enumerate() {
+        loop {
+            match child.try_wait().expect("wait") {
+                Some(status) => {
+                    assert!(status.success(), "process {process} failed: {status}");
+                    break;
+                }
+                None if Instant::now() > deadline => panic!("process {process} hung"),
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    let reports = (0..processes)
+        .map(|p| std::fs::read_to_string(report_path(dir.path(), p)).expect("report"))
+        .collect();
+    (dir, reports)
+}
+
+fn report_path(dir: &Path, process: usize) -> PathBuf {
+    dir.join(format!("report-{process}.txt"))
+}
+
+/// Parses the `seen` lines of the reports into sorted record ids, checking `left` lines.
+fn seen_records(reports: &[String]) -> Vec<u64> {
+    let mut seen = Vec::new();
+    for report in reports {
+        for line in report.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("seen") => seen.push(words.next().and_then(|w| w.parse().ok()).expect("id")),
+                Some("left") => assert_eq!(words.next(), Some("0"), "objects left: {line}"),
+                _ => panic!("unexpected report line {line:?}"),
+            }
+        }
+    }
+    seen.sort();
+    seen
+}
+
+#[test]
+fn two_processes_file_store_every_record_once() {
+    let (dir, reports) = run_cluster("file", 2);
+    assert_eq!(seen_records(&reports), (0..RECORDS).collect::<Vec<_>>());
+    assert!(reports[1].lines().any(|l| l.starts_with("seen")), "process 1 received records");
+    let left = std::fs::read_dir(dir.path().join("objects")).expect("read").count();
+    assert_eq!(left, 0, "objects left in the file store");
+}
+
+/// One process of the cluster; does nothing unless started by `run_cluster`.
+#[test]
+#[ignore = "started by the multi-process tests"]
+fn child() {
+    let Ok(process) = std::env::var("MP_PROCESS") else { return };
+    let process: usize = process.parse().expect("MP_PROCESS");
+    let addresses: Vec<String> = std::env::var("MP_ADDRESSES")
+        .expect("MP_ADDRESSES")
+        .split(',')
+        .map(String::from)
+        .collect();
+    let kind = std::env::var("MP_KIND").expect("MP_KIND");
+    let store_dir = PathBuf::from(std::env::var("MP_STORE_DIR").expect("MP_STORE_DIR"));
+    let report = PathBuf::from(std::env::var("MP_REPORT").expect("MP_REPORT"));
+
+    let connector = connector(&kind, &store_dir);
+    let store = Store::builder_arc("multiprocess", connector.clone()).cache_size(0).build();
+    register_store(&store).expect("register");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+
+    let config = timely::Config {
+        communication: timely::CommunicationConfig::Cluster {
+            threads: 1,
+            process,
+            addresses,
+            report: false,
+            zerocopy: false,
+        },
+        worker: timely::WorkerConfig::default(),
+    };
+    timely::execute(config, move |worker| {
+        let store = store.clone();
+        let sink = sink.clone();
+        let index = worker.index();
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(move |scope| {
+            let (input, stream) = scope.new_input::<Vec<Vec<u8>>>();
+            let probe = stream
+                .proxy(&store)
+                .exchange(|p| Proxy::key(p).id() as u64)
+                .resolve()
+                .inspect(move |data| {
+                    let i = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+                    assert!(*data == record(i), "record {i} corrupted");
+                    sink.lock().expect("lock").push(format!("seen {i}"));
+                })
+                .probe()
+                .0;
+            (input, probe)
+        });
+        if index == 0 {
+            for i in 0..RECORDS {
+                input.send(record(i));
+            }
+        }
+        input.advance_to(1);
+        while probe.less_than(input.time()) {
+            worker.step();
+        }
+    })
+    .expect("execute")
+    .join()
+    .into_iter()
+    .for_each(|r| r.expect("worker failed"));
+
+    let mut lines = lines.lock().expect("lock").clone();
+    if kind != "file" {
+        // Each peer holds the objects it put; after the dataflow none may be left.
+        lines.push(format!("left {}", connector.object_count().unwrap_or(usize::MAX)));
+    }
+    std::fs::write(&report, lines.join("\n") + "\n").expect("write report");
+}
