@@ -1,1 +1,1 @@
-
+//! Helpers shared by the benchmarks of this workspace.
