@@ -72,7 +72,7 @@ fn run(
             }
             input.advance_to(round + 1);
             while probe.less_than(input.time()) {
-                worker.step();
+                worker.step_or_park(Some(std::time::Duration::from_millis(100)));
             }
         }
     })

@@ -197,7 +197,7 @@ fn child() {
         }
         input.advance_to(1);
         while probe.less_than(input.time()) {
-            worker.step();
+            worker.step_or_park(Some(std::time::Duration::from_millis(100)));
         }
     })
     .expect("execute")
