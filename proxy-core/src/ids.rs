@@ -1,5 +1,6 @@
 //! Generation of object identifiers that are unique across threads, processes and machines.
 
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,9 +23,30 @@ fn random_u64(salt: u64) -> u64 {
     hasher.finish()
 }
 
+thread_local! {
+    /// This thread's random 128-bit base, drawn once, and a counter of ids made from it.
+    static BASE: Cell<(u64, u64, u64)> =
+        Cell::new((random_u64(0x5eed_0001), random_u64(0x5eed_0002), 0));
+}
+
+/// A bijective mixer (splitmix64's finalizer): distinct inputs give distinct outputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A new random 128-bit identifier.
+///
+/// The high half is the thread's random base; the low half mixes the thread's other base
+/// word with a counter, so ids of one thread never repeat and ids of different threads or
+/// processes collide only if their 64-bit random bases do.
 pub(crate) fn new_id() -> u128 {
-    (u128::from(random_u64(0x5eed_0001)) << 64) | u128::from(random_u64(0x5eed_0002))
+    BASE.with(|base| {
+        let (high, low, count) = base.get();
+        base.set((high, low, count.wrapping_add(1)));
+        (u128::from(high) << 64) | u128::from(mix(low.wrapping_add(count)))
+    })
 }
 
 #[cfg(test)]

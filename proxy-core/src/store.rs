@@ -1,6 +1,7 @@
 //! The `Store`: typed objects over a connector, with a codec, a cache and metrics.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,6 +67,8 @@ struct Inner {
     connector: Arc<dyn Connector>,
     config: Arc<StoreConfig>,
     cache: ObjectCache,
+    /// Bumped by every eviction: a get that raced with one does not cache what it read.
+    evictions: AtomicU64,
     metrics: Option<Metrics>,
 }
 
@@ -115,6 +118,7 @@ impl StoreBuilder {
                 connector: self.connector,
                 config: Arc::new(config),
                 cache: ObjectCache::new(self.cache_size),
+                evictions: AtomicU64::new(0),
                 metrics: self.metrics.then(Metrics::default),
             }),
         }
@@ -270,6 +274,7 @@ impl Store {
             return Ok(Some(hit));
         }
         let started = self.start();
+        let epoch = self.inner.evictions.load(Ordering::Acquire);
         let Some(bytes) = self
             .inner
             .connector
@@ -282,7 +287,7 @@ impl Store {
         let len = bytes.len();
         let value = Arc::new(C::decode(bytes).map_err(self.context(Some(key)))?);
         self.record(Op::Get, len, started);
-        self.inner.cache.insert(key.clone(), Arc::clone(&value));
+        self.cache_unless_evicted(epoch, key, &value);
         Ok(Some(value))
     }
 
@@ -298,6 +303,7 @@ impl Store {
             return Ok(out);
         }
         let started = self.start();
+        let epoch = self.inner.evictions.load(Ordering::Acquire);
         let asked: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
         let fetched = self
             .inner
@@ -309,12 +315,26 @@ impl Store {
             if let Some(bytes) = bytes {
                 total += bytes.len();
                 let value = Arc::new(C::decode(bytes).map_err(self.context(Some(&keys[i])))?);
-                self.inner.cache.insert(keys[i].clone(), Arc::clone(&value));
+                self.cache_unless_evicted(epoch, &keys[i], &value);
                 out[i] = Some(value);
             }
         }
         self.record(Op::Get, total, started);
         Ok(out)
+    }
+
+    /// Caches `value` unless an eviction happened since `epoch` (it may have evicted this
+    /// very object after we read it, and the cache must not bring it back).
+    fn cache_unless_evicted<T: Send + Sync + 'static>(
+        &self,
+        epoch: u64,
+        key: &Key,
+        value: &Arc<T>,
+    ) {
+        self.inner.cache.insert(key.clone(), Arc::clone(value));
+        if self.inner.evictions.load(Ordering::Acquire) != epoch {
+            self.inner.cache.remove(key);
+        }
     }
 
     fn cached<T: Send + Sync + 'static>(&self, key: &Key) -> Option<Arc<T>> {
@@ -343,6 +363,7 @@ impl Store {
     /// Removes the object from the connector and from the cache.
     pub fn evict(&self, key: &Key) -> Result<()> {
         let started = self.start();
+        self.inner.evictions.fetch_add(1, Ordering::AcqRel);
         self.inner.cache.remove(key);
         self.inner
             .connector

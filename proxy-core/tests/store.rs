@@ -454,8 +454,15 @@ fn a_removed_file_store_directory_gives_an_io_error_naming_the_path() {
     assert!(text.contains(&path.display().to_string()), "{text}");
     assert!(text.contains(store.name()), "{text}");
 
-    // A get finds nothing (the object is gone with the directory), without panicking.
-    assert!(store.get::<Record>(&key).expect("get").is_none());
+    // A get is an error naming the directory (the store itself is gone), not a panic and
+    // not a silent "missing object".
+    let err = store
+        .get::<Record>(&key)
+        .expect_err("get from a removed directory");
+    assert!(
+        matches!(err.root(), Error::Io { path: p, .. } if *p == path),
+        "{err:?}"
+    );
 
     let err = Store::from_config(&config).expect_err("rebuild over a removed directory");
     assert!(
@@ -487,4 +494,59 @@ fn a_cached_object_of_another_type_is_decoded_again() {
     // Same key, other type: the cached Vec<u8> must not be handed out as Bytes.
     let raw = store.get::<Bytes>(&key).expect("get").expect("present");
     assert_eq!(&raw[..], &[1, 2, 3]);
+}
+
+/// A connector whose `get` pauses after reading, so an eviction can slip in between.
+#[derive(Debug)]
+struct PausingGet {
+    inner: LocalConnector,
+    read: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    resume: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl proxy_core::Connector for PausingGet {
+    fn put(&self, data: bytes::Bytes) -> proxy_core::Result<proxy_core::Key> {
+        self.inner.put(data)
+    }
+    fn get(&self, key: &proxy_core::Key) -> proxy_core::Result<Option<bytes::Bytes>> {
+        let found = self.inner.get(key)?;
+        self.read.lock().expect("lock").send(()).expect("signal");
+        self.resume.lock().expect("lock").recv().expect("resume");
+        Ok(found)
+    }
+    fn exists(&self, key: &proxy_core::Key) -> proxy_core::Result<bool> {
+        self.inner.exists(key)
+    }
+    fn evict(&self, key: &proxy_core::Key) -> proxy_core::Result<()> {
+        self.inner.evict(key)
+    }
+    fn config(&self) -> proxy_core::ConnectorConfig {
+        self.inner.config()
+    }
+}
+
+#[test]
+fn a_get_racing_an_evict_does_not_bring_the_object_back_into_the_cache() {
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel();
+    let connector = PausingGet {
+        inner: LocalConnector::new(),
+        read: std::sync::Mutex::new(read_tx),
+        resume: std::sync::Mutex::new(resume_rx),
+    };
+    let store = Store::new(unique("evict-race"), connector);
+    let key = store.put(&7u32).expect("put");
+    let reader = {
+        let (store, key) = (store.clone(), key.clone());
+        std::thread::spawn(move || store.get::<u32>(&key).expect("get"))
+    };
+    read_rx.recv().expect("the get read the object");
+    store.evict(&key).expect("evict while the get is in flight");
+    resume_tx.send(()).expect("resume");
+    assert_eq!(reader.join().expect("reader").as_deref(), Some(&7));
+    assert!(
+        !store.is_cached(&key),
+        "the evicted object came back into the cache"
+    );
+    assert!(!store.exists(&key).expect("exists"));
 }

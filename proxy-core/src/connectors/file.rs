@@ -67,6 +67,22 @@ impl FileConnector {
         &self.dir
     }
 
+    /// A missing object is `None`, but a missing directory is an error: the store is gone.
+    fn missing(&self, action: &'static str) -> Result<()> {
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(Error::io(
+                action,
+                &self.dir,
+                std::io::Error::new(
+                    ErrorKind::NotADirectory,
+                    "store directory replaced by a file",
+                ),
+            )),
+            Err(e) => Err(Error::io(action, &self.dir, e)),
+        }
+    }
+
     fn path_of(&self, key: &Key) -> Result<PathBuf> {
         check_kind(key, KIND)?;
         // The file name comes from the numeric id only, never from a string in the key, so a
@@ -100,7 +116,9 @@ impl Connector for FileConnector {
         let path = self.path_of(key)?;
         match fs::read(&path) {
             Ok(data) => Ok(Some(Bytes::from(data))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.missing("read store directory").map(|()| None)
+            }
             Err(e) => Err(Error::io("read", path, e)),
         }
     }
@@ -109,7 +127,9 @@ impl Connector for FileConnector {
         let path = self.path_of(key)?;
         match fs::metadata(&path) {
             Ok(meta) => Ok(meta.is_file()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.missing("read store directory").map(|()| false)
+            }
             Err(e) => Err(Error::io("stat", path, e)),
         }
     }
