@@ -9,18 +9,29 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dataflow_plugin::{ProxyRecords, Resolve};
-use proxy_core::{register_store, Connector, ConnectorConfig, Proxy, Store};
+use proxy_core::{register_store, Connector, ConnectorConfig, Proxy, Store, ZmqConnector};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
 const RECORDS: u64 = 32;
 const LEN: usize = 256 * 1024;
 
+/// A free loopback port below the kernel's ephemeral range, so that the OS-chosen ports of
+/// the ZeroMQ peers (taken from that range) cannot grab it before timely binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000")
 }
+
+/// Clusters run one at a time: their ports are picked before the processes bind them.
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn record(i: u64) -> Vec<u8> {
     let mut data = vec![(i * 7 % 256) as u8; LEN];
@@ -36,6 +47,8 @@ fn connector(kind: &str, dir: &Path) -> std::sync::Arc<dyn Connector> {
         }
         .build()
         .expect("file connector"),
+        // Each process runs its own embedded peer; consumers fetch from the producer's peer.
+        "zmq" => std::sync::Arc::new(ZmqConnector::new().expect("zmq connector")),
         other => panic!("unknown connector kind {other}"),
     }
 }
@@ -54,6 +67,9 @@ impl Drop for Children {
 /// Starts `processes` copies of this test binary as one timely cluster, waits for them,
 /// and returns each one's report file.
 fn run_cluster(kind: &str, processes: usize) -> (tempfile::TempDir, Vec<String>) {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let store_dir = dir.path().join("objects");
     std::fs::create_dir_all(&store_dir).expect("store dir");
@@ -134,6 +150,28 @@ fn two_processes_file_store_every_record_once() {
         .expect("read")
         .count();
     assert_eq!(left, 0, "objects left in the file store");
+}
+
+#[test]
+fn two_processes_zmq_peers_every_record_once_and_nothing_left() {
+    let (_dir, reports) = run_cluster("zmq", 2);
+    assert_eq!(seen_records(&reports), (0..RECORDS).collect::<Vec<_>>());
+    assert!(
+        reports[1].lines().any(|l| l.starts_with("seen")),
+        "process 1 received records"
+    );
+    for (process, report) in reports.iter().enumerate() {
+        assert!(
+            report.lines().any(|l| l == "left 0"),
+            "process {process} reports no leftovers: {report}"
+        );
+    }
+}
+
+#[test]
+fn three_processes_zmq_peers_every_record_once() {
+    let (_dir, reports) = run_cluster("zmq", 3);
+    assert_eq!(seen_records(&reports), (0..RECORDS).collect::<Vec<_>>());
 }
 
 /// One process of the cluster; does nothing unless started by `run_cluster`.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// - a random 128-bit object id;
 /// - for peer-to-peer connectors, the peer that owns the object (its endpoint), so any
 ///   process can fetch it without a directory service;
-/// - for routing connectors such as [`MultiConnector`](crate::MultiConnector), the name of
+/// - for routing connectors such as `MultiConnector`, the name of
 ///   the child connector that holds the object.
 ///
 /// Keys are write-once: an object is never updated in place.

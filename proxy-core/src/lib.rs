@@ -43,7 +43,7 @@ mod proxy;
 mod registry;
 mod store;
 
-#[cfg(any(test, feature = "integration"))]
+#[cfg(any(test, doc, feature = "integration"))]
 pub mod conformance;
 
 pub use codec::{BincodeCodec, Codec, DefaultCodec};
