@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::connector::Connector;
-use crate::connectors::{FileConnector, LocalConnector};
+use crate::connectors::{FileConnector, LocalConnector, RedisOptions};
 use crate::error::Result;
 
 /// How to build a connector: what [`Connector::config`] returns and what travels inside a
@@ -28,6 +28,9 @@ pub enum ConnectorConfig {
         /// The directory holding the objects.
         dir: PathBuf,
     },
+    /// A [`RedisConnector`](crate::RedisConnector): a redis server (the url's password, if
+    /// any, travels with the configuration but never shows in its `Debug` output).
+    Redis(RedisOptions),
 }
 
 impl ConnectorConfig {
@@ -36,6 +39,7 @@ impl ConnectorConfig {
         Ok(match self {
             ConnectorConfig::Local { id } => Arc::new(LocalConnector::with_id(*id)),
             ConnectorConfig::File { dir } => Arc::new(FileConnector::new(dir)?),
+            ConnectorConfig::Redis(options) => crate::connectors::build_redis(options)?,
         })
     }
 }
