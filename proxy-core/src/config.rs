@@ -6,7 +6,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::connector::Connector;
-use crate::connectors::{FileConnector, LocalConnector, RedisOptions};
+use crate::connectors::{
+    FileConnector, LocalConnector, MultiChildConfig, MultiConnector, RedisOptions,
+};
 use crate::error::Result;
 
 /// How to build a connector: what [`Connector::config`] returns and what travels inside a
@@ -31,6 +33,11 @@ pub enum ConnectorConfig {
     /// A [`RedisConnector`](crate::RedisConnector): a redis server (the url's password, if
     /// any, travels with the configuration but never shows in its `Debug` output).
     Redis(RedisOptions),
+    /// A [`MultiConnector`]: named children, each with its routing policy and configuration.
+    Multi {
+        /// The children, in the order they were declared.
+        children: Vec<MultiChildConfig>,
+    },
 }
 
 impl ConnectorConfig {
@@ -40,6 +47,9 @@ impl ConnectorConfig {
             ConnectorConfig::Local { id } => Arc::new(LocalConnector::with_id(*id)),
             ConnectorConfig::File { dir } => Arc::new(FileConnector::new(dir)?),
             ConnectorConfig::Redis(options) => crate::connectors::build_redis(options)?,
+            ConnectorConfig::Multi { children } => {
+                Arc::new(MultiConnector::from_configs(children)?)
+            }
         })
     }
 }

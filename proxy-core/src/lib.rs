@@ -53,7 +53,7 @@ pub use config::ConnectorConfig;
 pub use connector::{check_kind, Connector};
 #[cfg(feature = "redis")]
 pub use connectors::RedisConnector;
-pub use connectors::{FileConnector, LocalConnector, RedisOptions};
+pub use connectors::{FileConnector, LocalConnector, MultiConnector, RedisOptions, RoutingPolicy};
 pub use error::{Error, KeyContext, Result};
 pub use key::Key;
 pub use metrics::{MetricsSnapshot, OpStats};

@@ -2,10 +2,12 @@
 
 mod file;
 mod local;
+mod multi;
 mod redis;
 
 pub use file::FileConnector;
 pub use local::LocalConnector;
+pub use multi::{MultiChildConfig, MultiConnector, MultiConnectorBuilder, RoutingPolicy};
 pub(crate) use redis::build_redis;
 #[cfg(feature = "redis")]
 pub use redis::RedisConnector;
