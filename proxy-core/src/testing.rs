@@ -140,7 +140,7 @@ impl RedisServer {
                     "redis-server on port {port} exited at start with {status}"
                 ));
             }
-            if answers_ping(self.port) {
+            if is_served_by(self.port, self.password.as_deref(), process.id()) {
                 self.process = Some(process);
                 return Ok(());
             }
@@ -170,18 +170,39 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot bind a loopback port to find a free one: {e}"))
 }
 
-/// Whether a redis server answers on `port` (a `NOAUTH` error counts: the server is up).
-fn answers_ping(port: u16) -> bool {
+/// Whether the redis server answering on `port` is the process `pid` (and not, say, a server
+/// another test started on the same port a moment earlier).
+fn is_served_by(port: u16, password: Option<&str>, pid: u32) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
-    let mut reply = [0u8; 64];
-    stream
+    let mut request = String::new();
+    if let Some(password) = password {
+        request.push_str(&format!("AUTH {password}\r\n"));
+    }
+    request.push_str("INFO server\r\n");
+    if stream
         .set_read_timeout(Some(Duration::from_millis(500)))
-        .is_ok()
-        && stream.write_all(b"PING\r\n").is_ok()
-        && matches!(stream.read(&mut reply), Ok(n) if reply[..n].starts_with(b"+PONG") || reply[..n].starts_with(b"-NOAUTH"))
+        .is_err()
+        || stream.write_all(request.as_bytes()).is_err()
+    {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        let served_by = text
+            .split_once("process_id:")
+            .and_then(|(_, rest)| rest.split_once("\r\n"))
+            .map(|(id, _)| id.trim().parse::<u32>());
+        if let Some(id) = served_by {
+            return id == Ok(pid);
+        }
+    }
+    false
 }
 
 /// A connector bundled with the server it talks to, so that the server lives exactly as long
