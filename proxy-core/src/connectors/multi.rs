@@ -197,20 +197,35 @@ impl MultiConnector {
             if positions.is_empty() {
                 continue;
             }
-            let child_keys = child.connector.put_batch(payloads)?;
-            if child_keys.len() != positions.len() {
-                return Err(self.batch_length_error(
-                    child,
-                    "put_batch",
-                    positions.len(),
-                    child_keys.len(),
-                ));
-            }
+            let child_keys = match child.connector.put_batch(payloads) {
+                Ok(child_keys) if child_keys.len() == positions.len() => child_keys,
+                failed => {
+                    // Do not leave the objects already stored in other children behind.
+                    self.evict_quietly(keys.iter().flatten());
+                    return Err(match failed {
+                        Err(error) => error,
+                        Ok(child_keys) => self.batch_length_error(
+                            child,
+                            "put_batch",
+                            positions.len(),
+                            child_keys.len(),
+                        ),
+                    });
+                }
+            };
             for (position, key) in positions.into_iter().zip(child_keys) {
                 keys[position] = Some(add_route(&child.name, key));
             }
         }
         Ok(keys.into_iter().flatten().collect())
+    }
+
+    /// Evicts `keys` as a clean-up after a failure, ignoring errors (the failure that caused
+    /// the clean-up is the one worth reporting).
+    fn evict_quietly<'a>(&self, keys: impl Iterator<Item = &'a Key>) {
+        for key in keys {
+            let _ = self.evict(key);
+        }
     }
 
     /// The index of the child that takes an object of `size` bytes with `tags`.

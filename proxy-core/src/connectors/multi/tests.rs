@@ -311,3 +311,34 @@ fn the_builder_rejects_bad_children() {
         assert!(err.to_string().contains(expected), "{err}");
     }
 }
+
+#[test]
+fn a_failed_batch_leaves_no_objects_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = FileConnector::new(dir.path()).expect("file connector");
+    drop(dir); // Writes to the child now fail: its directory is gone.
+    let local = LocalConnector::new();
+    let multi = MultiConnector::builder()
+        .child(
+            "small",
+            local.clone(),
+            RoutingPolicy::new().with_max_size(10),
+        )
+        .child("broken", broken, RoutingPolicy::new().with_min_size(11))
+        .build()
+        .expect("build");
+    let data = vec![
+        Bytes::from_static(b"a"),
+        Bytes::from(vec![0u8; 100]),
+        Bytes::from_static(b"b"),
+    ];
+    let err = multi
+        .put_batch(data)
+        .expect_err("the broken child cannot store");
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert_eq!(
+        local.object_count(),
+        Some(0),
+        "objects stored before the failure were left behind"
+    );
+}
