@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use proxy_core::testing::RedisServer;
 use proxy_core::{Connector, RedisConnector};
 
@@ -21,10 +21,12 @@ fn redis_put_get(c: &mut Criterion) {
         let mut group = c.benchmark_group("redis");
         group.throughput(Throughput::Bytes(size as u64));
         if size >= 64 << 20 {
+            // Ten samples of one operation each: about ten seconds per benchmark.
             group
                 .sample_size(10)
+                .sampling_mode(SamplingMode::Flat)
                 .warm_up_time(Duration::from_secs(1))
-                .measurement_time(Duration::from_secs(8));
+                .measurement_time(Duration::from_secs(5));
         }
 
         group.bench_function(BenchmarkId::new("put", label), |b| {
