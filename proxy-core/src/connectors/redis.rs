@@ -8,18 +8,19 @@ mod pool;
 
 pub use options::{RedisOptions, DEFAULT_REDIS_PREFIX};
 
+use std::sync::Arc;
+
+use crate::connector::Connector;
+use crate::error::Result;
+
 #[cfg(feature = "redis")]
 pub use connector::RedisConnector;
 
 /// Builds the redis connector `options` describe, or explains that this build has none.
-pub(crate) fn build_redis(
-    options: &RedisOptions,
-) -> crate::Result<std::sync::Arc<dyn crate::Connector>> {
+pub(crate) fn build_redis(options: &RedisOptions) -> Result<Arc<dyn Connector>> {
     #[cfg(feature = "redis")]
     {
-        Ok(std::sync::Arc::new(RedisConnector::with_options(
-            options.clone(),
-        )?))
+        Ok(Arc::new(RedisConnector::with_options(options.clone())?))
     }
     #[cfg(not(feature = "redis"))]
     {
