@@ -6,7 +6,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::connector::Connector;
-use crate::connectors::{FileConnector, LocalConnector, ZmqConfig};
+use crate::connectors::{
+    FileConnector, LocalConnector, MultiChildConfig, MultiConnector, RedisOptions, ZmqConfig,
+};
 use crate::error::Result;
 
 /// How to build a connector: what [`Connector::config`] returns and what travels inside a
@@ -30,6 +32,14 @@ pub enum ConnectorConfig {
     },
     /// A [`ZmqConnector`](crate::ZmqConnector): objects served peer to peer.
     Zmq(ZmqConfig),
+    /// A [`RedisConnector`](crate::RedisConnector): a redis server (the url's password, if
+    /// any, travels with the configuration but never shows in its `Debug` output).
+    Redis(RedisOptions),
+    /// A [`MultiConnector`]: named children, each with its routing policy and configuration.
+    Multi {
+        /// The children, in the order they were declared.
+        children: Vec<MultiChildConfig>,
+    },
 }
 
 impl ConnectorConfig {
@@ -39,6 +49,10 @@ impl ConnectorConfig {
             ConnectorConfig::Local { id } => Arc::new(LocalConnector::with_id(*id)),
             ConnectorConfig::File { dir } => Arc::new(FileConnector::new(dir)?),
             ConnectorConfig::Zmq(config) => Arc::new(config.build()?),
+            ConnectorConfig::Redis(options) => crate::connectors::build_redis(options)?,
+            ConnectorConfig::Multi { children } => {
+                Arc::new(MultiConnector::from_configs(children)?)
+            }
         })
     }
 }

@@ -45,11 +45,15 @@ mod store;
 
 #[cfg(any(test, doc, feature = "integration"))]
 pub mod conformance;
+#[cfg(any(test, feature = "integration"))]
+pub mod testing;
 
 pub use codec::{BincodeCodec, Codec, DefaultCodec};
 pub use config::ConnectorConfig;
 pub use connector::{check_kind, Connector};
-pub use connectors::{FileConnector, LocalConnector};
+#[cfg(feature = "redis")]
+pub use connectors::RedisConnector;
+pub use connectors::{FileConnector, LocalConnector, MultiConnector, RedisOptions, RoutingPolicy};
 pub use connectors::{ZmqConfig, ZmqConnector, ZmqOptions};
 pub use error::{Error, KeyContext, Result};
 pub use key::Key;

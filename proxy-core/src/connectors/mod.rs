@@ -2,8 +2,15 @@
 
 mod file;
 mod local;
+mod multi;
+mod redis;
 mod zmq;
 
 pub use file::FileConnector;
 pub use local::LocalConnector;
+pub use multi::{MultiChildConfig, MultiConnector, MultiConnectorBuilder, RoutingPolicy};
+pub(crate) use redis::build_redis;
+#[cfg(feature = "redis")]
+pub use redis::RedisConnector;
+pub use redis::{RedisOptions, DEFAULT_REDIS_PREFIX};
 pub use zmq::{ZmqConfig, ZmqConnector, ZmqOptions};

@@ -1,0 +1,390 @@
+//! `MultiConnector`: routes each object to one of several named connectors.
+
+mod policy;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConnectorConfig;
+use crate::connector::Connector;
+use crate::error::{Error, Result};
+use crate::key::Key;
+
+pub use policy::RoutingPolicy;
+
+/// Several named child connectors behind one: each `put` goes to the child whose
+/// [`RoutingPolicy`] admits the object (by size and tags) with the highest priority, and the
+/// returned key names that child in its [`route`](Key::route), so that `get`, `exists` and
+/// `evict` go straight to the owner.
+///
+/// The keys are the children's own keys plus the route (a child that is itself a
+/// `MultiConnector` gets the path `outer/inner`). A key without a route, or with a route
+/// naming no child, is refused with [`Error::WrongConnector`]. Batches are split per child
+/// and use the children's batch operations. The [`config`](Connector::config) nests the
+/// children's configurations, so another process rebuilds the whole tree.
+///
+/// ```
+/// use bytes::Bytes;
+/// use proxy_core::{Connector, FileConnector, LocalConnector, MultiConnector, RoutingPolicy};
+///
+/// # let dir = std::env::temp_dir().join(format!("proxy-core-multi-doc-{}", std::process::id()));
+/// let small = LocalConnector::new();
+/// let large = FileConnector::create(&dir)?;
+/// let multi = MultiConnector::builder()
+///     .child("small", small.clone(), RoutingPolicy::new().with_max_size(1024))
+///     .child("large", large, RoutingPolicy::new().with_min_size(1025))
+///     .build()?;
+///
+/// let key = multi.put(Bytes::from_static(b"tiny"))?;
+/// assert_eq!(key.route(), Some("small"));
+/// assert!(small.exists(&key)?, "the small object is in the local connector");
+/// assert_eq!(multi.get(&key)?, Some(Bytes::from_static(b"tiny")));
+///
+/// let key = multi.put(Bytes::from(vec![0u8; 4096]))?;
+/// assert_eq!(key.route(), Some("large"));
+/// multi.evict(&key)?;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct MultiConnector {
+    children: Arc<[Child]>,
+}
+
+#[derive(Debug)]
+struct Child {
+    name: String,
+    policy: RoutingPolicy,
+    connector: Arc<dyn Connector>,
+}
+
+/// One child of a [`ConnectorConfig::Multi`]: its name, policy and configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiChildConfig {
+    /// The child's name, recorded in the route of its keys.
+    pub name: String,
+    /// Which objects the child takes.
+    pub policy: RoutingPolicy,
+    /// How to build the child.
+    pub connector: ConnectorConfig,
+}
+
+/// Declares the children of a [`MultiConnector`]; made by [`MultiConnector::builder`].
+#[derive(Debug, Default)]
+pub struct MultiConnectorBuilder {
+    children: Vec<Child>,
+}
+
+impl MultiConnectorBuilder {
+    /// Adds the child `connector` under `name` with `policy`.
+    pub fn child(
+        self,
+        name: impl Into<String>,
+        connector: impl Connector + 'static,
+        policy: RoutingPolicy,
+    ) -> Self {
+        self.child_arc(name, Arc::new(connector), policy)
+    }
+
+    /// Adds a shared child connector under `name` with `policy`.
+    pub fn child_arc(
+        mut self,
+        name: impl Into<String>,
+        connector: Arc<dyn Connector>,
+        policy: RoutingPolicy,
+    ) -> Self {
+        self.children.push(Child {
+            name: name.into(),
+            policy,
+            connector,
+        });
+        self
+    }
+
+    /// The connector. Fails with [`Error::Config`] if there is no child, or a name is empty,
+    /// repeated or contains `/` (the route separator).
+    pub fn build(self) -> Result<MultiConnector> {
+        let invalid = |message: String| Error::Config {
+            what: "multi connector".into(),
+            message,
+        };
+        if self.children.is_empty() {
+            return Err(invalid("it needs at least one child".into()));
+        }
+        for (i, child) in self.children.iter().enumerate() {
+            if child.name.is_empty() || child.name.contains('/') {
+                return Err(invalid(format!(
+                    "child name `{}` must be non-empty and free of `/`",
+                    child.name
+                )));
+            }
+            if self.children[..i]
+                .iter()
+                .any(|other| other.name == child.name)
+            {
+                return Err(invalid(format!("two children are named `{}`", child.name)));
+            }
+        }
+        Ok(MultiConnector {
+            children: self.children.into(),
+        })
+    }
+}
+
+impl MultiConnector {
+    /// Starts declaring the children.
+    pub fn builder() -> MultiConnectorBuilder {
+        MultiConnectorBuilder::default()
+    }
+
+    /// Rebuilds a connector from its children's configurations.
+    pub(crate) fn from_configs(children: &[MultiChildConfig]) -> Result<Self> {
+        let mut builder = Self::builder();
+        for child in children {
+            builder = builder.child_arc(
+                child.name.clone(),
+                child.connector.build()?,
+                child.policy.clone(),
+            );
+        }
+        builder.build()
+    }
+
+    /// The child named `name`.
+    pub fn child(&self, name: &str) -> Option<&Arc<dyn Connector>> {
+        self.children
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| &c.connector)
+    }
+
+    /// The children's names and policies, in declaration order.
+    pub fn children(&self) -> impl Iterator<Item = (&str, &RoutingPolicy)> {
+        self.children.iter().map(|c| (c.name.as_str(), &c.policy))
+    }
+
+    /// The name of the child that a put of `size` bytes with `tags` goes to.
+    ///
+    /// Fails with [`Error::Config`] naming the size and tags when no child admits it.
+    pub fn route_for(&self, size: usize, tags: &[&str]) -> Result<&str> {
+        self.choose(size, tags)
+            .map(|i| self.children[i].name.as_str())
+    }
+
+    /// Stores `data` in the child chosen for its size among those carrying all of `tags`.
+    pub fn put_tagged(&self, data: Bytes, tags: &[&str]) -> Result<Key> {
+        let child = &self.children[self.choose(data.len(), tags)?];
+        let key = child.connector.put(data)?;
+        Ok(add_route(&child.name, key))
+    }
+
+    /// Stores several objects, each in the child chosen for its size among those carrying all
+    /// of `tags`; each child gets its share as one batch. The keys come back in order.
+    pub fn put_batch_tagged(&self, data: Vec<Bytes>, tags: &[&str]) -> Result<Vec<Key>> {
+        let mut shares: Vec<(Vec<usize>, Vec<Bytes>)> =
+            vec![Default::default(); self.children.len()];
+        let count = data.len();
+        for (position, bytes) in data.into_iter().enumerate() {
+            let (positions, payloads) = &mut shares[self.choose(bytes.len(), tags)?];
+            positions.push(position);
+            payloads.push(bytes);
+        }
+        let mut keys: Vec<Option<Key>> = vec![None; count];
+        for (child, (positions, payloads)) in self.children.iter().zip(shares) {
+            if positions.is_empty() {
+                continue;
+            }
+            let child_keys = match child.connector.put_batch(payloads) {
+                Ok(child_keys) if child_keys.len() == positions.len() => child_keys,
+                failed => {
+                    // Do not leave the objects already stored in other children behind.
+                    self.evict_quietly(keys.iter().flatten());
+                    return Err(match failed {
+                        Err(error) => error,
+                        Ok(child_keys) => self.batch_length_error(
+                            child,
+                            "put_batch",
+                            positions.len(),
+                            child_keys.len(),
+                        ),
+                    });
+                }
+            };
+            for (position, key) in positions.into_iter().zip(child_keys) {
+                keys[position] = Some(add_route(&child.name, key));
+            }
+        }
+        Ok(keys.into_iter().flatten().collect())
+    }
+
+    /// Evicts `keys` as a clean-up after a failure, ignoring errors (the failure that caused
+    /// the clean-up is the one worth reporting).
+    fn evict_quietly<'a>(&self, keys: impl Iterator<Item = &'a Key>) {
+        for key in keys {
+            let _ = self.evict(key);
+        }
+    }
+
+    /// The index of the child that takes an object of `size` bytes with `tags`.
+    fn choose(&self, size: usize, tags: &[&str]) -> Result<usize> {
+        self.children
+            .iter()
+            .enumerate()
+            .filter(|(_, child)| child.policy.admits(size, tags))
+            // `max_by_key` keeps the last of equal maxima; reversing keeps the first declared.
+            .rev()
+            .max_by_key(|(_, child)| child.policy.priority())
+            .map(|(i, _)| i)
+            .ok_or_else(|| Error::Config {
+                what: format!("multi connector {}", self.description()),
+                message: format!("no child admits an object of {size} bytes with tags {tags:?}"),
+            })
+    }
+
+    /// The index of the child owning `key`, and the key as that child made it.
+    fn owner(&self, key: &Key) -> Result<(usize, Key)> {
+        let wrong = || Error::WrongConnector {
+            key: key.clone(),
+            expected: self.description(),
+        };
+        let route = key.route().ok_or_else(wrong)?;
+        let (name, inner_route) = match route.split_once('/') {
+            Some((name, inner)) => (name, Some(inner.to_string())),
+            None => (route, None),
+        };
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(wrong)?;
+        Ok((index, key.clone().with_route(inner_route)))
+    }
+
+    /// `multi(a, b, c)`: the kind of connector and its children, for error messages.
+    fn description(&self) -> String {
+        let names: Vec<&str> = self.children.iter().map(|c| c.name.as_str()).collect();
+        format!("multi({})", names.join(", "))
+    }
+
+    fn batch_length_error(
+        &self,
+        child: &Child,
+        operation: &str,
+        asked: usize,
+        got: usize,
+    ) -> Error {
+        Error::Protocol {
+            peer: format!("child `{}` of {}", child.name, self.description()),
+            message: format!("{operation} of {asked} objects returned {got} results"),
+        }
+    }
+}
+
+/// `key`, made by the child `name`, with the route that leads back to that child.
+fn add_route(name: &str, key: Key) -> Key {
+    let route = match key.route() {
+        Some(inner) => format!("{name}/{inner}"),
+        None => name.to_string(),
+    };
+    key.with_route(Some(route))
+}
+
+impl Connector for MultiConnector {
+    fn put(&self, data: Bytes) -> Result<Key> {
+        self.put_tagged(data, &[])
+    }
+
+    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        let (index, child_key) = self.owner(key)?;
+        self.children[index].connector.get(&child_key)
+    }
+
+    fn exists(&self, key: &Key) -> Result<bool> {
+        let (index, child_key) = self.owner(key)?;
+        self.children[index].connector.exists(&child_key)
+    }
+
+    fn evict(&self, key: &Key) -> Result<()> {
+        let (index, child_key) = self.owner(key)?;
+        self.children[index].connector.evict(&child_key)
+    }
+
+    fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
+        self.put_batch_tagged(data, &[])
+    }
+
+    fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        // Resolve every route before fetching anything, so a bad key fails the whole batch.
+        let mut shares: Vec<(Vec<usize>, Vec<Key>)> = vec![Default::default(); self.children.len()];
+        for (position, key) in keys.iter().enumerate() {
+            let (index, child_key) = self.owner(key)?;
+            shares[index].0.push(position);
+            shares[index].1.push(child_key);
+        }
+        let mut results: Vec<Option<Bytes>> = vec![None; keys.len()];
+        for (child, (positions, child_keys)) in self.children.iter().zip(shares) {
+            if positions.is_empty() {
+                continue;
+            }
+            let objects = child.connector.get_batch(&child_keys)?;
+            if objects.len() != positions.len() {
+                return Err(self.batch_length_error(
+                    child,
+                    "get_batch",
+                    positions.len(),
+                    objects.len(),
+                ));
+            }
+            for (position, object) in positions.into_iter().zip(objects) {
+                results[position] = object;
+            }
+        }
+        Ok(results)
+    }
+
+    fn close(&self) -> Result<()> {
+        // Close every child even if one fails; report the first failure.
+        let mut first_failure = None;
+        for child in self.children.iter() {
+            if let Err(error) = child.connector.close() {
+                first_failure.get_or_insert(error);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    fn config(&self) -> ConnectorConfig {
+        ConnectorConfig::Multi {
+            children: self
+                .children
+                .iter()
+                .map(|child| MultiChildConfig {
+                    name: child.name.clone(),
+                    policy: child.policy.clone(),
+                    connector: child.connector.config(),
+                })
+                .collect(),
+        }
+    }
+
+    fn object_count(&self) -> Option<usize> {
+        self.children
+            .iter()
+            .map(|c| c.connector.object_count())
+            .sum()
+    }
+}
+
+impl fmt::Debug for MultiConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultiConnector")
+            .field("children", &self.children)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! `RedisConnector`: objects kept in a redis server.
+
+#[cfg(feature = "redis")]
+mod errors;
+mod options;
+#[cfg(feature = "redis")]
+mod pool;
+
+pub use options::{RedisOptions, DEFAULT_REDIS_PREFIX};
+
+use std::sync::Arc;
+
+use crate::connector::Connector;
+use crate::error::Result;
+
+#[cfg(feature = "redis")]
+pub use connector::RedisConnector;
+
+/// Builds the redis connector `options` describe, or explains that this build has none.
+pub(crate) fn build_redis(options: &RedisOptions) -> Result<Arc<dyn Connector>> {
+    #[cfg(feature = "redis")]
+    {
+        Ok(Arc::new(RedisConnector::with_options(options.clone())?))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err(crate::Error::Config {
+            what: format!("redis connector for {}", options.server()),
+            message: "proxy-core was built without its `redis` feature".into(),
+        })
+    }
+}
+
+#[cfg(feature = "redis")]
+mod connector {
+    use std::fmt;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use redis::{Cmd, Connection, ConnectionLike, RedisResult, Value};
+
+    use super::errors::Operation;
+    use super::options::RedisOptions;
+    use super::pool::ConnectionPool;
+    use crate::config::ConnectorConfig;
+    use crate::connector::{check_kind, Connector};
+    use crate::error::{Error, Result};
+    use crate::key::Key;
+
+    const KIND: &str = "redis";
+
+    /// Objects kept in a redis server, one redis string per object under the key
+    /// `<prefix><id>` (prefix `proxystore:` unless [`RedisOptions::with_prefix`] says
+    /// otherwise).
+    ///
+    /// The connector keeps a small pool of blocking connections, so threads run commands in
+    /// parallel; batches are one command each (`MSET`, `MGET`), hence one round trip. Errors
+    /// name the server (never its password): [`Error::Peer`] when it cannot be reached,
+    /// refuses the password or drops the connection, [`Error::Timeout`] when it does not
+    /// answer within the configured timeout. After the server comes back, the same
+    /// connector works again.
+    ///
+    /// ```no_run
+    /// use bytes::Bytes;
+    /// use proxy_core::{Connector, RedisConnector, Store};
+    ///
+    /// let connector = RedisConnector::new("redis://127.0.0.1:6379/0")?;
+    /// let key = connector.put(Bytes::from_static(b"in redis"))?;
+    /// assert_eq!(connector.get(&key)?, Some(Bytes::from_static(b"in redis")));
+    /// connector.evict(&key)?;
+    ///
+    /// // Or behind a store, which any process can rebuild from its config.
+    /// let store = Store::new("my-store", connector);
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    #[derive(Clone)]
+    pub struct RedisConnector {
+        pool: Arc<ConnectionPool>,
+    }
+
+    impl RedisConnector {
+        /// A connector for the server at `url` (`redis://[:password@]host[:port][/db]`) with
+        /// default [`RedisOptions`]. Connects once to check that the server answers.
+        pub fn new(url: impl Into<String>) -> Result<Self> {
+            Self::with_options(RedisOptions::new(url))
+        }
+
+        /// A connector configured by `options`. Connects once to check that the server
+        /// answers (and accepts the password).
+        pub fn with_options(options: RedisOptions) -> Result<Self> {
+            let connector = RedisConnector {
+                pool: Arc::new(ConnectionPool::new(options)?),
+            };
+            connector.pool.run(Operation::Plain("PING"), |connection| {
+                connection.req_command(&redis::cmd("PING"))?.extract_error()
+            })?;
+            Ok(connector)
+        }
+
+        /// The options this connector was made from.
+        pub fn options(&self) -> &RedisOptions {
+            self.pool.options()
+        }
+
+        /// The redis key under which the object named by `key` is stored.
+        pub fn redis_key(&self, key: &Key) -> Result<String> {
+            check_kind(key, KIND)?;
+            Ok(self.redis_key_of_id(key))
+        }
+
+        fn redis_key_of_id(&self, key: &Key) -> String {
+            format!("{}{}", self.options().prefix(), key.id_hex())
+        }
+
+        fn protocol_error(&self, operation: Operation<'_>, reply: &Value) -> Error {
+            Error::Protocol {
+                peer: self.pool.server().to_string(),
+                message: format!("unexpected reply to {operation}: {reply:?}"),
+            }
+        }
+    }
+
+    /// Sends `command` and turns a server error reply into an error.
+    fn request(connection: &mut Connection, command: &Cmd) -> RedisResult<Value> {
+        connection.req_command(command)?.extract_error()
+    }
+
+    /// The payload in a `GET`/`MGET` reply element; moves the buffer instead of copying it.
+    fn payload(reply: Value) -> std::result::Result<Option<Bytes>, Value> {
+        match reply {
+            Value::Nil => Ok(None),
+            Value::BulkString(data) => Ok(Some(Bytes::from(data))),
+            other => Err(other),
+        }
+    }
+
+    impl Connector for RedisConnector {
+        fn put(&self, data: Bytes) -> Result<Key> {
+            let key = Key::random(KIND);
+            let mut command = redis::cmd("SET");
+            command.arg(self.redis_key_of_id(&key)).arg(data.as_ref());
+            let operation = Operation::One("SET", &key);
+            match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Okay => Ok(key),
+                other => Err(self.protocol_error(operation, &other)),
+            }
+        }
+
+        fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+            let mut command = redis::cmd("GET");
+            command.arg(self.redis_key(key)?);
+            let operation = Operation::One("GET", key);
+            let reply = self.pool.run(operation, |c| request(c, &command))?;
+            payload(reply).map_err(|other| self.protocol_error(operation, &other))
+        }
+
+        fn exists(&self, key: &Key) -> Result<bool> {
+            let mut command = redis::cmd("EXISTS");
+            command.arg(self.redis_key(key)?);
+            let operation = Operation::One("EXISTS", key);
+            match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Int(count) => Ok(count > 0),
+                other => Err(self.protocol_error(operation, &other)),
+            }
+        }
+
+        fn evict(&self, key: &Key) -> Result<()> {
+            let mut command = redis::cmd("DEL");
+            command.arg(self.redis_key(key)?);
+            let operation = Operation::One("DEL", key);
+            match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Int(_) => Ok(()),
+                other => Err(self.protocol_error(operation, &other)),
+            }
+        }
+
+        fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
+            if data.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<Key> = data.iter().map(|_| Key::random(KIND)).collect();
+            let mut command = redis::cmd("MSET");
+            for (key, bytes) in keys.iter().zip(&data) {
+                command.arg(self.redis_key_of_id(key)).arg(bytes.as_ref());
+            }
+            let operation = Operation::Batch("MSET", keys.len());
+            match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Okay => Ok(keys),
+                other => Err(self.protocol_error(operation, &other)),
+            }
+        }
+
+        fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut command = redis::cmd("MGET");
+            for key in keys {
+                command.arg(self.redis_key(key)?);
+            }
+            let operation = Operation::Batch("MGET", keys.len());
+            let replies = match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Array(replies) if replies.len() == keys.len() => replies,
+                other => return Err(self.protocol_error(operation, &other)),
+            };
+            replies
+                .into_iter()
+                .map(|reply| payload(reply).map_err(|other| self.protocol_error(operation, &other)))
+                .collect()
+        }
+
+        fn close(&self) -> Result<()> {
+            self.pool.close();
+            Ok(())
+        }
+
+        fn config(&self) -> ConnectorConfig {
+            ConnectorConfig::Redis(self.options().clone())
+        }
+    }
+
+    impl fmt::Debug for RedisConnector {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RedisConnector")
+                .field("server", &self.pool.server())
+                .field("prefix", &self.options().prefix())
+                .finish()
+        }
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests;
