@@ -6,3 +6,8 @@
 
 pub use dataflow_plugin;
 pub use proxy_core;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
