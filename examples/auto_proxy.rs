@@ -8,12 +8,14 @@
 //! cargo run --release --example auto_proxy
 //! ```
 
+mod common;
+
 use std::error::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dataflow_plugin::{AutoProxy, Resolve};
-use proxy_core::{register_store, Connector, Store, ZmqConnector};
+use proxy_core::Connector;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
@@ -27,15 +29,8 @@ enum Output {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        args = vec!["-w".into(), "2".into()];
-    }
-    let connector = ZmqConnector::new()?;
-    let store = Store::builder("auto-proxy", connector.clone())
-        .cache_size(0)
-        .build();
-    register_store(&store)?;
+    let args = common::timely_args();
+    let (connector, store) = common::embedded_store("auto-proxy")?;
     let inline = Arc::new(AtomicUsize::new(0));
     let stored = Arc::new(AtomicUsize::new(0));
     let (inline2, stored2) = (Arc::clone(&inline), Arc::clone(&stored));

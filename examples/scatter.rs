@@ -12,6 +12,8 @@
 //! cargo run --release --example scatter -- --processes 3 --workers 2 --count 512 --size-kib 4096
 //! ```
 
+mod common;
+
 use std::error::Error;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dataflow_plugin::{ProxyRecords, Resolve};
-use proxy_core::{register_store, Connector, Proxy, Store, ZmqConnector};
+use proxy_core::{Connector, Proxy};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
@@ -176,11 +178,7 @@ fn free_ports(n: usize) -> Result<Vec<u16>, Box<dyn Error>> {
 fn child(process: usize) -> Result<(), Box<dyn Error>> {
     let count: u64 = std::env::var("SCATTER_COUNT")?.parse()?;
     let size: usize = std::env::var("SCATTER_SIZE")?.parse()?;
-    let connector = ZmqConnector::new()?;
-    let store = Store::builder("scatter", connector.clone())
-        .cache_size(0)
-        .build();
-    register_store(&store)?;
+    let (connector, store) = common::embedded_store("scatter")?;
     let received = Arc::new(AtomicU64::new(0));
     let received_bytes = Arc::new(AtomicU64::new(0));
     let (r, rb) = (Arc::clone(&received), Arc::clone(&received_bytes));

@@ -9,25 +9,20 @@
 //! cargo run --release --example wrap_stream -- -w 4      # timely's usual arguments
 //! ```
 
+mod common;
+
 use std::error::Error;
 
 use dataflow_plugin::{ProxyRecords, Resolve};
-use proxy_core::{register_store, Connector, Proxy, Store, ZmqConnector};
+use proxy_core::{Connector, Proxy};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
 const IMAGES: u64 = 16;
 const IMAGE_BYTES: usize = 4 << 20;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        args = vec!["-w".into(), "2".into()];
-    }
-    let connector = ZmqConnector::new()?;
-    let store = Store::builder("wrap-stream", connector.clone())
-        .cache_size(0)
-        .build();
-    register_store(&store)?;
+    let args = common::timely_args();
+    let (connector, store) = common::embedded_store("wrap-stream")?;
 
     timely::execute_from_args(args.into_iter(), move |worker| {
         let index = worker.index();

@@ -200,10 +200,7 @@ impl Store {
     /// Stores raw bytes, with no codec.
     pub fn put_bytes(&self, data: Bytes) -> Result<Key> {
         let started = self.start();
-        let len = data.len();
-        let key = self.inner.connector.put(data).map_err(self.context(None))?;
-        self.record(Op::Put, len, started);
-        Ok(key)
+        self.put_encoded(started, Ok(data))
     }
 
     /// The raw bytes stored under `key`, bypassing the codec and the cache.
@@ -229,20 +226,17 @@ impl Store {
     /// Encodes `obj` with codec `C` and stores it.
     pub fn put_with<T, C: Codec<T>>(&self, obj: &T) -> Result<Key> {
         let started = self.start();
-        let bytes = C::encode(obj).map_err(self.context(None))?;
-        let len = bytes.len();
-        let key = self
-            .inner
-            .connector
-            .put(bytes)
-            .map_err(self.context(None))?;
-        self.record(Op::Put, len, started);
-        Ok(key)
+        self.put_encoded(started, C::encode(obj))
     }
 
     fn put_owned<T, C: Codec<T>>(&self, obj: T) -> Result<Key> {
         let started = self.start();
-        let bytes = C::encode_owned(obj).map_err(self.context(None))?;
+        self.put_encoded(started, C::encode_owned(obj))
+    }
+
+    /// Stores what a codec produced, counting the time since `started` (codec included).
+    fn put_encoded(&self, started: Option<Instant>, encoded: Result<Bytes>) -> Result<Key> {
+        let bytes = encoded.map_err(self.context(None))?;
         let len = bytes.len();
         let key = self
             .inner

@@ -1,0 +1,25 @@
+//! Set-up shared by the examples (not every example uses every item).
+#![allow(dead_code)]
+
+use proxy_core::{register_store, Store, ZmqConnector};
+
+/// Timely's command-line arguments for this run: those given, or two worker threads.
+pub(crate) fn timely_args() -> Vec<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        vec!["-w".into(), "2".into()]
+    } else {
+        args
+    }
+}
+
+/// A store named `name` over this process's embedded ZeroMQ peer, registered so that
+/// proxies arriving from other processes find it. No cache: each value is read once.
+pub(crate) fn embedded_store(name: &str) -> Result<(ZmqConnector, Store), proxy_core::Error> {
+    let connector = ZmqConnector::new()?;
+    let store = Store::builder(name, connector.clone())
+        .cache_size(0)
+        .build();
+    register_store(&store)?;
+    Ok((connector, store))
+}
