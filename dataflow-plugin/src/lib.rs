@@ -17,6 +17,12 @@
 //! remembers what it stored at each time, and evicts it once every consumer has passed that
 //! time. When a dataflow completes, the stores it used are empty again.
 //!
+//! The rule that follows: every operator that reads proxies must be upstream of a release
+//! point (`resolve` is its own). A branch that reads proxies in its own operator without
+//! ending in [`ReleaseProxies::release_proxies`] may find objects already evicted once the
+//! other branches are done. A dataflow without any release point evicts nothing, so proxies
+//! captured out of it stay readable.
+//!
 //! The operators need totally ordered timestamps (`u64`, `usize`, ...).
 
 mod error;
