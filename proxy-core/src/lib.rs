@@ -1,5 +1,6 @@
 //! The ProxyStore model in Rust: stores of Rust objects over pluggable byte connectors, and
-//! lazy, transparent proxies that move as a few dozen bytes and resolve where they are used.
+//! lazy, transparent proxies that move as a small factory (key and store config, about 160
+//! bytes) and resolve where they are used.
 //!
 //! - [`Connector`]: a storage backend for raw [`Bytes`](bytes::Bytes): [`LocalConnector`]
 //!   (process memory), [`FileConnector`] (a directory), and more in [`connectors`].
