@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use dataflow_plugin::{AutoProxy, Proxied, ProxyRecords, ReleaseProxies, Resolve};
 use proxy_core::{register_store, Connector, LocalConnector, Proxy, Store};
 use timely::dataflow::operators::vec::{Broadcast, Map};
-use timely::dataflow::operators::{Exchange, Inspect, Input, Probe};
+use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 use timely::Config;
 
 /// A record whose content says where it came from, so mix-ups are caught.
@@ -19,7 +19,10 @@ fn record(i: u64, len: usize) -> Vec<u8> {
 fn check(data: &[u8], len: usize) -> u64 {
     assert_eq!(data.len(), len);
     let i = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
-    assert!(data[8..].iter().all(|&b| b == (i % 251) as u8), "record {i} corrupted");
+    assert!(
+        data[8..].iter().all(|&b| b == (i % 251) as u8),
+        "record {i} corrupted"
+    );
     i
 }
 
@@ -69,7 +72,7 @@ fn run(
             }
             input.advance_to(round + 1);
             while probe.less_than(input.time()) {
-                worker.step();
+                worker.step_or_park(Some(std::time::Duration::from_millis(100)));
             }
         }
     })
@@ -89,10 +92,21 @@ fn threads_exchange_every_record_once_and_leave_nothing() {
     let seen = run(Config::process(3), store, 40, 100_000, false);
     let mut ids: Vec<u64> = seen.iter().map(|(_, i)| *i).collect();
     ids.sort();
-    assert_eq!(ids, (0..40).collect::<Vec<_>>(), "every record exactly once");
+    assert_eq!(
+        ids,
+        (0..40).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
     let workers: std::collections::HashSet<usize> = seen.iter().map(|(w, _)| *w).collect();
-    assert!(workers.len() > 1, "exchange spread records over workers: {workers:?}");
-    assert_eq!(connector.object_count(), Some(0), "objects left in the store");
+    assert!(
+        workers.len() > 1,
+        "exchange spread records over workers: {workers:?}"
+    );
+    assert_eq!(
+        connector.object_count(),
+        Some(0),
+        "objects left in the store"
+    );
 }
 
 #[test]
@@ -100,7 +114,9 @@ fn serialized_proxies_are_fetched_through_the_registry() {
     // ProcessBinary serializes records between workers, as between processes: consumers
     // receive bare keys and must fetch through the registered store.
     let connector = LocalConnector::new();
-    let store = Store::builder("df-binary", connector.clone()).cache_size(0).build();
+    let store = Store::builder("df-binary", connector.clone())
+        .cache_size(0)
+        .build();
     register_store(&store).expect("register");
     let seen = run(process_binary(2), store, 24, 50_000, false);
     assert_eq!(seen.len(), 24);
@@ -112,12 +128,18 @@ fn serialized_proxies_are_fetched_through_the_registry() {
 #[test]
 fn broadcast_reaches_every_worker_and_evicts_after_the_last_reader() {
     let connector = LocalConnector::new();
-    let store = Store::builder("df-broadcast", connector.clone()).cache_size(0).build();
+    let store = Store::builder("df-broadcast", connector.clone())
+        .cache_size(0)
+        .build();
     register_store(&store).expect("register");
     let seen = run(process_binary(3), store, 12, 20_000, true);
     assert_eq!(seen.len(), 3 * 12, "each of 3 workers reads all 12");
     for w in 0..3 {
-        let mine: Vec<u64> = seen.iter().filter(|(x, _)| *x == w).map(|(_, i)| *i).collect();
+        let mine: Vec<u64> = seen
+            .iter()
+            .filter(|(x, _)| *x == w)
+            .map(|(_, i)| *i)
+            .collect();
         assert_eq!(mine, (0..12).collect::<Vec<_>>(), "worker {w}");
     }
     assert_eq!(connector.object_count(), Some(0));
@@ -137,7 +159,9 @@ fn auto_proxy_keeps_small_records_inline() {
             let (mut input, stream) = scope.new_input::<Vec<Vec<u8>>>();
             stream
                 .auto_proxy(&store, 4096)
-                .inspect(move |r: &Proxied<Vec<u8>>| k.lock().expect("lock").push((r.len(), r.is_stored())))
+                .inspect(move |r: &Proxied<Vec<u8>>| {
+                    k.lock().expect("lock").push((r.len(), r.is_stored()))
+                })
                 .exchange(|r| r.len() as u64)
                 .resolve()
                 .inspect(move |r| v.lock().expect("lock").push(r.len()));
@@ -156,7 +180,13 @@ fn auto_proxy_keeps_small_records_inline() {
     kinds.sort();
     assert_eq!(
         kinds,
-        vec![(10, false), (100, false), (4096, false), (4097, true), (1 << 20, true)],
+        vec![
+            (10, false),
+            (100, false),
+            (4096, false),
+            (4097, true),
+            (1 << 20, true)
+        ],
         "at or under the threshold inline, over it stored"
     );
     let mut values = values.lock().expect("lock").clone();
@@ -198,7 +228,11 @@ fn without_a_release_point_objects_outlive_the_dataflow() {
         input.send(vec![0u8; 10]);
         input.send(vec![0u8; 10]);
     });
-    assert_eq!(connector.object_count(), Some(2), "captured proxies may still be read");
+    assert_eq!(
+        connector.object_count(),
+        Some(2),
+        "captured proxies may still be read"
+    );
 }
 
 #[test]
@@ -221,7 +255,13 @@ fn a_missing_object_fails_the_consumer_naming_the_key() {
         .downcast_ref::<String>()
         .cloned()
         .unwrap_or_else(|| "<not a string>".into());
-    assert!(message.contains("df-missing"), "message names the store: {message}");
-    assert!(message.contains(&key.to_string()), "message names the key: {message}");
+    assert!(
+        message.contains("df-missing"),
+        "message names the store: {message}"
+    );
+    assert!(
+        message.contains(&key.to_string()),
+        "message names the key: {message}"
+    );
     assert!(message.contains("not found"), "message says why: {message}");
 }

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dataflow_plugin::{ProxyRecords, Resolve};
-use proxy_core::{register_store, Connector, ConnectorConfig, FileConnector, Proxy, Store};
-use timely::dataflow::operators::{Exchange, Inspect, Input, Probe};
+use proxy_core::{register_store, Connector, ConnectorConfig, Proxy, Store};
+use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
 const RECORDS: u64 = 32;
 const LEN: usize = 256 * 1024;
@@ -31,9 +31,11 @@ fn record(i: u64) -> Vec<u8> {
 /// The connector each process stores into, by name.
 fn connector(kind: &str, dir: &Path) -> std::sync::Arc<dyn Connector> {
     match kind {
-        "file" => ConnectorConfig::File { dir: dir.to_path_buf() }
-            .build()
-            .expect("file connector"),
+        "file" => ConnectorConfig::File {
+            dir: dir.to_path_buf(),
+        }
+        .build()
+        .expect("file connector"),
         other => panic!("unknown connector kind {other}"),
     }
 }
@@ -55,12 +57,20 @@ fn run_cluster(kind: &str, processes: usize) -> (tempfile::TempDir, Vec<String>)
     let dir = tempfile::tempdir().expect("tempdir");
     let store_dir = dir.path().join("objects");
     std::fs::create_dir_all(&store_dir).expect("store dir");
-    let addresses: Vec<String> = (0..processes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let addresses: Vec<String> = (0..processes)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
     let exe = std::env::current_exe().expect("test binary");
     let mut children = Children(Vec::new());
     for process in 0..processes {
         let child = Command::new(&exe)
-            .args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("MP_PROCESS", process.to_string())
             .env("MP_ADDRESSES", addresses.join(","))
             .env("MP_KIND", kind)
@@ -116,8 +126,13 @@ fn seen_records(reports: &[String]) -> Vec<u64> {
 fn two_processes_file_store_every_record_once() {
     let (dir, reports) = run_cluster("file", 2);
     assert_eq!(seen_records(&reports), (0..RECORDS).collect::<Vec<_>>());
-    assert!(reports[1].lines().any(|l| l.starts_with("seen")), "process 1 received records");
-    let left = std::fs::read_dir(dir.path().join("objects")).expect("read").count();
+    assert!(
+        reports[1].lines().any(|l| l.starts_with("seen")),
+        "process 1 received records"
+    );
+    let left = std::fs::read_dir(dir.path().join("objects"))
+        .expect("read")
+        .count();
     assert_eq!(left, 0, "objects left in the file store");
 }
 
@@ -125,7 +140,9 @@ fn two_processes_file_store_every_record_once() {
 #[test]
 #[ignore = "started by the multi-process tests"]
 fn child() {
-    let Ok(process) = std::env::var("MP_PROCESS") else { return };
+    let Ok(process) = std::env::var("MP_PROCESS") else {
+        return;
+    };
     let process: usize = process.parse().expect("MP_PROCESS");
     let addresses: Vec<String> = std::env::var("MP_ADDRESSES")
         .expect("MP_ADDRESSES")
@@ -137,7 +154,9 @@ fn child() {
     let report = PathBuf::from(std::env::var("MP_REPORT").expect("MP_REPORT"));
 
     let connector = connector(&kind, &store_dir);
-    let store = Store::builder_arc("multiprocess", connector.clone()).cache_size(0).build();
+    let store = Store::builder_arc("multiprocess", connector.clone())
+        .cache_size(0)
+        .build();
     register_store(&store).expect("register");
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
@@ -178,7 +197,7 @@ fn child() {
         }
         input.advance_to(1);
         while probe.less_than(input.time()) {
-            worker.step();
+            worker.step_or_park(Some(std::time::Duration::from_millis(100)));
         }
     })
     .expect("execute")
@@ -189,7 +208,10 @@ fn child() {
     let mut lines = lines.lock().expect("lock").clone();
     if kind != "file" {
         // Each peer holds the objects it put; after the dataflow none may be left.
-        lines.push(format!("left {}", connector.object_count().unwrap_or(usize::MAX)));
+        lines.push(format!(
+            "left {}",
+            connector.object_count().unwrap_or(usize::MAX)
+        ));
     }
     std::fs::write(&report, lines.join("\n") + "\n").expect("write report");
 }

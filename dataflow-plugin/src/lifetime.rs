@@ -138,11 +138,15 @@ pub(crate) fn release_after<T: Timestamp>(done: StreamVec<'_, T, ()>) {
         tracker.borrow_mut().releases.push(Rc::clone(&frontier));
     }
     // Through an exchange channel the sink's frontier accounts for every worker's consumer.
-    done.sink(Exchange::new(|_: &()| 0), "ReleaseProxies", move |(input, progress)| {
-        input.for_each(|_, _| {});
-        *frontier.borrow_mut() = progress.frontier().to_owned();
-        for tracker in &trackers {
-            tracker.borrow_mut().evict_passed();
-        }
-    });
+    done.sink(
+        Exchange::new(|_: &()| 0),
+        "ReleaseProxies",
+        move |(input, progress)| {
+            input.for_each(|_, _| {});
+            *frontier.borrow_mut() = progress.frontier().to_owned();
+            for tracker in &trackers {
+                tracker.borrow_mut().evict_passed();
+            }
+        },
+    );
 }

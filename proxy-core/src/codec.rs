@@ -179,9 +179,15 @@ mod tests {
     fn encoded_len_matches_encode() {
         let value = (7u64, "seven".to_string(), vec![1u16; 100]);
         let encoded = <DefaultCodec as Codec<_>>::encode(&value).expect("encode");
-        assert_eq!(<DefaultCodec as Codec<_>>::encoded_len(&value), Some(encoded.len() as u64));
+        assert_eq!(
+            <DefaultCodec as Codec<_>>::encoded_len(&value),
+            Some(encoded.len() as u64)
+        );
         let bytes = Bytes::from(vec![0u8; 333]);
-        assert_eq!(<DefaultCodec as Codec<Bytes>>::encoded_len(&bytes), Some(333));
+        assert_eq!(
+            <DefaultCodec as Codec<Bytes>>::encoded_len(&bytes),
+            Some(333)
+        );
     }
 
     #[test]
@@ -198,7 +204,9 @@ mod tests {
         let err = <DefaultCodec as Codec<(u64, String)>>::decode(Bytes::from_static(&[1, 2]))
             .expect_err("must fail");
         match err {
-            Error::Codec { action, type_name, .. } => {
+            Error::Codec {
+                action, type_name, ..
+            } => {
                 assert_eq!(action, "decode");
                 assert!(type_name.contains("String"), "{type_name}");
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::connector::Connector;
-use crate::connectors::{FileConnector, LocalConnector};
+use crate::connectors::{FileConnector, LocalConnector, ZmqConfig};
 use crate::error::Result;
 
 /// How to build a connector: what [`Connector::config`] returns and what travels inside a
@@ -28,6 +28,8 @@ pub enum ConnectorConfig {
         /// The directory holding the objects.
         dir: PathBuf,
     },
+    /// A [`ZmqConnector`](crate::ZmqConnector): objects served peer to peer.
+    Zmq(ZmqConfig),
 }
 
 impl ConnectorConfig {
@@ -36,6 +38,7 @@ impl ConnectorConfig {
         Ok(match self {
             ConnectorConfig::Local { id } => Arc::new(LocalConnector::with_id(*id)),
             ConnectorConfig::File { dir } => Arc::new(FileConnector::new(dir)?),
+            ConnectorConfig::Zmq(config) => Arc::new(config.build()?),
         })
     }
 }

@@ -45,17 +45,29 @@ pub fn round_trip_payloads(connector: &dyn Connector) {
         let back = get_some(connector, &key);
         assert_eq!(back.len(), len, "length of {key}");
         assert!(back == data, "content of {key} ({len} bytes) differs");
-        connector.evict(&key).unwrap_or_else(|e| panic!("evict({key}): {e}"));
+        connector
+            .evict(&key)
+            .unwrap_or_else(|e| panic!("evict({key}): {e}"));
     }
 }
 
 /// `exists` follows `put` and `evict`; `get` after `evict` is `None`.
 pub fn exists_and_evict(connector: &dyn Connector) {
     let key = connector.put(payload(100, 7)).expect("put");
-    assert!(connector.exists(&key).expect("exists"), "{key} missing after put");
+    assert!(
+        connector.exists(&key).expect("exists"),
+        "{key} missing after put"
+    );
     connector.evict(&key).expect("evict");
-    assert!(!connector.exists(&key).expect("exists"), "{key} present after evict");
-    assert_eq!(connector.get(&key).expect("get"), None, "{key} readable after evict");
+    assert!(
+        !connector.exists(&key).expect("exists"),
+        "{key} present after evict"
+    );
+    assert_eq!(
+        connector.get(&key).expect("get"),
+        None,
+        "{key} readable after evict"
+    );
 }
 
 /// Evicting an object twice, or one that was never there, is not an error.
@@ -92,12 +104,21 @@ pub fn batches(connector: &dyn Connector) {
     assert_eq!(got[3], None, "evicted key in a batch must give None");
     let mut expected: Vec<Option<Bytes>> = data.iter().rev().cloned().map(Some).collect();
     expected.insert(3, None);
-    assert!(got == expected, "get_batch returned objects out of order or changed");
+    assert!(
+        got == expected,
+        "get_batch returned objects out of order or changed"
+    );
     for key in &keys {
         connector.evict(key).expect("evict");
     }
-    assert_eq!(connector.get_batch(&[]).expect("empty get_batch"), Vec::<Option<Bytes>>::new());
-    assert!(connector.put_batch(Vec::new()).expect("empty put_batch").is_empty());
+    assert_eq!(
+        connector.get_batch(&[]).expect("empty get_batch"),
+        Vec::<Option<Bytes>>::new()
+    );
+    assert!(connector
+        .put_batch(Vec::new())
+        .expect("empty put_batch")
+        .is_empty());
 }
 
 /// Eight threads put and read back at once; nothing is lost or mixed up.
@@ -125,7 +146,11 @@ pub fn concurrent_use(connector: Arc<dyn Connector>) {
     }
     assert_eq!(all.len(), THREADS * PER_THREAD);
     let unique: HashSet<&Key> = all.iter().map(|(k, _)| k).collect();
-    assert_eq!(unique.len(), all.len(), "concurrent puts returned a repeated key");
+    assert_eq!(
+        unique.len(),
+        all.len(),
+        "concurrent puts returned a repeated key"
+    );
     for (key, data) in &all {
         assert_eq!(&get_some(&*connector, key), data, "{key} changed");
         connector.evict(key).expect("evict");
@@ -145,7 +170,10 @@ pub fn foreign_key_is_an_error(connector: &dyn Connector) {
     check("get", connector.get(&foreign).err());
     check("exists", connector.exists(&foreign).err());
     check("evict", connector.evict(&foreign).err());
-    check("get_batch", connector.get_batch(std::slice::from_ref(&foreign)).err());
+    check(
+        "get_batch",
+        connector.get_batch(std::slice::from_ref(&foreign)).err(),
+    );
 }
 
 /// A connector rebuilt from [`Connector::config`] reads what the original stored.
@@ -158,8 +186,13 @@ pub fn rebuilt_from_config(connector: &dyn Connector) {
         .unwrap_or_else(|e| panic!("building from {config:?} failed: {e}"));
     assert_eq!(get_some(&*rebuilt, &key), data);
     assert!(rebuilt.exists(&key).expect("exists"));
-    rebuilt.evict(&key).expect("evict through the rebuilt connector");
-    assert!(!connector.exists(&key).expect("exists"), "evict through the rebuilt connector did not reach the original");
+    rebuilt
+        .evict(&key)
+        .expect("evict through the rebuilt connector");
+    assert!(
+        !connector.exists(&key).expect("exists"),
+        "evict through the rebuilt connector did not reach the original"
+    );
 }
 
 /// Runs every check on `connector`.

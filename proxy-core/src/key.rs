@@ -3,7 +3,9 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The name of one stored object.
 ///
@@ -18,22 +20,45 @@ use serde::{Deserialize, Serialize};
 ///   the child connector that holds the object.
 ///
 /// Keys are write-once: an object is never updated in place.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Key` is a shared handle: cloning it is one reference-count increment.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Key {
+    inner: Arc<KeyParts>,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KeyParts {
     connector: String,
     id: u128,
     peer: Option<String>,
     route: Option<String>,
 }
 
+impl Serialize for Key {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        KeyParts::deserialize(deserializer).map(|parts| Key {
+            inner: Arc::new(parts),
+        })
+    }
+}
+
 impl Key {
     /// A key of the connector kind `connector` with object id `id`.
     pub fn new(connector: impl Into<String>, id: u128) -> Self {
         Key {
-            connector: connector.into(),
-            id,
-            peer: None,
-            route: None,
+            inner: Arc::new(KeyParts {
+                connector: connector.into(),
+                id,
+                peer: None,
+                route: None,
+            }),
         }
     }
 
@@ -44,39 +69,39 @@ impl Key {
 
     /// The same key, naming `peer` as the owner of the object.
     pub fn with_peer(mut self, peer: impl Into<String>) -> Self {
-        self.peer = Some(peer.into());
+        Arc::make_mut(&mut self.inner).peer = Some(peer.into());
         self
     }
 
     /// The same key, routed to the child connector named `route`.
     pub fn with_route(mut self, route: Option<String>) -> Self {
-        self.route = route;
+        Arc::make_mut(&mut self.inner).route = route;
         self
     }
 
     /// The kind of connector that made this key.
     pub fn connector(&self) -> &str {
-        &self.connector
+        &self.inner.connector
     }
 
     /// The object's 128-bit id.
     pub fn id(&self) -> u128 {
-        self.id
+        self.inner.id
     }
 
     /// The object id as 32 lowercase hexadecimal digits (used in file names and server keys).
     pub fn id_hex(&self) -> String {
-        format!("{:032x}", self.id)
+        format!("{:032x}", self.inner.id)
     }
 
     /// The peer that owns the object, for peer-to-peer connectors.
     pub fn peer(&self) -> Option<&str> {
-        self.peer.as_deref()
+        self.inner.peer.as_deref()
     }
 
     /// The child connector holding the object, for routing connectors.
     pub fn route(&self) -> Option<&str> {
-        self.route.as_deref()
+        self.inner.route.as_deref()
     }
 }
 
@@ -84,17 +109,18 @@ impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // The random id alone identifies an object; hashing only it keeps lookups cheap
         // and stays consistent with `Eq` (equal keys have equal ids).
-        state.write_u128(self.id);
+        state.write_u128(self.inner.id);
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(route) = &self.route {
+        let parts = &*self.inner;
+        if let Some(route) = &parts.route {
             write!(f, "{route}/")?;
         }
-        write!(f, "{}:{:032x}", self.connector, self.id)?;
-        if let Some(peer) = &self.peer {
+        write!(f, "{}:{:032x}", parts.connector, parts.id)?;
+        if let Some(peer) = &parts.peer {
             write!(f, "@{peer}")?;
         }
         Ok(())

@@ -50,6 +50,7 @@ pub use codec::{BincodeCodec, Codec, DefaultCodec};
 pub use config::ConnectorConfig;
 pub use connector::{check_kind, Connector};
 pub use connectors::{FileConnector, LocalConnector};
+pub use connectors::{ZmqConfig, ZmqConnector, ZmqOptions};
 pub use error::{Error, KeyContext, Result};
 pub use key::Key;
 pub use metrics::{MetricsSnapshot, OpStats};

@@ -55,7 +55,11 @@ impl Metrics {
     }
 
     pub(crate) fn cache(&self, hit: bool) {
-        let counter = if hit { &self.cache_hits } else { &self.cache_misses };
+        let counter = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 

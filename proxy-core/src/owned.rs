@@ -79,6 +79,9 @@ where
     }
 
     /// A plain proxy view of the object, valid while this owner is borrowed.
+    // An associated function (`OwnedProxy::borrow(&p)`), so it cannot be confused with
+    // `Borrow::borrow` at a call site, and never shadows a method of `T`.
+    #[allow(clippy::should_implement_trait)]
     pub fn borrow(this: &Self) -> &Proxy<T, C> {
         &this.owner.proxy
     }

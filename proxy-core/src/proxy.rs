@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -93,7 +93,12 @@ impl<T, C> fmt::Debug for Proxy<T, C> {
 }
 
 impl<T, C> Proxy<T, C> {
-    fn build(config: Arc<StoreConfig>, key: Key, store: Option<Store>, value: Option<Arc<T>>) -> Self {
+    fn build(
+        config: Arc<StoreConfig>,
+        key: Key,
+        store: Option<Store>,
+        value: Option<Arc<T>>,
+    ) -> Self {
         let inner = Inner {
             config,
             key,
@@ -220,18 +225,20 @@ where
             .filter(|p| !Self::is_resolved(p))
             .cloned()
             .collect();
-        let chunks: Vec<Vec<Self>> = pending.chunks(PREFETCH_CHUNK).map(<[Self]>::to_vec).collect();
+        let chunks: Vec<Vec<Self>> = pending
+            .chunks(PREFETCH_CHUNK)
+            .map(<[Self]>::to_vec)
+            .collect();
         let remaining = Arc::new(AtomicUsize::new(chunks.len()));
         for chunk in chunks {
             let remaining = Arc::clone(&remaining);
             let notify = notify.clone();
             crate::background::spawn(move || {
+                // Count the batch as finished even if fetching it panics (a codec is user
+                // code), so that `is_done` and `notify` never wait forever.
+                let _finished = BatchFinished { remaining, notify };
                 Self::fetch_chunk(&chunk);
                 drop(chunk);
-                remaining.fetch_sub(1, Ordering::AcqRel);
-                if let Some(notify) = notify {
-                    notify();
-                }
             });
         }
         Prefetch { remaining }
@@ -242,7 +249,12 @@ where
         // waits for this fetch instead of starting its own.
         let mut locked: Vec<(&Self, MutexGuard<'_, ()>)> = chunk
             .iter()
-            .filter_map(|p| p.inner.fetching.try_lock().ok().map(|g| (p, g)))
+            .filter_map(|p| match p.inner.fetching.try_lock() {
+                Ok(guard) => Some((p, guard)),
+                // A fetch that panicked earlier poisoned the lock; it guards no data.
+                Err(TryLockError::Poisoned(poisoned)) => Some((p, poisoned.into_inner())),
+                Err(TryLockError::WouldBlock) => None,
+            })
             .filter(|(p, _)| !Self::is_resolved(p))
             .collect();
         while let Some((first, _)) = locked.first() {
@@ -340,7 +352,12 @@ impl<T, C> Serialize for Proxy<T, C> {
 impl<'de, T, C> Deserialize<'de> for Proxy<T, C> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let factory = Factory::deserialize(deserializer)?;
-        Ok(Self::build(Arc::new(factory.store), factory.key, None, None))
+        Ok(Self::build(
+            Arc::new(factory.store),
+            factory.key,
+            None,
+            None,
+        ))
     }
 }
 
@@ -352,6 +369,21 @@ impl<T, C> PartialEq for Proxy<T, C> {
 }
 
 impl<T, C> Eq for Proxy<T, C> {}
+
+/// Marks one prefetch batch finished when dropped, also when the fetch panicked.
+struct BatchFinished {
+    remaining: Arc<AtomicUsize>,
+    notify: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Drop for BatchFinished {
+    fn drop(&mut self) {
+        self.remaining.fetch_sub(1, Ordering::AcqRel);
+        if let Some(notify) = &self.notify {
+            notify();
+        }
+    }
+}
 
 /// Tracks a background prefetch started by [`Proxy::prefetch`].
 #[derive(Debug, Clone)]

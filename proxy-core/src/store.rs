@@ -205,7 +205,11 @@ impl Store {
     /// The raw bytes stored under `key`, bypassing the codec and the cache.
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         let started = self.start();
-        let bytes = self.inner.connector.get(key).map_err(self.context(Some(key)))?;
+        let bytes = self
+            .inner
+            .connector
+            .get(key)
+            .map_err(self.context(Some(key)))?;
         self.record(Op::Get, bytes.as_ref().map_or(0, Bytes::len), started);
         Ok(bytes)
     }
@@ -223,7 +227,11 @@ impl Store {
         let started = self.start();
         let bytes = C::encode(obj).map_err(self.context(None))?;
         let len = bytes.len();
-        let key = self.inner.connector.put(bytes).map_err(self.context(None))?;
+        let key = self
+            .inner
+            .connector
+            .put(bytes)
+            .map_err(self.context(None))?;
         self.record(Op::Put, len, started);
         Ok(key)
     }
@@ -232,7 +240,11 @@ impl Store {
         let started = self.start();
         let bytes = C::encode_owned(obj).map_err(self.context(None))?;
         let len = bytes.len();
-        let key = self.inner.connector.put(bytes).map_err(self.context(None))?;
+        let key = self
+            .inner
+            .connector
+            .put(bytes)
+            .map_err(self.context(None))?;
         self.record(Op::Put, len, started);
         Ok(key)
     }
@@ -258,7 +270,12 @@ impl Store {
             return Ok(Some(hit));
         }
         let started = self.start();
-        let Some(bytes) = self.inner.connector.get(key).map_err(self.context(Some(key)))? else {
+        let Some(bytes) = self
+            .inner
+            .connector
+            .get(key)
+            .map_err(self.context(Some(key)))?
+        else {
             self.record(Op::Get, 0, started);
             return Ok(None);
         };
@@ -314,7 +331,11 @@ impl Store {
             return Ok(true);
         }
         let started = self.start();
-        let found = self.inner.connector.exists(key).map_err(self.context(Some(key)))?;
+        let found = self
+            .inner
+            .connector
+            .exists(key)
+            .map_err(self.context(Some(key)))?;
         self.record(Op::Exists, 0, started);
         Ok(found)
     }
@@ -323,7 +344,10 @@ impl Store {
     pub fn evict(&self, key: &Key) -> Result<()> {
         let started = self.start();
         self.inner.cache.remove(key);
-        self.inner.connector.evict(key).map_err(self.context(Some(key)))?;
+        self.inner
+            .connector
+            .evict(key)
+            .map_err(self.context(Some(key)))?;
         self.record(Op::Evict, 0, started);
         Ok(())
     }
@@ -380,7 +404,11 @@ impl Store {
             .collect::<Result<Vec<Bytes>>>()
             .map_err(self.context(None))?;
         let len = encoded.iter().map(Bytes::len).sum();
-        let keys = self.inner.connector.put_batch(encoded).map_err(self.context(None))?;
+        let keys = self
+            .inner
+            .connector
+            .put_batch(encoded)
+            .map_err(self.context(None))?;
         self.record(Op::Put, len, started);
         Ok(keys
             .into_iter()

@@ -71,7 +71,9 @@ where
                                     stored.push(Proxy::key(&proxy).clone());
                                     Proxied::Stored(proxy)
                                 }
-                                Err(e) => panic!("auto_proxy: could not store a record at {time:?}: {e}"),
+                                Err(e) => {
+                                    panic!("auto_proxy: could not store a record at {time:?}: {e}")
+                                }
                             }
                         })
                         .collect();

@@ -85,7 +85,8 @@ where
             let mut pending: Vec<Pending<T, R>> = Vec::new();
             move |_frontiers| {
                 input.for_each(|cap, data| {
-                    let (Some(values_cap), Some(done_cap)) = (cap.retain_least(0), cap.retain_least(1))
+                    let (Some(values_cap), Some(done_cap)) =
+                        (cap.retain_least(0), cap.retain_least(1))
                     else {
                         return;
                     };

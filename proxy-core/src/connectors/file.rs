@@ -162,7 +162,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("nope");
         let err = FileConnector::new(&missing).expect_err("must fail");
-        assert!(matches!(err, Error::Io { ref path, .. } if *path == missing), "{err}");
+        assert!(
+            matches!(err, Error::Io { ref path, .. } if *path == missing),
+            "{err}"
+        );
         assert!(err.to_string().contains("nope"), "{err}");
     }
 

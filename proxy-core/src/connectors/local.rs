@@ -60,12 +60,16 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 impl LocalConnector {
     /// A connector with a new, empty map.
     pub fn new() -> Self {
-        Self::with_id(NEXT_ID.fetch_add(1, Ordering::Relaxed) | (u64::from(std::process::id()) << 32))
+        Self::with_id(
+            NEXT_ID.fetch_add(1, Ordering::Relaxed) | (u64::from(std::process::id()) << 32),
+        )
     }
 
     /// The connector whose map has identity `id` in this process, made empty if none is alive.
     pub(crate) fn with_id(id: u64) -> Self {
-        let mut maps = live_maps().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut maps = live_maps()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(shared) = maps.get(&id).and_then(Weak::upgrade) {
             return LocalConnector { shared };
         }
@@ -141,9 +145,7 @@ impl Connector for LocalConnector {
     }
 
     fn config(&self) -> ConnectorConfig {
-        ConnectorConfig::Local {
-            id: self.shared.id,
-        }
+        ConnectorConfig::Local { id: self.shared.id }
     }
 
     fn object_count(&self) -> Option<usize> {
@@ -171,8 +173,15 @@ mod tests {
         let connector = LocalConnector::new();
         let key = connector.put(Bytes::from_static(b"x")).expect("put");
         let rebuilt = connector.config().build().expect("build");
-        assert_eq!(rebuilt.get(&key).expect("get"), Some(Bytes::from_static(b"x")));
+        assert_eq!(
+            rebuilt.get(&key).expect("get"),
+            Some(Bytes::from_static(b"x"))
+        );
         let other = LocalConnector::new();
-        assert_eq!(other.get(&key).expect("get"), None, "separate maps must not share objects");
+        assert_eq!(
+            other.get(&key).expect("get"),
+            None,
+            "separate maps must not share objects"
+        );
     }
 }

@@ -2,6 +2,8 @@
 
 mod file;
 mod local;
+mod zmq;
 
 pub use file::FileConnector;
 pub use local::LocalConnector;
+pub use zmq::{ZmqConfig, ZmqConnector, ZmqOptions};

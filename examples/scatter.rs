@@ -1,0 +1,252 @@
+//! The main job: one producer scatters large payloads to every worker of a cluster.
+//!
+//! Run without arguments, it starts two processes of one worker each on loopback (timely's
+//! cluster mode) and has worker 0 send 256 payloads of 1 MiB round robin to all workers.
+//! Each payload is stored in the producing process's embedded ZeroMQ peer (nothing to start
+//! by hand); only its proxy travels through the dataflow, and the consumer fetches the bytes
+//! straight from the producer's peer, checksums every byte, and the objects are evicted once
+//! every consumer is done. It prints a short summary with the throughput.
+//!
+//! ```sh
+//! cargo run --release --example scatter
+//! cargo run --release --example scatter -- --processes 3 --workers 2 --count 512 --size-kib 4096
+//! ```
+
+use std::error::Error;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dataflow_plugin::{ProxyRecords, Resolve};
+use proxy_core::{register_store, Connector, Proxy, Store, ZmqConnector};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
+
+/// What to run, from the command line.
+#[derive(Debug, Clone)]
+struct Params {
+    processes: usize,
+    workers: usize,
+    count: u64,
+    size: usize,
+}
+
+const USAGE: &str = "usage: scatter [--processes N] [--workers W] [--count C] [--size-kib K]
+  --processes N   timely processes on loopback (default 2)
+  --workers W     worker threads per process (default 1)
+  --count C       payloads to scatter (default 256)
+  --size-kib K    payload size in KiB (default 1024)";
+
+fn parse(args: &[String]) -> Result<Params, String> {
+    let mut params = Params {
+        processes: 2,
+        workers: 1,
+        count: 256,
+        size: 1 << 20,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> Result<u64, String> {
+            it.next()
+                .ok_or(format!("{name} needs a value"))?
+                .parse::<u64>()
+                .map_err(|e| format!("{name}: {e}"))
+                .and_then(|v| {
+                    if v == 0 {
+                        Err(format!("{name} must be positive"))
+                    } else {
+                        Ok(v)
+                    }
+                })
+        };
+        match flag.as_str() {
+            "--processes" => params.processes = value("--processes")? as usize,
+            "--workers" => params.workers = value("--workers")? as usize,
+            "--count" => params.count = value("--count")?,
+            "--size-kib" => params.size = (value("--size-kib")? as usize) * 1024,
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if params.size < 16 {
+        return Err("--size-kib must give at least 16 bytes".into());
+    }
+    Ok(params)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    if let Ok(process) = std::env::var("SCATTER_PROCESS") {
+        return child(process.parse()?);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let params = match parse(&args) {
+        Ok(params) => params,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(if args.iter().any(|a| a == "--help" || a == "-h") {
+                0
+            } else {
+                2
+            });
+        }
+    };
+    parent(&params)
+}
+
+/// Starts the cluster's processes (copies of this program) and prints their summary.
+fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
+    let dir = std::env::temp_dir().join(format!("scatter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let hostfile = dir.join("hosts");
+    let mut hosts = String::new();
+    for _ in 0..params.processes {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        hosts.push_str(&format!("127.0.0.1:{port}\n"));
+    }
+    std::fs::write(&hostfile, hosts)?;
+
+    println!(
+        "scatter: {} payloads of {} KiB from worker 0 to {} workers ({} processes x {} workers)",
+        params.count,
+        params.size / 1024,
+        params.processes * params.workers,
+        params.processes,
+        params.workers
+    );
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for process in 0..params.processes {
+        let child = Command::new(&exe)
+            .env("SCATTER_PROCESS", process.to_string())
+            .env("SCATTER_COUNT", params.count.to_string())
+            .env("SCATTER_SIZE", params.size.to_string())
+            .args([
+                "-w",
+                &params.workers.to_string(),
+                "-n",
+                &params.processes.to_string(),
+            ])
+            .args(["-p", &process.to_string(), "-h"])
+            .arg(&hostfile)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        children.push(child);
+    }
+    let mut failed = false;
+    for (process, mut child) in children.into_iter().enumerate() {
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                println!("  {}", line?);
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            eprintln!("process {process} failed: {status}");
+            failed = true;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if failed {
+        return Err("a process of the cluster failed".into());
+    }
+    Ok(())
+}
+
+/// One process of the cluster.
+fn child(process: usize) -> Result<(), Box<dyn Error>> {
+    let count: u64 = std::env::var("SCATTER_COUNT")?.parse()?;
+    let size: usize = std::env::var("SCATTER_SIZE")?.parse()?;
+    let connector = ZmqConnector::new()?;
+    let store = Store::builder("scatter", connector.clone())
+        .cache_size(0)
+        .build();
+    register_store(&store)?;
+    let received = Arc::new(AtomicU64::new(0));
+    let received_bytes = Arc::new(AtomicU64::new(0));
+    let (r, rb) = (Arc::clone(&received), Arc::clone(&received_bytes));
+
+    // Timed from when worker 0 starts producing (after the cluster has connected) until
+    // every worker of every process has finished (the dataflow completes only then, because
+    // the release of the stored payloads waits for all consumers).
+    let started = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let start_mark = Arc::clone(&started);
+    let guards = timely::execute_from_args(std::env::args().skip(1), move |worker| {
+        let index = worker.index();
+        let peers = worker.peers() as u64;
+        let store = store.clone();
+        let (r, rb) = (Arc::clone(&r), Arc::clone(&rb));
+        let mut next = 0u64;
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, payloads) = scope.new_input::<Vec<Bytes>>();
+            let probe = payloads
+                .proxy(&store)
+                .map(move |proxy: Proxy<Bytes>| {
+                    next += 1;
+                    (next, proxy)
+                })
+                .exchange(move |(n, _)| n % peers) // round robin over all workers
+                .map(|(_, proxy)| proxy)
+                .resolve()
+                .inspect(move |payload| {
+                    let i = u64::from_le_bytes(payload[..8].try_into().unwrap_or_default());
+                    let sum = payload[8..]
+                        .iter()
+                        .fold(0u64, |s, &b| s.wrapping_add(u64::from(b)));
+                    let expected = (payload.len() as u64 - 8) * (i % 251);
+                    assert_eq!(sum, expected, "payload {i} corrupted");
+                    r.fetch_add(1, Ordering::Relaxed);
+                    rb.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                })
+                .probe()
+                .0;
+            (input, probe)
+        });
+        if index == 0 {
+            if let Ok(mut mark) = start_mark.lock() {
+                *mark = Some(Instant::now());
+            }
+            for i in 0..count {
+                let mut data = vec![(i % 251) as u8; size];
+                data[..8].copy_from_slice(&i.to_le_bytes());
+                input.send(Bytes::from(data));
+                // Let the dataflow move what is produced while the next payload is made.
+                input.flush();
+                worker.step_or_park(None);
+            }
+        }
+        input.advance_to(1);
+        while probe.less_than(input.time()) {
+            worker.step_or_park(None);
+        }
+    })?;
+    for result in guards.join() {
+        result?;
+    }
+    let elapsed = started
+        .lock()
+        .ok()
+        .and_then(|mark| *mark)
+        .map(|mark| mark.elapsed())
+        .unwrap_or_default();
+    let n = received.load(Ordering::Relaxed);
+    let bytes = received_bytes.load(Ordering::Relaxed);
+    println!(
+        "process {process}: received {n} payloads ({:.1} MiB), every checksum verified; objects left in its peer: {}",
+        bytes as f64 / (1 << 20) as f64,
+        connector.object_count().map_or("unknown".to_string(), |c| c.to_string())
+    );
+    if process == 0 {
+        let total = count as f64 * size as f64;
+        println!(
+            "process 0: scattered {:.1} MiB in {:.3} s: {:.0} MB/s delivered (payloads moved peer to peer over ZeroMQ)",
+            total / (1 << 20) as f64,
+            elapsed.as_secs_f64(),
+            total / elapsed.as_secs_f64() / 1e6
+        );
+    }
+    Ok(())
+}

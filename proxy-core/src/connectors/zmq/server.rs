@@ -1,0 +1,372 @@
+//! `PeerServer`: the thread that serves this process's objects to other peers.
+//!
+//! The thread owns a `ROUTER` socket (bound to the peer's endpoint) and an `inproc` `PULL`
+//! socket on which [`PeerServer::stop`] tells it to finish. It answers requests in the
+//! [`wire`](super::wire) format from the [`ObjectMap`] it shares with the connectors of this
+//! process. Every message is untrusted: a malformed one gets an error reply, is counted in
+//! [`PeerServer::rejected`], and the server goes on.
+//!
+//! A process-wide table of live servers, keyed by endpoint, lets a connector rebuilt from its
+//! configuration in the same process reach the same server and objects.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::context;
+use super::frame::{message_into_bytes, send_bytes};
+use super::objects::ObjectMap;
+use super::options::ZmqOptions;
+use super::wire::{error_reply_header, Header, Op, Status, HEADER_LEN};
+use crate::error::{Error, Result};
+
+/// How often the server thread looks at its stop flag if the stop message went missing.
+const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A running (or stopped) peer server.
+pub(crate) struct PeerServer {
+    endpoint: String,
+    objects: Arc<ObjectMap>,
+    control_endpoint: String,
+    shared: Arc<ServerShared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the server thread and its handle both see.
+#[derive(Debug, Default)]
+struct ServerShared {
+    stopping: AtomicBool,
+    rejected: AtomicU64,
+}
+
+impl fmt::Debug for PeerServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerServer")
+            .field("endpoint", &self.endpoint)
+            .field("objects", &self.objects.len())
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+fn live_servers() -> &'static Mutex<HashMap<String, Weak<PeerServer>>> {
+    static LIVE: OnceLock<Mutex<HashMap<String, Weak<PeerServer>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The running server of this process bound to `endpoint`, if there is one.
+pub(crate) fn live_server(endpoint: &str) -> Option<Arc<PeerServer>> {
+    lock(live_servers())
+        .get(endpoint)
+        .and_then(Weak::upgrade)
+        .filter(|server| server.is_running())
+}
+
+impl PeerServer {
+    /// Binds a `ROUTER` socket as `options` say and starts serving on a new thread.
+    pub(crate) fn start(options: &ZmqOptions) -> Result<Arc<PeerServer>> {
+        let bind = options.bind_endpoint();
+        let zmq_error = |action: &str, e: zmq::Error| Error::Peer {
+            peer: bind.clone(),
+            message: format!("could not {action} the peer server socket: {e}"),
+        };
+        let context = context();
+        let router = context
+            .socket(zmq::ROUTER)
+            .map_err(|e| zmq_error("create", e))?;
+        router
+            .set_linger(0)
+            .map_err(|e| zmq_error("configure", e))?;
+        router
+            .set_maxmsgsize(options.max_message_size_option())
+            .map_err(|e| zmq_error("configure", e))?;
+        router
+            .set_ipv6(options.uses_ipv6())
+            .map_err(|e| zmq_error("configure", e))?;
+        router.bind(&bind).map_err(|e| zmq_error("bind", e))?;
+        let port = bound_port(&router).ok_or_else(|| Error::Peer {
+            peer: bind.clone(),
+            message: "the bound socket did not report its port".to_string(),
+        })?;
+        let endpoint = options.advertised_endpoint(port);
+
+        let control_endpoint = format!("inproc://proxy-core-zmq-server-{}", crate::ids::new_id());
+        let control = context
+            .socket(zmq::PULL)
+            .map_err(|e| zmq_error("create", e))?;
+        control
+            .bind(&control_endpoint)
+            .map_err(|e| zmq_error("bind the control socket of", e))?;
+
+        let objects = Arc::new(ObjectMap::default());
+        let shared = Arc::new(ServerShared::default());
+        let thread = {
+            let objects = Arc::clone(&objects);
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(format!("zmq-peer-{port}"))
+                .spawn(move || serve(router, control, &objects, &shared))
+                .map_err(|e| Error::Peer {
+                    peer: endpoint.clone(),
+                    message: format!("could not start the peer server thread: {e}"),
+                })?
+        };
+        let server = Arc::new(PeerServer {
+            endpoint: endpoint.clone(),
+            objects,
+            control_endpoint,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        });
+        lock(live_servers()).insert(endpoint, Arc::downgrade(&server));
+        Ok(server)
+    }
+
+    /// The endpoint other peers reach this server at (the one written into keys).
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The objects this server serves.
+    pub(crate) fn objects(&self) -> &ObjectMap {
+        &self.objects
+    }
+
+    /// Whether the server still serves (it has not been stopped).
+    pub(crate) fn is_running(&self) -> bool {
+        !self.shared.stopping.load(Ordering::Acquire)
+    }
+
+    /// How many malformed requests the server has answered with an error.
+    pub(crate) fn rejected(&self) -> u64 {
+        self.shared.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Stops the server thread, waits for it, and drops the objects. Idempotent.
+    pub(crate) fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        {
+            let mut live = lock(live_servers());
+            if live
+                .get(&self.endpoint)
+                .is_some_and(|entry| std::ptr::eq(entry.as_ptr(), self))
+            {
+                live.remove(&self.endpoint);
+            }
+        }
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            // Wake the thread at once; if this fails it still sees the flag within
+            // STOP_CHECK_INTERVAL.
+            if let Ok(wake) = context().socket(zmq::PUSH) {
+                let _ = wake.set_linger(100);
+                if wake.connect(&self.control_endpoint).is_ok() {
+                    let _ = wake.send(&b"stop"[..], zmq::DONTWAIT);
+                }
+            }
+            // The thread catches nothing that could panic; a panic there is a bug worth
+            // surfacing, but not by panicking again inside `Drop`.
+            let _ = thread.join();
+        }
+        self.objects.clear();
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn bound_port(socket: &zmq::Socket) -> Option<u16> {
+    let endpoint = socket.get_last_endpoint().ok()?.ok()?;
+    endpoint.rsplit(':').next()?.parse().ok()
+}
+
+/// The server thread's loop.
+fn serve(
+    mut router: zmq::Socket,
+    control: zmq::Socket,
+    objects: &ObjectMap,
+    shared: &ServerShared,
+) {
+    let interval = STOP_CHECK_INTERVAL.as_millis() as i64;
+    while !shared.stopping.load(Ordering::Acquire) {
+        let (request_ready, stop_ready) = {
+            let mut items = [
+                router.as_poll_item(zmq::POLLIN),
+                control.as_poll_item(zmq::POLLIN),
+            ];
+            match zmq::poll(&mut items, interval) {
+                Ok(_) => (items[0].is_readable(), items[1].is_readable()),
+                Err(zmq::Error::EINTR) => continue,
+                // The context is gone or the sockets are unusable: nothing left to serve.
+                Err(_) => return,
+            }
+        };
+        if stop_ready {
+            return;
+        }
+        if request_ready {
+            // Answer everything already queued before polling again (pipelined batches).
+            while let Some((identity, request)) = receive_request(&router) {
+                let reply = answer(request, objects);
+                if reply.rejected {
+                    shared.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                send_reply(&mut router, identity, &reply);
+            }
+        }
+    }
+}
+
+/// The frames of one request that followed the sender's routing id.
+struct Incoming {
+    header: Option<zmq::Message>,
+    payload: Option<zmq::Message>,
+    /// Frames beyond header and payload, dropped on arrival (only counted).
+    extra_frames: usize,
+}
+
+/// The next queued request and its sender's routing id, or `None` when there is none (or
+/// the socket failed).
+fn receive_request(router: &zmq::Socket) -> Option<(zmq::Message, Incoming)> {
+    let identity = router.recv_msg(zmq::DONTWAIT).ok()?;
+    let mut incoming = Incoming {
+        header: None,
+        payload: None,
+        extra_frames: 0,
+    };
+    // The rest of a multipart message is delivered with its first frame, so these reads do
+    // not wait. Frames past the payload are dropped one by one, keeping memory bounded by
+    // the socket's maximum message size whatever a sender does.
+    let mut more = identity.get_more();
+    while more {
+        let Ok(frame) = router.recv_msg(0) else { break };
+        more = frame.get_more();
+        if incoming.header.is_none() {
+            incoming.header = Some(frame);
+        } else if incoming.payload.is_none() {
+            incoming.payload = Some(frame);
+        } else {
+            incoming.extra_frames += 1;
+        }
+    }
+    Some((identity, incoming))
+}
+
+/// A reply to send: header bytes and optional payload.
+struct Reply {
+    header: [u8; HEADER_LEN],
+    payload: Option<Bytes>,
+    /// Whether the request was malformed or refused.
+    rejected: bool,
+}
+
+impl Reply {
+    fn to(header: &Header, status: Status, payload: Option<Bytes>) -> Reply {
+        Reply {
+            header: header.reply(status).encode(),
+            payload,
+            rejected: false,
+        }
+    }
+
+    fn error(header: [u8; HEADER_LEN], message: String) -> Reply {
+        Reply {
+            header,
+            payload: Some(Bytes::from(message)),
+            rejected: true,
+        }
+    }
+}
+
+fn answer(request: Incoming, objects: &ObjectMap) -> Reply {
+    let Some(frame) = &request.header else {
+        return Reply::error(
+            error_reply_header(&Default::default()),
+            "empty message: no header frame".to_string(),
+        );
+    };
+    let header = match Header::decode(frame) {
+        Ok(header) => header,
+        Err(error) => return Reply::error(error_reply_header(&error), error.message),
+    };
+    let refuse = |message: String| Reply::error(header.reply(Status::Error).encode(), message);
+    if request.extra_frames > 0 {
+        return refuse(format!(
+            "{} request has {} frames too many",
+            header.op, request.extra_frames
+        ));
+    }
+    if header.op.request_has_payload() != request.payload.is_some() {
+        return refuse(format!(
+            "{} request {} a payload frame",
+            header.op,
+            if request.payload.is_some() {
+                "must not have"
+            } else {
+                "needs"
+            }
+        ));
+    }
+    let id = header.object_id;
+    match header.op {
+        Op::Get => match objects.get(id) {
+            Some(data) => Reply::to(&header, Status::Ok, Some(data)),
+            None => Reply::to(&header, Status::NotFound, None),
+        },
+        Op::Exists => {
+            let status = if objects.contains(id) {
+                Status::Ok
+            } else {
+                Status::NotFound
+            };
+            Reply::to(&header, status, None)
+        }
+        Op::Evict => {
+            objects.remove(id);
+            Reply::to(&header, Status::Ok, None)
+        }
+        Op::Put => {
+            let data = request.payload.map(message_into_bytes).unwrap_or_default();
+            if objects.insert_new(id, data) {
+                Reply::to(&header, Status::Ok, None)
+            } else {
+                refuse(format!(
+                    "object {id:032x} is already stored (keys are write-once)"
+                ))
+            }
+        }
+    }
+}
+
+fn send_reply(router: &mut zmq::Socket, identity: zmq::Message, reply: &Reply) {
+    // A ROUTER drops replies to peers that are gone and never blocks; a failed send only
+    // loses that one reply, which the client then reports as a timeout.
+    if router.send(identity, zmq::SNDMORE).is_err() {
+        return;
+    }
+    let header_flags = if reply.payload.is_some() {
+        zmq::SNDMORE
+    } else {
+        0
+    };
+    if router.send(&reply.header[..], header_flags).is_err() {
+        return;
+    }
+    if let Some(payload) = &reply.payload {
+        let _ = send_bytes(router, payload, 0);
+    }
+}

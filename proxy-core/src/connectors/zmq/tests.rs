@@ -1,0 +1,561 @@
+//! Tests of the ZeroMQ connector: the conformance suite on local and remote paths, the
+//! wire's defences against bad input, timeouts, pipelining and rebuilding from config.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::wire::{Header, Op, Status, HEADER_LEN};
+use super::*;
+
+const SHORT: Duration = Duration::from_millis(300);
+
+fn peer() -> ZmqConnector {
+    ZmqConnector::new().expect("start a zmq peer")
+}
+
+fn peer_with_timeout(timeout: Duration) -> ZmqConnector {
+    ZmqConnector::builder()
+        .timeout(timeout)
+        .build()
+        .expect("start a zmq peer")
+}
+
+fn endpoint(connector: &ZmqConnector) -> String {
+    connector.endpoint().expect("server started").to_string()
+}
+
+/// Two peers seen as one connector: objects live on `home` (put there directly, or sent
+/// there with a remote `PUT`), and every read goes through `visitor`, over TCP.
+#[derive(Debug)]
+struct TwoPeers {
+    home: ZmqConnector,
+    visitor: ZmqConnector,
+    remote_puts: bool,
+}
+
+impl TwoPeers {
+    fn new(remote_puts: bool) -> Self {
+        TwoPeers {
+            home: peer(),
+            visitor: ZmqConnector::client(ZmqOptions::default()).expect("client"),
+            remote_puts,
+        }
+    }
+}
+
+impl Connector for TwoPeers {
+    fn put(&self, data: Bytes) -> Result<Key> {
+        if self.remote_puts {
+            self.visitor.put_to(&endpoint(&self.home), data)
+        } else {
+            self.home.put(data)
+        }
+    }
+    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        self.visitor.get(key)
+    }
+    fn exists(&self, key: &Key) -> Result<bool> {
+        self.visitor.exists(key)
+    }
+    fn evict(&self, key: &Key) -> Result<()> {
+        self.visitor.evict(key)
+    }
+    fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        self.visitor.get_batch(keys)
+    }
+    fn config(&self) -> ConnectorConfig {
+        self.home.config()
+    }
+    fn object_count(&self) -> Option<usize> {
+        self.home.object_count()
+    }
+}
+
+/// The suite on one peer: its own keys, read from its own map.
+mod local {
+    use super::*;
+    crate::conformance_tests!(peer());
+}
+
+/// The suite with every read going to another peer's server.
+mod remote_get {
+    use super::*;
+    crate::conformance_tests!(TwoPeers::new(false));
+}
+
+/// The suite with every operation, puts included, going to another peer's server.
+mod remote_put {
+    use super::*;
+    crate::conformance_tests!(TwoPeers::new(true));
+}
+
+#[test]
+fn put_is_local_and_the_key_names_this_peer() {
+    let connector = peer();
+    let key = connector.put(Bytes::from_static(b"abc")).expect("put");
+    assert_eq!(key.connector(), "zmq");
+    assert_eq!(key.peer(), connector.endpoint());
+    assert!(endpoint(&connector).starts_with("tcp://127.0.0.1:"));
+    assert_eq!(connector.object_count(), Some(1));
+}
+
+#[test]
+fn own_gets_share_the_stored_buffer() {
+    let connector = peer();
+    let data = Bytes::from(vec![3u8; 1 << 20]);
+    let key = connector.put(data.clone()).expect("put");
+    let back = connector.get(&key).expect("get").expect("present");
+    assert_eq!(
+        back.as_ptr(),
+        data.as_ptr(),
+        "a local get copied the payload"
+    );
+}
+
+#[test]
+fn rebuilding_in_the_same_process_reaches_the_same_server() {
+    let original = peer();
+    let key = original.put(Bytes::from_static(b"x")).expect("put");
+    let rebuilt = original.config().build().expect("build");
+    assert_eq!(
+        rebuilt.get(&key).expect("get"),
+        Some(Bytes::from_static(b"x"))
+    );
+    let second = rebuilt
+        .put(Bytes::from_static(b"y"))
+        .expect("put via rebuilt");
+    assert_eq!(
+        second.peer(),
+        original.endpoint(),
+        "a duplicate server was started"
+    );
+    assert_eq!(original.object_count(), Some(2));
+}
+
+#[test]
+fn a_config_whose_server_is_gone_builds_a_client_that_starts_its_own() {
+    let original = peer();
+    let config = original.config();
+    let old_endpoint = endpoint(&original);
+    original.close().expect("close");
+    let ConnectorConfig::Zmq(zmq_config) = &config else {
+        panic!("config {config:?}");
+    };
+    let rebuilt = zmq_config.build().expect("build");
+    assert_eq!(
+        rebuilt.endpoint(),
+        None,
+        "a client starts no server before its first put"
+    );
+    let key = rebuilt.put(Bytes::from_static(b"z")).expect("put");
+    assert_ne!(key.peer(), Some(old_endpoint.as_str()));
+    assert_eq!(key.peer(), rebuilt.endpoint());
+}
+
+#[test]
+fn close_stops_the_server_and_later_operations_fail_cleanly() {
+    let owner = peer();
+    let reader = peer_with_timeout(SHORT);
+    let key = owner.put(Bytes::from_static(b"bye")).expect("put");
+    assert!(reader.exists(&key).expect("exists before close"));
+    owner.close().expect("close");
+    owner.close().expect("closing twice is fine");
+    assert!(matches!(owner.put(Bytes::new()), Err(Error::Closed { .. })));
+    assert!(matches!(owner.get(&key), Err(Error::Closed { .. })));
+    assert_eq!(owner.object_count(), Some(0), "close drops the objects");
+    match reader.get(&key) {
+        Err(Error::Timeout { peer, .. }) => assert_eq!(Some(peer.as_str()), key.peer()),
+        other => panic!("get from a closed peer gave {other:?}"),
+    }
+}
+
+#[test]
+fn dropping_the_last_handle_stops_the_server() {
+    let connector = peer();
+    let endpoint = endpoint(&connector);
+    assert!(server::live_server(&endpoint).is_some());
+    drop(connector);
+    assert!(server::live_server(&endpoint).is_none());
+}
+
+#[test]
+fn keys_without_or_with_a_bad_peer_are_errors() {
+    let connector = peer_with_timeout(SHORT);
+    let no_peer = Key::random("zmq");
+    assert!(matches!(
+        connector.get(&no_peer),
+        Err(Error::Protocol { .. })
+    ));
+    for bad in [
+        "garbage",
+        "tcp://127.0.0.1",
+        "inproc://x",
+        "tcp://a\0b:1",
+        "tcp://[::1:zz",
+    ] {
+        let key = Key::random("zmq").with_peer(bad);
+        match connector.get(&key) {
+            Err(Error::Peer { peer, .. }) => assert_eq!(peer, bad),
+            other => panic!("peer {bad:?} gave {other:?}"),
+        }
+    }
+    // The connector is still fine afterwards.
+    let key = connector.put(Bytes::from_static(b"ok")).expect("put");
+    assert!(connector.exists(&key).expect("exists"));
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+    listener.local_addr().expect("probe address").port()
+}
+
+fn assert_times_out(
+    result: Result<Option<Bytes>>,
+    peer: &str,
+    started: Instant,
+    timeout: Duration,
+) {
+    let elapsed = started.elapsed();
+    match result {
+        Err(Error::Timeout {
+            peer: named,
+            timeout: reported,
+            operation,
+        }) => {
+            assert_eq!(named, peer);
+            assert_eq!(reported, timeout);
+            assert!(operation.starts_with("get"), "{operation}");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        elapsed >= timeout,
+        "gave up after {elapsed:?}, before {timeout:?}"
+    );
+    assert!(
+        elapsed < timeout + Duration::from_millis(500),
+        "took {elapsed:?}"
+    );
+}
+
+#[test]
+fn a_dead_port_times_out_naming_the_peer() {
+    let client = peer_with_timeout(SHORT);
+    let dead = format!("tcp://127.0.0.1:{}", free_port());
+    let key = Key::random("zmq").with_peer(dead.as_str());
+    let started = Instant::now();
+    assert_times_out(client.get(&key), &dead, started, SHORT);
+    let started = Instant::now();
+    assert!(matches!(client.exists(&key), Err(Error::Timeout { .. })));
+    assert!(started.elapsed() < SHORT + Duration::from_millis(500));
+}
+
+/// A test-side `ROUTER` standing in for a peer that misbehaves.
+struct FakePeer {
+    socket: zmq::Socket,
+    endpoint: String,
+}
+
+impl FakePeer {
+    fn bind() -> Self {
+        let socket = context().socket(zmq::ROUTER).expect("socket");
+        socket.set_linger(0).expect("linger");
+        socket.set_rcvtimeo(3000).expect("rcvtimeo");
+        socket.bind("tcp://127.0.0.1:*").expect("bind");
+        let endpoint = socket
+            .get_last_endpoint()
+            .expect("endpoint")
+            .expect("utf-8 endpoint");
+        FakePeer { socket, endpoint }
+    }
+
+    /// The next request: the sender's id and the decoded header.
+    fn receive(&self) -> (Vec<u8>, Header) {
+        let frames = self.socket.recv_multipart(0).expect("a request");
+        (
+            frames[0].clone(),
+            Header::decode(&frames[1]).expect("a valid request header"),
+        )
+    }
+
+    fn reply(&self, to: &[u8], frames: &[&[u8]]) {
+        let mut all = vec![to];
+        all.extend_from_slice(frames);
+        self.socket.send_multipart(all, 0).expect("reply");
+    }
+
+    /// Binds a fake peer and hands it to `script` on its own thread (sockets stay on one
+    /// thread); returns its endpoint and the thread.
+    fn run<T: Send + 'static>(
+        script: impl FnOnce(FakePeer) -> T + Send + 'static,
+    ) -> (String, std::thread::JoinHandle<T>) {
+        let fake = FakePeer::bind();
+        let endpoint = fake.endpoint.clone();
+        (endpoint, std::thread::spawn(move || script(fake)))
+    }
+}
+
+#[test]
+fn a_silent_peer_times_out_and_a_late_reply_is_never_taken_for_the_next() {
+    let first = Key::random("zmq");
+    let second = Key::random("zmq");
+    let (endpoint, fake) = FakePeer::run(|fake| {
+        // Answer the first request late, after the client gave up; then the second properly.
+        let (to, late) = fake.receive();
+        std::thread::sleep(SHORT + Duration::from_millis(50));
+        fake.reply(&to, &[&late.reply(Status::Ok).encode(), b"late"]);
+        let (to, header) = fake.receive();
+        fake.reply(&to, &[&header.reply(Status::Ok).encode(), b"fresh"]);
+        (late.object_id, header.object_id)
+    });
+    let first = first.with_peer(endpoint.as_str());
+    let second = second.with_peer(endpoint.as_str());
+    let client = peer_with_timeout(SHORT);
+
+    let started = Instant::now();
+    assert_times_out(client.get(&first), &endpoint, started, SHORT);
+    assert_eq!(
+        client.get(&second).expect("second get"),
+        Some(Bytes::from_static(b"fresh"))
+    );
+    assert_eq!(fake.join().expect("fake peer"), (first.id(), second.id()));
+}
+
+#[test]
+fn malformed_replies_are_protocol_errors_naming_the_peer() {
+    type MakeReply = fn(&Header) -> Vec<Vec<u8>>;
+    let replies: [(&str, MakeReply); 4] = [
+        ("garbage header", |_| vec![b"garbage".to_vec()]),
+        ("get reply without payload", |h| {
+            vec![h.reply(Status::Ok).encode().to_vec()]
+        }),
+        ("reply about another object", |h| {
+            let mut other = *h;
+            other.object_id ^= 1;
+            vec![other.reply(Status::Ok).encode().to_vec(), b"x".to_vec()]
+        }),
+        ("too many frames", |h| {
+            vec![
+                h.reply(Status::Ok).encode().to_vec(),
+                b"x".to_vec(),
+                b"y".to_vec(),
+            ]
+        }),
+    ];
+    let client = peer_with_timeout(Duration::from_secs(2));
+    for (what, make) in replies {
+        let (endpoint, fake) = FakePeer::run(move |fake| {
+            let (to, header) = fake.receive();
+            let frames = make(&header);
+            let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            fake.reply(&to, &frames);
+        });
+        let key = Key::random("zmq").with_peer(endpoint.as_str());
+        match client.get(&key) {
+            Err(Error::Protocol { peer, message }) => {
+                assert_eq!(peer, endpoint, "{what}: {message}")
+            }
+            other => panic!("{what}: expected a protocol error, got {other:?}"),
+        }
+        fake.join().expect("fake peer");
+    }
+}
+
+#[test]
+fn error_replies_become_peer_errors() {
+    let (endpoint, fake) = FakePeer::run(|fake| {
+        let (to, header) = fake.receive();
+        fake.reply(&to, &[&header.reply(Status::Error).encode(), b"no thanks"]);
+    });
+    let client = peer_with_timeout(Duration::from_secs(2));
+    let key = Key::random("zmq").with_peer(endpoint.as_str());
+    match client.get(&key) {
+        Err(Error::Peer { peer, message }) => {
+            assert_eq!(peer, endpoint);
+            assert!(message.contains("no thanks"), "{message}");
+        }
+        other => panic!("expected a peer error, got {other:?}"),
+    }
+    fake.join().expect("fake peer");
+}
+
+#[test]
+fn batches_are_pipelined() {
+    // The fake peer answers nothing until it holds every request of the batch: a client
+    // that waited for each answer before sending the next request would time out here.
+    const N: usize = 20;
+    let (endpoint, fake) = FakePeer::run(|fake| {
+        let requests: Vec<(Vec<u8>, Header)> = (0..N).map(|_| fake.receive()).collect();
+        // Answer in reverse order; odd objects are missing.
+        for (i, (to, header)) in requests.iter().enumerate().rev() {
+            if i % 2 == 0 {
+                let payload = header.object_id.to_le_bytes();
+                fake.reply(to, &[&header.reply(Status::Ok).encode(), &payload]);
+            } else {
+                fake.reply(to, &[&header.reply(Status::NotFound).encode()]);
+            }
+        }
+    });
+    let client = peer_with_timeout(Duration::from_secs(2));
+    let keys: Vec<Key> = (0..N)
+        .map(|_| Key::random("zmq").with_peer(endpoint.as_str()))
+        .collect();
+    let got = client.get_batch(&keys).expect("pipelined batch");
+    fake.join().expect("fake peer");
+    for (i, (key, value)) in keys.iter().zip(&got).enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(
+                value.as_deref(),
+                Some(&key.id().to_le_bytes()[..]),
+                "object {i}"
+            );
+        } else {
+            assert_eq!(value, &None, "object {i}");
+        }
+    }
+}
+
+#[test]
+fn batches_larger_than_the_window_and_across_peers_keep_their_order() {
+    let a = peer();
+    let b = peer();
+    let reader = peer();
+    let mut keys = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..(3 * client::WINDOW + 5) {
+        let data = Bytes::from(format!("object {i}"));
+        let owner = [&a, &b, &reader][i % 3];
+        keys.push(owner.put(data.clone()).expect("put"));
+        expected.push(Some(data));
+    }
+    let missing = a.put(Bytes::from_static(b"gone")).expect("put");
+    a.evict(&missing).expect("evict");
+    keys.insert(7, missing);
+    expected.insert(7, None);
+    assert_eq!(reader.get_batch(&keys).expect("get_batch"), expected);
+}
+
+/// A raw `DEALER` socket speaking (or failing to speak) the wire format.
+fn raw_socket(endpoint: &str) -> zmq::Socket {
+    let socket = context().socket(zmq::DEALER).expect("socket");
+    socket.set_linger(0).expect("linger");
+    socket.set_rcvtimeo(2000).expect("rcvtimeo");
+    socket.connect(endpoint).expect("connect");
+    socket
+}
+
+fn header_bytes(op: u8, request_id: u64, object_id: u128) -> Vec<u8> {
+    let mut bytes = Header::request(Op::Get, request_id, object_id)
+        .encode()
+        .to_vec();
+    bytes[4] = op;
+    bytes
+}
+
+#[test]
+fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
+    let server = peer();
+    let key = server.put(Bytes::from_static(b"still here")).expect("put");
+    let reader = peer();
+    let raw = raw_socket(&endpoint(&server));
+
+    let mut wrong_version = header_bytes(1, 5, 6);
+    wrong_version[3] = 2;
+    let duplicate_put = header_bytes(4, 9, key.id());
+    let cases: Vec<(&str, Vec<Vec<u8>>, u64)> = vec![
+        ("garbage", vec![b"\xff\x00garbage".to_vec()], 0),
+        ("empty frame", vec![Vec::new()], 0),
+        (
+            "truncated header",
+            vec![header_bytes(1, 3, 4)[..HEADER_LEN - 5].to_vec()],
+            0,
+        ),
+        ("unknown version", vec![wrong_version], 0),
+        ("unknown operation", vec![header_bytes(200, 7, 8)], 7),
+        (
+            "get with a payload",
+            vec![header_bytes(1, 10, 1), b"x".to_vec()],
+            10,
+        ),
+        ("put without a payload", vec![header_bytes(4, 11, 1)], 11),
+        (
+            "too many frames",
+            vec![header_bytes(1, 12, 1), b"a".to_vec(), b"b".to_vec()],
+            12,
+        ),
+        (
+            "put over an existing key",
+            vec![duplicate_put, b"overwrite".to_vec()],
+            9,
+        ),
+    ];
+    let count = cases.len() as u64;
+    for (what, frames, request_id) in cases {
+        raw.send_multipart(frames, 0).expect("send");
+        let reply = raw
+            .recv_multipart(0)
+            .unwrap_or_else(|e| panic!("{what}: no reply ({e})"));
+        assert_eq!(reply.len(), 2, "{what}: reply {reply:?}");
+        assert_eq!(&reply[0][..4], b"PXZ\x01", "{what}");
+        assert_eq!(reply[0][5], Status::Error as u8, "{what}: status");
+        assert_eq!(
+            u64::from_le_bytes(reply[0][8..16].try_into().expect("8 bytes")),
+            request_id,
+            "{what}"
+        );
+        assert!(!reply[1].is_empty(), "{what}: the error reply says nothing");
+        // The server still serves, over the network and locally.
+        assert_eq!(
+            reader.get(&key).expect(what),
+            Some(Bytes::from_static(b"still here")),
+            "{what}"
+        );
+    }
+    assert_eq!(server.rejected_requests(), count);
+    assert_eq!(
+        server.object_count(),
+        Some(1),
+        "bad requests changed the map"
+    );
+}
+
+#[test]
+fn oversized_requests_are_refused_and_the_server_keeps_serving() {
+    let small = ZmqConnector::builder()
+        .max_message_size(64 << 10)
+        .timeout(SHORT)
+        .build()
+        .expect("peer");
+    let key = small.put(Bytes::from_static(b"fine")).expect("put");
+    let raw = raw_socket(&endpoint(&small));
+    raw.send_multipart([header_bytes(4, 1, 99), vec![0u8; 1 << 20]], 0)
+        .expect("send");
+    // libzmq drops the connection that sent the oversized frame: no reply, nothing stored.
+    raw.set_rcvtimeo(200).expect("rcvtimeo");
+    assert!(
+        raw.recv_multipart(0).is_err(),
+        "an oversized request was answered"
+    );
+    assert_eq!(small.object_count(), Some(1));
+
+    // A client refuses to send what its own limit forbids, before touching the network.
+    match small.put_to(
+        &endpoint(&small).replace("127.0.0.1", "localhost"),
+        Bytes::from(vec![0u8; 1 << 20]),
+    ) {
+        Err(Error::Peer { message, .. }) => assert!(message.contains("larger than"), "{message}"),
+        other => panic!("oversized put_to gave {other:?}"),
+    }
+    // A client with a larger limit is cut off by the server's and times out, naming it.
+    let big = peer_with_timeout(SHORT);
+    match big.put_to(&endpoint(&small), Bytes::from(vec![0u8; 1 << 20])) {
+        Err(Error::Timeout { peer, .. }) => assert_eq!(peer, endpoint(&small)),
+        other => panic!("oversized put_to gave {other:?}"),
+    }
+    assert_eq!(
+        big.get(&key).expect("get after the oversized request"),
+        Some(Bytes::from_static(b"fine"))
+    );
+}

@@ -1,0 +1,278 @@
+//! The peer protocol's wire format, version 1.
+//!
+//! A request is one ZeroMQ multipart message sent by a `DEALER` socket to a peer's `ROUTER`;
+//! the reply is one multipart message back. Each message has:
+//!
+//! 1. a **header frame** of exactly [`HEADER_LEN`] (32) bytes, all integers little endian:
+//!
+//!    | bytes  | field      | meaning                                                      |
+//!    |--------|------------|--------------------------------------------------------------|
+//!    | 0..3   | magic      | `b"PXZ"`                                                     |
+//!    | 3      | version    | [`VERSION`] (1)                                              |
+//!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`                      |
+//!    | 5      | status     | requests: 0; replies: 0 ok, 1 not found, 2 error             |
+//!    | 6..8   | reserved   | 0 (ignored by readers of version 1)                          |
+//!    | 8..16  | request id | chosen by the client, echoed by the reply (u64)              |
+//!    | 16..32 | object id  | the [`Key`](crate::Key)'s 128-bit id (u128)                  |
+//!
+//! 2. at most one **payload frame**, sent as its own frame so that it is never copied into a
+//!    buffer together with the header:
+//!    - a `PUT` request carries the object; a `GET` reply with status ok carries the object;
+//!    - an error reply carries a UTF-8 message saying what was wrong;
+//!    - every other message has no payload frame.
+//!
+//! A reply echoes the request's operation, request id and object id. A request the server
+//! cannot parse gets an error reply; when even the request id cannot be read (garbage,
+//! truncated header) the reply's request id is 0 and its operation is 0, and when the version
+//! is unknown the reply is written in this version, so an old client can say what happened.
+//! Status `not found` answers `GET` and `EXISTS` for a missing object; `EVICT` of a missing
+//! object is ok; `PUT` under an id already taken is an error (keys are write-once).
+
+use std::fmt;
+
+/// The bytes every header starts with.
+pub(crate) const MAGIC: [u8; 3] = *b"PXZ";
+/// The version of the wire format this module reads and writes.
+pub(crate) const VERSION: u8 = 1;
+/// Size of a header frame.
+pub(crate) const HEADER_LEN: usize = 32;
+
+/// What a request asks the peer to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Send back the object.
+    Get = 1,
+    /// Say whether the object is stored.
+    Exists = 2,
+    /// Remove the object.
+    Evict = 3,
+    /// Store the payload under the object id.
+    Put = 4,
+}
+
+impl Op {
+    fn from_byte(byte: u8) -> Option<Op> {
+        match byte {
+            1 => Some(Op::Get),
+            2 => Some(Op::Exists),
+            3 => Some(Op::Evict),
+            4 => Some(Op::Put),
+            _ => None,
+        }
+    }
+
+    /// Whether a request of this operation carries a payload frame.
+    pub(crate) fn request_has_payload(self) -> bool {
+        self == Op::Put
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Get => "get",
+            Op::Exists => "exists",
+            Op::Evict => "evict",
+            Op::Put => "put",
+        })
+    }
+}
+
+/// The outcome a reply reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Done; for `GET` the payload frame holds the object.
+    Ok = 0,
+    /// No object is stored under the id.
+    NotFound = 1,
+    /// The request was refused; the payload frame says why.
+    Error = 2,
+}
+
+impl Status {
+    fn from_byte(byte: u8) -> Option<Status> {
+        match byte {
+            0 => Some(Status::Ok),
+            1 => Some(Status::NotFound),
+            2 => Some(Status::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded header (of a request or a reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The operation.
+    pub(crate) op: Op,
+    /// The outcome (always [`Status::Ok`] in requests).
+    pub(crate) status: Status,
+    /// Pairs a reply with its request.
+    pub(crate) request_id: u64,
+    /// The object's id.
+    pub(crate) object_id: u128,
+}
+
+/// Why a header frame could not be decoded, with what could still be read of it so that
+/// the error reply can be paired with the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct HeaderError {
+    /// The request id, when the frame was long enough and in a known version.
+    pub(crate) request_id: u64,
+    /// The object id, when it could be read.
+    pub(crate) object_id: u128,
+    /// What was wrong, in words.
+    pub(crate) message: String,
+}
+
+impl Header {
+    /// A request header.
+    pub(crate) fn request(op: Op, request_id: u64, object_id: u128) -> Header {
+        Header {
+            op,
+            status: Status::Ok,
+            request_id,
+            object_id,
+        }
+    }
+
+    /// The header of the reply to `self` with `status`.
+    pub(crate) fn reply(&self, status: Status) -> Header {
+        Header { status, ..*self }
+    }
+
+    /// The header's 32 bytes.
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
+        encode_raw(self.op as u8, self.status, self.request_id, self.object_id)
+    }
+
+    /// Reads a header frame received from the network (never panics).
+    pub(crate) fn decode(frame: &[u8]) -> Result<Header, HeaderError> {
+        let fail = |request_id, object_id, message: String| HeaderError {
+            request_id,
+            object_id,
+            message,
+        };
+        if frame.len() < 4 || frame[..3] != MAGIC {
+            return Err(fail(
+                0,
+                0,
+                format!(
+                    "not a proxy-core peer message ({} byte header frame without the magic bytes)",
+                    frame.len()
+                ),
+            ));
+        }
+        if frame[3] != VERSION {
+            return Err(fail(
+                0,
+                0,
+                format!(
+                    "unsupported wire version {} (this peer speaks version {VERSION})",
+                    frame[3]
+                ),
+            ));
+        }
+        let Ok(fixed) = <&[u8; HEADER_LEN]>::try_from(frame) else {
+            return Err(fail(
+                0,
+                0,
+                format!(
+                    "header frame is {} bytes, expected {HEADER_LEN}",
+                    frame.len()
+                ),
+            ));
+        };
+        let request_id = u64::from_le_bytes(read_array(fixed, 8));
+        let object_id = u128::from_le_bytes(read_array(fixed, 16));
+        let Some(op) = Op::from_byte(fixed[4]) else {
+            return Err(fail(
+                request_id,
+                object_id,
+                format!("unknown operation {}", fixed[4]),
+            ));
+        };
+        let Some(status) = Status::from_byte(fixed[5]) else {
+            return Err(fail(
+                request_id,
+                object_id,
+                format!("unknown status {}", fixed[5]),
+            ));
+        };
+        Ok(Header {
+            op,
+            status,
+            request_id,
+            object_id,
+        })
+    }
+}
+
+/// The header of an error reply to a request whose operation could not be read.
+pub(crate) fn error_reply_header(error: &HeaderError) -> [u8; HEADER_LEN] {
+    encode_raw(0, Status::Error, error.request_id, error.object_id)
+}
+
+fn encode_raw(op: u8, status: Status, request_id: u64, object_id: u128) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[..3].copy_from_slice(&MAGIC);
+    out[3] = VERSION;
+    out[4] = op;
+    out[5] = status as u8;
+    out[8..16].copy_from_slice(&request_id.to_le_bytes());
+    out[16..32].copy_from_slice(&object_id.to_le_bytes());
+    out
+}
+
+fn read_array<const N: usize>(frame: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&frame[at..at + N]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let header = Header::request(Op::Put, 0x0102_0304_0506_0708, u128::MAX - 5);
+        let bytes = header.encode();
+        assert_eq!(&bytes[..4], b"PXZ\x01");
+        assert_eq!(Header::decode(&bytes), Ok(header));
+        let reply = header.reply(Status::NotFound);
+        assert_eq!(Header::decode(&reply.encode()), Ok(reply));
+    }
+
+    #[test]
+    fn bad_headers_are_errors_with_what_could_be_read() {
+        assert!(Header::decode(b"").is_err());
+        assert!(Header::decode(b"hello world, not a header at all").is_err());
+        let good = Header::request(Op::Get, 42, 7).encode();
+        let truncated = Header::decode(&good[..20]).expect_err("truncated");
+        assert!(
+            truncated.message.contains("20 bytes"),
+            "{}",
+            truncated.message
+        );
+
+        let mut version = good;
+        version[3] = 9;
+        let err = Header::decode(&version).expect_err("version");
+        assert!(err.message.contains("version 9"), "{}", err.message);
+
+        let mut op = good;
+        op[4] = 77;
+        let err = Header::decode(&op).expect_err("op");
+        assert_eq!((err.request_id, err.object_id), (42, 7));
+        assert!(err.message.contains("operation 77"), "{}", err.message);
+
+        let mut status = good;
+        status[5] = 3;
+        assert!(Header::decode(&status).is_err());
+
+        let mut long = good.to_vec();
+        long.push(0);
+        assert!(Header::decode(&long).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Codecs seen through a store: the identity path for byte buffers, and decode errors.
+
+mod common;
+
+use bytes::Bytes;
+use common::unique;
+use proxy_core::{BincodeCodec, Codec, DefaultCodec, Error, LocalConnector, Proxy, Store};
+
+fn local(prefix: &str) -> Store {
+    Store::new(unique(prefix), LocalConnector::new())
+}
+
+#[test]
+fn bytes_go_through_a_local_store_without_a_copy() {
+    let store = Store::builder(unique("bytes-nocopy"), LocalConnector::new())
+        .cache_size(0)
+        .build();
+    let data = Bytes::from(vec![0xabu8; 1 << 20]);
+    let key = store.put(&data).expect("put");
+    let back = store.get::<Bytes>(&key).expect("get").expect("present");
+    assert_eq!(back.as_ptr(), data.as_ptr(), "1 MiB get copied the payload");
+    assert_eq!(back.len(), 1 << 20);
+    let raw = store.get_bytes(&key).expect("get_bytes").expect("present");
+    assert_eq!(raw.as_ptr(), data.as_ptr(), "raw get copied the payload");
+}
+
+#[test]
+fn vec_u8_is_stored_without_framing() {
+    let store = local("vec-u8");
+    let key = store.put(&vec![9u8, 8, 7]).expect("put");
+    let raw = store.get_bytes(&key).expect("get_bytes").expect("present");
+    assert_eq!(&raw[..], &[9, 8, 7]);
+    // Bincode would have written a length prefix: BincodeCodec is the framed variant.
+    let framed = <BincodeCodec as Codec<Vec<u8>>>::encode(&vec![9u8, 8, 7]).expect("encode");
+    assert_eq!(framed.len(), 8 + 3);
+}
+
+#[test]
+fn proxy_lazy_moves_a_vec_u8_and_fetches_it_back() {
+    let store = local("lazy");
+    let proxy = store.proxy_lazy(vec![5u8; 4096]).expect("proxy_lazy");
+    assert!(!Proxy::is_resolved(&proxy));
+    assert_eq!(proxy.len(), 4096);
+    assert!(proxy.iter().all(|&b| b == 5));
+}
+
+#[test]
+fn decoding_wrong_bytes_is_a_codec_error_naming_the_type() {
+    let store = local("wrong-bytes");
+    let key = store.put(&String::from("hello")).expect("put");
+    let err = store
+        .get::<Vec<u64>>(&key)
+        .expect_err("a String is not a Vec<u64>");
+    match err.root() {
+        Error::Codec {
+            action, type_name, ..
+        } => {
+            assert_eq!(*action, "decode");
+            assert!(type_name.contains("Vec<u64>"), "{type_name}");
+        }
+        other => panic!("expected Error::Codec, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("Vec<u64>"), "{text}");
+    assert!(text.contains(store.name()), "{text}");
+    assert!(text.contains(&key.to_string()), "{text}");
+    assert!(!store.is_cached(&key), "a failed decode must not be cached");
+
+    // The same through a proxy: an error from resolve, naming the type.
+    let proxy: Proxy<Vec<u64>> = store.proxy_from_key(key);
+    let err = Proxy::resolve(&proxy).expect_err("resolve of wrong bytes");
+    assert!(
+        matches!(err.root(), Error::Codec { type_name, .. } if type_name.contains("Vec<u64>")),
+        "{err:?}"
+    );
+    assert!(!Proxy::is_resolved(&proxy));
+}
+
+#[test]
+fn truncated_bytes_are_a_codec_error() {
+    let store = local("truncated");
+    let full = <DefaultCodec as Codec<(u64, String)>>::encode(&(1, "abcdef".into())).expect("e");
+    let key = store
+        .put_bytes(full.slice(..full.len() - 2))
+        .expect("put_bytes");
+    let err = store.get::<(u64, String)>(&key).expect_err("truncated");
+    assert!(
+        matches!(err.root(), Error::Codec { type_name, .. } if type_name.contains("String")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn encoded_len_agrees_with_what_the_store_writes() {
+    let store = Store::builder(unique("encoded-len"), LocalConnector::new())
+        .metrics(true)
+        .build();
+    let value = (3u32, vec![1.5f32; 17], String::from("abc"));
+    store.put(&value).expect("put");
+    let written = store.metrics().expect("metrics").put.bytes;
+    assert_eq!(
+        <DefaultCodec as Codec<_>>::encoded_len(&value),
+        Some(written)
+    );
+}

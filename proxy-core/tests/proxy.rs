@@ -1,0 +1,470 @@
+//! Behaviour of `Proxy<T>`: lazy resolution, errors and panics, extract, background fetches,
+//! resolve-once under concurrency, and serialization as a factory.
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use common::{panic_message, unique, wait_until};
+use proxy_core::{
+    get_store, register_store, unregister_store, Error, FileConnector, Key, LocalConnector, Proxy,
+    Store,
+};
+
+fn metered(prefix: &str) -> Store {
+    Store::builder(unique(prefix), LocalConnector::new())
+        .metrics(true)
+        .build()
+}
+
+/// A proxy to an object that has been evicted: it cannot resolve.
+fn dangling(store: &Store) -> (Proxy<Vec<u64>>, Key) {
+    let key = store.put(&vec![1u64, 2, 3]).expect("put");
+    store.evict(&key).expect("evict");
+    (store.proxy_from_key(key.clone()), key)
+}
+
+#[test]
+fn proxy_from_key_is_unresolved_until_first_use() {
+    let store = metered("lazy");
+    let key = store.put(&vec![1u64, 2, 3]).expect("put");
+    let proxy: Proxy<Vec<u64>> = store.proxy_from_key(key.clone());
+    assert!(!Proxy::is_resolved(&proxy));
+    assert_eq!(Proxy::key(&proxy), &key);
+    assert_eq!(Proxy::store_name(&proxy), store.name());
+    assert_eq!(
+        store.metrics().expect("metrics").get.count,
+        0,
+        "fetched before use"
+    );
+
+    assert_eq!(proxy.iter().sum::<u64>(), 6); // first use
+    assert!(Proxy::is_resolved(&proxy));
+    assert_eq!(proxy.len(), 3); // later uses are free
+    assert_eq!(store.metrics().expect("metrics").get.count, 1);
+}
+
+#[test]
+fn store_proxy_starts_resolved_and_clones_share_the_value() {
+    let store = metered("resolved");
+    let proxy = store.proxy(String::from("value")).expect("proxy");
+    assert!(Proxy::is_resolved(&proxy));
+    let clone = proxy.clone();
+    assert_eq!(clone, proxy);
+    assert!(std::ptr::eq(&*clone, &*proxy), "clones must share one slot");
+    assert_eq!(&*clone, "value");
+    assert_eq!(store.metrics().expect("metrics").get.count, 0);
+}
+
+#[test]
+fn resolve_of_an_evicted_object_is_a_not_found_error_naming_store_and_key() {
+    let store = Store::new(unique("evicted"), LocalConnector::new());
+    let (proxy, key) = dangling(&store);
+    let err = Proxy::resolve(&proxy).expect_err("object was evicted");
+    assert!(
+        matches!(err.root(), Error::NotFound { store: s, key: k } if s == store.name() && *k == key),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(store.name()), "{text}");
+    assert!(text.contains(&key.to_string()), "{text}");
+    assert!(
+        !Proxy::is_resolved(&proxy),
+        "a failed resolve must leave the proxy unresolved"
+    );
+    assert!(Proxy::get(&proxy).is_err());
+
+    // A second attempt reports the same error again.
+    assert!(Proxy::resolve(&proxy).is_err());
+}
+
+#[test]
+fn deref_of_an_unresolvable_proxy_panics_naming_store_and_key() {
+    let store = Store::new(unique("deref-panic"), LocalConnector::new());
+    let (proxy, key) = dangling(&store);
+    let payload = catch_unwind(AssertUnwindSafe(|| proxy.len())).expect_err("deref must panic");
+    let message = panic_message(payload);
+    assert!(message.contains("could not resolve proxy"), "{message}");
+    assert!(message.contains(store.name()), "{message}");
+    assert!(message.contains(&key.to_string()), "{message}");
+    assert!(message.contains("not found"), "cause missing: {message}");
+}
+
+#[test]
+#[should_panic(expected = "could not resolve proxy: store `deref-should-panic`")]
+fn deref_of_an_unresolvable_proxy_panics() {
+    // Only this test uses the name, and the store is never registered.
+    let store = Store::new("deref-should-panic", LocalConnector::new());
+    let (proxy, _) = dangling(&store);
+    let _ = proxy.first();
+}
+
+#[test]
+fn extract_takes_the_value_out_of_a_unique_proxy() {
+    let store = metered("extract-unique");
+    let proxy = store
+        .proxy(vec![String::from("a"), String::from("b")])
+        .expect("proxy");
+    let key = Proxy::key(&proxy).clone();
+    let values = Proxy::extract(proxy).expect("extract");
+    assert_eq!(values, vec!["a", "b"]);
+    assert_eq!(
+        store.metrics().expect("metrics").get.count,
+        0,
+        "a unique resolved proxy must hand over its value without fetching"
+    );
+    assert!(
+        store.exists(&key).expect("exists"),
+        "extract must not evict"
+    );
+}
+
+#[test]
+fn extract_of_a_shared_proxy_fetches_a_copy_and_leaves_the_other_handle_usable() {
+    let store = metered("extract-shared");
+    let proxy = store.proxy(vec![1i32, -2, 3]).expect("proxy");
+    let other = proxy.clone();
+    let mut values = Proxy::extract(proxy).expect("extract");
+    assert_eq!(
+        store.metrics().expect("metrics").get.count,
+        1,
+        "shared extract fetches"
+    );
+    values.push(4);
+    assert_eq!(
+        *other,
+        vec![1, -2, 3],
+        "extract changed the other handle's value"
+    );
+    assert_eq!(values, vec![1, -2, 3, 4]);
+}
+
+#[test]
+fn extract_of_an_unresolved_proxy_fetches_and_of_an_evicted_one_fails() {
+    let store = Store::new(unique("extract-lazy"), LocalConnector::new());
+    let key = store.put(&String::from("lazy")).expect("put");
+    let proxy: Proxy<String> = store.proxy_from_key(key);
+    assert_eq!(Proxy::extract(proxy).expect("extract"), "lazy");
+
+    let (dangling, key) = dangling(&store);
+    let err = Proxy::extract(dangling).expect_err("evicted");
+    assert!(
+        matches!(err.root(), Error::NotFound { key: k, .. } if *k == key),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn resolve_async_fetches_in_the_background() {
+    let store = metered("async");
+    let key = store.put(&vec![3.5f64; 1000]).expect("put");
+    let proxy: Proxy<Vec<f64>> = store.proxy_from_key(key);
+    Proxy::resolve_async(&proxy);
+    wait_until("the background fetch", || Proxy::is_resolved(&proxy));
+    assert_eq!(store.metrics().expect("metrics").get.count, 1);
+    assert_eq!(proxy.len(), 1000);
+    assert_eq!(proxy[999], 3.5);
+    assert_eq!(
+        store.metrics().expect("metrics").get.count,
+        1,
+        "deref fetched again"
+    );
+}
+
+#[test]
+fn resolve_async_then_immediate_deref_sees_the_value() {
+    let store = metered("async-deref");
+    let key = store.put(&String::from("soon")).expect("put");
+    let proxy: Proxy<String> = store.proxy_from_key(key);
+    Proxy::resolve_async(&proxy);
+    assert_eq!(&*proxy, "soon");
+    // Whichever of the background job and the deref came first fetched; the other found
+    // the proxy resolved (the job, if it runs later, must not fetch again).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(store.metrics().expect("metrics").get.count, 1);
+}
+
+#[test]
+fn a_proxy_resolves_from_the_store_cache() {
+    let store = metered("from-cache");
+    let key = store.put(&String::from("cached")).expect("put");
+    let cached = store.get::<String>(&key).expect("get").expect("present");
+    let proxy: Proxy<String> = store.proxy_from_key(key);
+    let value = Proxy::get(&proxy).expect("resolve");
+    assert!(
+        Arc::ptr_eq(&value, &cached),
+        "resolve decoded a cached object again"
+    );
+    assert_eq!(store.metrics().expect("metrics").get.count, 1);
+}
+
+#[test]
+fn resolve_async_of_an_evicted_object_leaves_the_error_for_resolve() {
+    let store = Store::new(unique("async-evicted"), LocalConnector::new());
+    let (proxy, _) = dangling(&store);
+    Proxy::resolve_async(&proxy);
+    let err = Proxy::resolve(&proxy).expect_err("evicted");
+    assert!(matches!(err.root(), Error::NotFound { .. }), "{err:?}");
+}
+
+#[test]
+fn prefetch_resolves_every_proxy_and_notifies_once_per_batch() {
+    let store = metered("prefetch");
+    let keys: Vec<Key> = (0..40u64).map(|i| store.put(&i).expect("put")).collect();
+    let proxies: Vec<Proxy<u64>> = keys
+        .iter()
+        .map(|k| store.proxy_from_key(k.clone()))
+        .collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let prefetch = Proxy::prefetch(
+        &proxies,
+        Some(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })),
+    );
+    wait_until("the prefetch", || prefetch.is_done());
+    // 40 proxies in batches of 16: three batches, three notifications.
+    wait_until("three notifications", || calls.load(Ordering::SeqCst) == 3);
+    assert!(
+        proxies.iter().all(Proxy::is_resolved),
+        "prefetch left proxies unresolved"
+    );
+    let m = store.metrics().expect("metrics");
+    assert_eq!(m.get.count, 3, "each batch must be one batched get");
+    for (i, proxy) in proxies.iter().enumerate() {
+        assert_eq!(**proxy, i as u64);
+    }
+    assert_eq!(
+        store.metrics().expect("metrics").get.count,
+        3,
+        "deref fetched again"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "notified more than once per batch"
+    );
+}
+
+#[test]
+fn prefetch_of_nothing_is_done_at_once() {
+    let store = metered("prefetch-none");
+    let resolved = store.proxy(1u8).expect("proxy");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let prefetch = Proxy::prefetch(
+        [&resolved],
+        Some(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })),
+    );
+    assert!(prefetch.is_done(), "nothing to fetch, yet not done");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(store.metrics().expect("metrics").get.count, 0);
+}
+
+#[test]
+fn a_failing_prefetch_finishes_and_leaves_the_proxy_unresolved() {
+    let store = Store::new(unique("prefetch-fail"), LocalConnector::new());
+    let (missing, key) = dangling(&store);
+    let present: Proxy<Vec<u64>> = store.proxy_from_key(store.put(&vec![9u64]).expect("put"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let prefetch = Proxy::prefetch(
+        [&missing, &present],
+        Some(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })),
+    );
+    wait_until("the failed prefetch to finish", || prefetch.is_done());
+    wait_until("the notification", || calls.load(Ordering::SeqCst) == 1);
+    assert!(
+        !Proxy::is_resolved(&missing),
+        "an evicted object cannot resolve"
+    );
+    assert!(
+        Proxy::is_resolved(&present),
+        "one missing object blocked the batch"
+    );
+    let err = Proxy::resolve(&missing).expect_err("still missing");
+    assert!(
+        matches!(err.root(), Error::NotFound { key: k, .. } if *k == key),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn concurrent_derefs_of_clones_fetch_once() {
+    let store = Store::builder(unique("once"), LocalConnector::new())
+        .metrics(true)
+        .cache_size(0)
+        .build();
+    let key = store.put(&vec![7u64; 1 << 17]).expect("put");
+    let proxy: Proxy<Vec<u64>> = store.proxy_from_key(key);
+    let barrier = Arc::new(Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let proxy = proxy.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                proxy.iter().sum::<u64>()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("thread"), 7 << 17);
+    }
+    let m = store.metrics().expect("metrics");
+    assert_eq!(m.get.count, 1, "8 clones fetched {} times", m.get.count);
+    assert!(Proxy::is_resolved(&proxy));
+}
+
+#[test]
+fn a_serialized_proxy_is_small_and_carries_no_payload() {
+    let store = Store::new(unique("wire"), LocalConnector::new());
+    let proxy = store.proxy(vec![0xabu8; 1 << 20]).expect("proxy");
+    let wire = bincode::serialize(&proxy).expect("serialize");
+    assert!(
+        wire.len() < 200,
+        "a proxy of 1 MiB serialized to {} bytes",
+        wire.len()
+    );
+    assert!(
+        !wire.windows(16).any(|w| w.iter().all(|&b| b == 0xab)),
+        "the payload leaked into the serialized proxy"
+    );
+}
+
+#[test]
+fn a_deserialized_proxy_uses_the_registered_store() {
+    let store = Store::builder(unique("wire-registered"), LocalConnector::new())
+        .metrics(true)
+        .build();
+    register_store(&store).expect("register");
+    let proxy = store.proxy(vec![1u16, 2, 3]).expect("proxy");
+    let wire = bincode::serialize(&proxy).expect("serialize");
+    let received: Proxy<Vec<u16>> = bincode::deserialize(&wire).expect("deserialize");
+    assert!(
+        !Proxy::is_resolved(&received),
+        "a deserialized proxy starts unresolved"
+    );
+    assert_eq!(received, proxy);
+    assert_eq!(*received, vec![1, 2, 3]);
+    let used = Proxy::store(&received).expect("store");
+    assert!(used.same_store(&store), "did not use the registered store");
+    assert_eq!(store.metrics().expect("metrics").get.count, 1);
+    unregister_store(store.name());
+}
+
+#[test]
+fn a_deserialized_proxy_rebuilds_an_unregistered_store_and_registers_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("wire-rebuild");
+    let wire = {
+        // The producing side: a file store that is never registered, gone after this block.
+        let store = Store::new(name.clone(), FileConnector::new(dir.path()).expect("fc"));
+        let proxy = store.proxy(vec![String::from("x"); 3]).expect("proxy");
+        bincode::serialize(&proxy).expect("serialize")
+    };
+    assert!(
+        get_store(&name).is_none(),
+        "test premise: the store is not registered"
+    );
+
+    let received: Proxy<Vec<String>> = bincode::deserialize(&wire).expect("deserialize");
+    assert!(!Proxy::is_resolved(&received));
+    assert_eq!(Proxy::store_name(&received), name);
+    Proxy::resolve(&received).expect("resolve through a rebuilt store");
+    assert_eq!(*received, vec!["x", "x", "x"]);
+
+    let registered = get_store(&name).expect("the rebuilt store must be registered");
+    let used = Proxy::store(&received).expect("store");
+    assert!(used.same_store(&registered));
+    match &registered.config().connector {
+        proxy_core::ConnectorConfig::File { dir: d } => assert_eq!(d, dir.path()),
+        other => panic!("rebuilt the wrong connector: {other:?}"),
+    }
+    // A second proxy from the same wire bytes finds the now registered store.
+    let again: Proxy<Vec<String>> = bincode::deserialize(&wire).expect("deserialize");
+    assert!(Proxy::store(&again).expect("store").same_store(&registered));
+    unregister_store(&name);
+}
+
+#[test]
+fn a_deserialized_proxy_whose_store_cannot_be_rebuilt_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("wire-unbuildable");
+    let wire = {
+        let store = Store::new(name.clone(), FileConnector::new(dir.path()).expect("fc"));
+        bincode::serialize(&store.proxy(1u32).expect("proxy")).expect("serialize")
+    };
+    let path = dir.path().to_path_buf();
+    dir.close().expect("remove the store directory");
+
+    let received: Proxy<u32> = bincode::deserialize(&wire).expect("deserialize");
+    let err = Proxy::resolve(&received).expect_err("directory is gone");
+    assert!(
+        matches!(err.root(), Error::Io { path: p, .. } if *p == path),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&name), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(
+        get_store(&name).is_none(),
+        "a store that failed to build was registered"
+    );
+}
+
+/// A codec whose first decode panics, as user code may; later decodes work.
+struct PanicOnceCodec;
+
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl proxy_core::Codec<u32> for PanicOnceCodec {
+    fn encode(value: &u32) -> proxy_core::Result<bytes::Bytes> {
+        Ok(bytes::Bytes::copy_from_slice(&value.to_le_bytes()))
+    }
+
+    fn decode(bytes: bytes::Bytes) -> proxy_core::Result<u32> {
+        if !PANICKED.swap(true, Ordering::SeqCst) {
+            panic!("decode panicked on purpose");
+        }
+        let array: [u8; 4] = bytes[..].try_into().expect("4 bytes");
+        Ok(u32::from_le_bytes(array))
+    }
+}
+
+#[test]
+fn a_prefetch_whose_decode_panics_still_finishes_and_a_later_one_works() {
+    let store = Store::new(unique("prefetch-panic"), LocalConnector::new());
+    let key = store.put_with::<u32, PanicOnceCodec>(&5).expect("put");
+    let proxy: Proxy<u32, PanicOnceCodec> = store.proxy_from_key_with(key);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let prefetch = Proxy::prefetch([&proxy], Some(Arc::clone(&notify)));
+    wait_until("the panicked prefetch to finish", || prefetch.is_done());
+    wait_until("the notification", || calls.load(Ordering::SeqCst) == 1);
+    assert!(!Proxy::is_resolved(&proxy));
+
+    // The panic must not stop later background fetches of the same proxy.
+    let prefetch = Proxy::prefetch([&proxy], Some(notify));
+    wait_until("the second prefetch", || prefetch.is_done());
+    wait_until("the second notification", || {
+        calls.load(Ordering::SeqCst) == 2
+    });
+    assert!(
+        Proxy::is_resolved(&proxy),
+        "the second prefetch did not fetch"
+    );
+    assert_eq!(*proxy, 5);
+}

@@ -1,0 +1,119 @@
+//! The standalone `proxy-peer` binary: serves objects stored on it, shuts down on signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
+
+const PEER: &str = env!("CARGO_BIN_EXE_proxy-peer");
+
+/// Starts `proxy-peer` with `args` and reads the endpoint it prints.
+fn start(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(PEER)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start proxy-peer");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the endpoint");
+    let endpoint = line.trim().to_string();
+    assert!(endpoint.starts_with("tcp://127.0.0.1:"), "printed {line:?}");
+    (child, endpoint)
+}
+
+fn signal(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
+}
+
+/// Waits for `child` to exit, at most `limit`; returns whether it exited with status 0.
+fn exits_cleanly(child: &mut Child, limit: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("proxy-peer did not exit within {limit:?}");
+}
+
+#[test]
+fn serves_objects_put_on_it_and_stops_on_sigterm() {
+    let (mut child, endpoint) = start(&["--port", "0", "--timeout", "2"]);
+    let client = ZmqConnector::client(ZmqOptions::default().timeout(Duration::from_secs(2)))
+        .expect("client");
+
+    let small = client
+        .put_to(&endpoint, Bytes::from_static(b"served"))
+        .expect("put_to the peer");
+    let big = Bytes::from((0..(4u32 << 20)).map(|i| i as u8).collect::<Vec<u8>>());
+    let large = client
+        .put_to(&endpoint, big.clone())
+        .expect("put_to the peer");
+    assert_eq!(small.peer(), Some(endpoint.as_str()));
+    assert!(client.exists(&small).expect("exists"));
+    assert_eq!(
+        client.get(&small).expect("get"),
+        Some(Bytes::from_static(b"served"))
+    );
+    assert!(client.get(&large).expect("get").expect("present") == big);
+    let both = client
+        .get_batch(&[large.clone(), small.clone()])
+        .expect("get_batch");
+    assert_eq!(both[1], Some(Bytes::from_static(b"served")));
+    client.evict(&small).expect("evict");
+    assert!(!client.exists(&small).expect("exists"));
+    // The client itself stored nothing and started no server.
+    assert_eq!(client.endpoint(), None);
+
+    signal(&child, libc::SIGTERM);
+    assert!(
+        exits_cleanly(&mut child, Duration::from_secs(5)),
+        "nonzero exit after SIGTERM"
+    );
+    let reader = ZmqConnector::client(ZmqOptions::default().timeout(Duration::from_millis(200)))
+        .expect("client");
+    assert!(
+        matches!(reader.get(&large), Err(Error::Timeout { .. })),
+        "still served after exit"
+    );
+}
+
+#[test]
+fn stops_on_sigint() {
+    let (mut child, _endpoint) = start(&[]);
+    signal(&child, libc::SIGINT);
+    assert!(
+        exits_cleanly(&mut child, Duration::from_secs(5)),
+        "nonzero exit after SIGINT"
+    );
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let help = Command::new(PEER)
+        .arg("--help")
+        .output()
+        .expect("run proxy-peer");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--bind", "--port", "--timeout", "--max-message-size"] {
+        assert!(text.contains(flag), "help does not mention {flag}");
+    }
+    let bad = Command::new(PEER)
+        .args(["--port", "nope"])
+        .output()
+        .expect("run proxy-peer");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid port"));
+}

@@ -1,0 +1,89 @@
+//! Large payloads cross `ZmqConnector`'s sockets without being copied into Rust buffers.
+//!
+//! A counting global allocator records every Rust allocation of 1 MiB or more. A 64 MiB
+//! object fetched from (and stored on) another peer over TCP must not cause any: the sender
+//! hands libzmq the stored buffer itself and the receiver keeps libzmq's buffer as its
+//! `Bytes`. (libzmq's own receive buffer comes from C's `malloc`, which this allocator does
+//! not see; that one buffer is the only place the payload is written on the way in.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use proxy_core::{Connector, ZmqConnector};
+
+const LARGE: usize = 1 << 20;
+static LARGE_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+struct CountLargeAllocations;
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for CountLargeAllocations {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= LARGE {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= LARGE {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size >= LARGE {
+            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountLargeAllocations = CountLargeAllocations;
+
+fn large_allocations_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = LARGE_ALLOCATIONS.load(Ordering::SeqCst);
+    let result = f();
+    (result, LARGE_ALLOCATIONS.load(Ordering::SeqCst) - before)
+}
+
+#[test]
+fn sixty_four_mib_moves_between_peers_without_a_copy_into_rust_memory() {
+    let owner = ZmqConnector::new().expect("owner peer");
+    let reader = ZmqConnector::new().expect("reader peer");
+    let data = Bytes::from(
+        (0..64usize << 20)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let key = owner.put(data.clone()).expect("put");
+    // Warm up the reader's socket so that connection setup is not measured.
+    let small = owner.put(Bytes::from_static(b"warm")).expect("put");
+    reader.get(&small).expect("warm-up get");
+
+    let (fetched, large) = large_allocations_during(|| reader.get(&key));
+    let fetched = fetched.expect("remote get").expect("present");
+    assert_eq!(
+        large, 0,
+        "a remote get of 64 MiB made {large} Rust allocations of 1 MiB or more"
+    );
+    assert!(fetched == data, "the fetched object differs");
+
+    let endpoint = owner.endpoint().expect("owner endpoint").to_string();
+    let (stored, large) = large_allocations_during(|| reader.put_to(&endpoint, data.clone()));
+    let stored = stored.expect("remote put");
+    assert_eq!(
+        large, 0,
+        "a remote put of 64 MiB made {large} Rust allocations of 1 MiB or more"
+    );
+    let on_owner = owner.get(&stored).expect("get").expect("present");
+    assert!(on_owner == data, "the stored object differs");
+}
