@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dataflow_plugin::{AutoProxy, ProxyRecords, Resolve};
-use proxy_core::{register_store, FileConnector, Store};
+use proxy_core::{register_store, Store, ZmqConnector};
 use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
@@ -132,7 +132,7 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
     let payloads = Arc::new(Payloads::new(spec.size as usize));
     let tally = Arc::new(Tally::default());
     let store = if spec.mode.uses_store() {
-        Some(make_store(spec)?)
+        Some(make_store()?)
     } else {
         None
     };
@@ -160,18 +160,13 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
     })
 }
 
-/// The store the proxy and auto modes put payloads into: one per process, registered under
-/// [`STORE_NAME`] so that proxies arriving from other processes find it, with the object
-/// cache off (`cache_size(0)`) so that memory stays bounded by the objects in flight.
-///
-/// For now a file connector over a directory on tmpfs shared by the processes (the
-/// ZeroMQ peer connector replaces it once it is merged).
-fn make_store(spec: &ChildSpec) -> Result<Store, String> {
-    let dir = spec
-        .store_dir
-        .as_ref()
-        .ok_or_else(|| format!("mode {} needs a store directory", spec.mode))?;
-    let connector = FileConnector::new(dir).map_err(|e| format!("store connector: {e}"))?;
+/// The store the proxy and auto modes put payloads into: one per process over its own
+/// ZeroMQ peer (an embedded server: `put` stays in this process, `get` of another process's
+/// key fetches from that peer), registered under [`STORE_NAME`] so that proxies arriving
+/// from other processes find it, with the object cache off (`cache_size(0)`) so that memory
+/// stays bounded by the objects in flight.
+fn make_store() -> Result<Store, String> {
+    let connector = ZmqConnector::new().map_err(|e| format!("starting the zmq peer: {e}"))?;
     let store = Store::builder(STORE_NAME, connector).cache_size(0).build();
     register_store(&store).map_err(|e| format!("registering the store: {e}"))?;
     Ok(store)
@@ -678,7 +673,6 @@ mod tests {
             process: 0,
             addresses: vec!["a".into(), "b".into()],
             zmq_ports: Vec::new(),
-            store_dir: None,
             deadline: Duration::from_secs(1),
         };
         // Workers 0..4 get 3, 3, 2, 2 of 10 records.

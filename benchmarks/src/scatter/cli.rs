@@ -243,9 +243,6 @@ pub struct ChildSpec {
     /// raw-zmq: one port per worker of the cluster (workers of process 0 unused), then the
     /// control port of process 0.
     pub zmq_ports: Vec<u16>,
-    /// The directory of the temporary file store shared by the processes, if the mode uses
-    /// one.
-    pub store_dir: Option<PathBuf>,
     /// The child gives up (and exits with an error) after this long.
     pub deadline: Duration,
 }
@@ -264,7 +261,7 @@ impl ChildSpec {
     /// The arguments that make the binary play this child.
     pub fn to_args(&self) -> Vec<String> {
         let ports: Vec<String> = self.zmq_ports.iter().map(u16::to_string).collect();
-        let mut args = vec![
+        vec![
             CHILD_FLAG.to_string(),
             format!("workload={}", self.workload),
             format!("mode={}", self.mode),
@@ -277,11 +274,7 @@ impl ChildSpec {
             format!("addresses={}", self.addresses.join(",")),
             format!("zmq-ports={}", ports.join(",")),
             format!("deadline-ms={}", self.deadline.as_millis()),
-        ];
-        if let Some(dir) = &self.store_dir {
-            args.push(format!("store-dir={}", dir.display()));
-        }
-        args
+        ]
     }
 
     /// Parses the arguments made by [`to_args`](ChildSpec::to_args) (after the child flag).
@@ -308,7 +301,6 @@ impl ChildSpec {
             process: number("process", get("process")?)?,
             addresses: list(get("addresses")?, |s| Ok(s.to_string()))?,
             zmq_ports,
-            store_dir: get("store-dir").ok().map(PathBuf::from),
             deadline: Duration::from_millis(number("deadline-ms", get("deadline-ms")?)?),
         };
         if spec.process >= spec.processes() || spec.workers == 0 || spec.batch_records == 0 {
@@ -374,7 +366,6 @@ mod tests {
             process: 1,
             addresses: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
             zmq_ports: vec![3, 4, 5, 6, 7],
-            store_dir: Some(PathBuf::from("/tmp/x")),
             deadline: Duration::from_millis(1500),
         };
         let Ok(Command::Child(back)) = parse(&spec.to_args()) else {
@@ -383,7 +374,6 @@ mod tests {
         assert_eq!(back, spec);
         let no_zmq = ChildSpec {
             zmq_ports: Vec::new(),
-            store_dir: None,
             ..spec
         };
         let Ok(Command::Child(back)) = parse(&no_zmq.to_args()) else {

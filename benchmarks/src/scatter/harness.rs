@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,31 +77,6 @@ fn free_ports(n: usize) -> Result<Vec<u16>, String> {
         .map_err(|e| format!("finding free loopback ports: {e}"))
 }
 
-/// A scratch directory for the file store of one point, removed on drop.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn create(tag: &str) -> Result<ScratchDir, String> {
-        // tmpfs where there is one: the store then costs memory copies, not disk writes.
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("scatter-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("creating store directory {}: {e}", dir.display()))?;
-        Ok(ScratchDir(dir))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The children of one point; killed on drop unless they have exited.
 struct Cluster {
     children: Vec<Child>,
@@ -156,17 +131,12 @@ fn deadline(options: &Options, point: &Point) -> Duration {
 
 /// Runs one point: starts its processes, waits for them (killing them all if one fails or
 /// the deadline passes), and checks and combines their reports.
-pub fn run_point(options: &Options, exe: &Path, point: Point, tag: &str) -> Outcome {
-    let result = run_point_inner(options, exe, &point, tag);
+pub fn run_point(options: &Options, exe: &Path, point: Point) -> Outcome {
+    let result = run_point_inner(options, exe, &point);
     Outcome { point, result }
 }
 
-fn run_point_inner(
-    options: &Options,
-    exe: &Path,
-    point: &Point,
-    tag: &str,
-) -> Result<Measured, String> {
+fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measured, String> {
     let processes = options.processes;
     let total = options.total_workers();
     let ports = free_ports(processes + total + 1)?;
@@ -178,11 +148,6 @@ fn run_point_inner(
         ports[processes..].to_vec()
     } else {
         Vec::new()
-    };
-    let scratch = if point.mode.uses_store() {
-        Some(ScratchDir::create(tag)?)
-    } else {
-        None
     };
     let limit = deadline(options, point);
     let batch_records = (options.batch_bytes / point.size).max(1);
@@ -203,7 +168,6 @@ fn run_point_inner(
             process,
             addresses: addresses.clone(),
             zmq_ports: zmq_ports.clone(),
-            store_dir: scratch.as_ref().map(|s| s.0.clone()),
             deadline: limit,
         };
         let mut child = Command::new(exe)

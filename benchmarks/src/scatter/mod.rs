@@ -97,7 +97,7 @@ fn run(options: &Options) -> Result<bool, String> {
     let points = points(options);
     let bar = progress_bar(points.len());
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(points.len());
-    for (n, point) in points.into_iter().enumerate() {
+    for point in points {
         bar.set_message(format!(
             "{} {} {} rep {}",
             point.workload,
@@ -105,7 +105,7 @@ fn run(options: &Options) -> Result<bool, String> {
             point.mode,
             point.rep + 1
         ));
-        let outcome = run_point(options, &exe, point, &n.to_string());
+        let outcome = run_point(options, &exe, point);
         if let Err(e) = &outcome.result {
             bar.suspend(|| {
                 eprintln!(
