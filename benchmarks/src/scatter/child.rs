@@ -411,7 +411,7 @@ where
     // dataflow exists everywhere.
     input.advance_to(1);
     while probe.less_than(&1) {
-        worker.step();
+        park_step(worker);
     }
     let epochs = point.records.div_ceil(point.batch);
     let end = epochs + 1;
@@ -430,16 +430,26 @@ where
             // At most `window` epochs in flight: memory stays bounded in every mode.
             let oldest = (epoch + 1).saturating_sub(point.window);
             while probe.less_than(&oldest) {
-                worker.step();
+                park_step(worker);
             }
         }
     } else {
         input.advance_to(end);
     }
     while probe.less_than(&end) {
-        worker.step();
+        park_step(worker);
     }
     producer.then(|| started.elapsed())
+}
+
+/// One scheduling step that parks the thread when there is nothing to do, until Timely's
+/// network threads or an activation (such as `resolve`'s fetch threads finishing) wake it.
+///
+/// A spinning `step()` loop would keep one core per worker busy doing nothing, and on a
+/// small machine take it from the threads that move the bytes (ZeroMQ I/O, fetches,
+/// Timely's own network threads).
+fn park_step(worker: &mut Worker) {
+    worker.step_or_park(None);
 }
 
 /// raw-zmq: process 0 pushes each payload to the PULL socket of the worker that reads it

@@ -63,7 +63,7 @@ fn draw(
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = format!(
-        "{workload}: throughput by payload size ({} processes x {} workers, loopback)",
+        "{workload}: throughput by payload size ({} processes x {} worker(s) each, loopback)",
         options.processes, options.workers
     );
     let mut chart = ChartBuilder::on(&root)
@@ -81,6 +81,8 @@ fn draw(
         .y_desc("MB/s delivered to consumers (log scale)")
         .x_label_formatter(&|x| format_size(x.round() as u64))
         .y_label_formatter(&|y| format!("{y:.0}"))
+        // Log axes draw many light lines between the labels; they only add noise.
+        .light_line_style(TRANSPARENT)
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
         .draw()?;
