@@ -23,7 +23,7 @@ OPTIONS:
     --sizes LIST         payload sizes, e.g. 1KiB,64KiB,1MiB,16MiB (the default)
     --bytes N            payload bytes produced per point (default 256MiB); the record
                          count is N / size, capped by --max-records
-    --max-records N      record cap per point, for small sizes (default 65536)
+    --max-records N      record cap per point, for small sizes (default 262144)
     --reps N             repetitions per point; the table shows medians (default 3)
     --batch N            payload bytes per Timely epoch (default 8MiB, at least one record)
     --window N           epochs in flight before the producer waits (default 4)
@@ -78,7 +78,7 @@ impl Default for Options {
             modes: Mode::ALL.to_vec(),
             sizes: vec![1 << 10, 64 << 10, 1 << 20, 16 << 20],
             bytes_per_point: 256 << 20,
-            max_records: 65536,
+            max_records: 262_144,
             reps: 3,
             batch_bytes: 8 << 20,
             window: 4,
@@ -332,7 +332,7 @@ mod tests {
         assert_eq!((o.processes, o.workers, o.reps), (2, 1, 3));
         assert_eq!(o.records(1 << 20), 256);
         assert_eq!(o.records(16 << 20), 16);
-        assert_eq!(o.records(1 << 10), 65536);
+        assert_eq!(o.records(1 << 10), 262_144);
 
         let parsed = parse(&args(&["--quick", "--sizes=1KiB,4KiB", "--workers", "2"]));
         let Ok(Command::Run(o)) = parsed else {
