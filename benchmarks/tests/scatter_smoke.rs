@@ -6,29 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use benchmarks::scatter::report::RUNS_COLUMNS;
+use benchmarks::scatter::report::{split_csv, RUNS_COLUMNS};
 use benchmarks::scatter::workloads::{Mode, Workload};
-
-/// Splits one line of the benchmark's CSV (quoted fields may hold commas).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(std::mem::take(&mut field)),
-            (c, _) => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))

@@ -33,6 +33,8 @@ OPTIONS:
     --quick              a small run for smoke tests (sizes 1KiB,64KiB,1MiB, 16MiB per
                          point, at most 2048 records, 1 repetition); later options override
     --no-plot            skip the SVG plots
+    --from-csv FILE      run nothing: read a runs.csv written before and print its table,
+                         write summary.csv and the plots into --out
     -h, --help           this text
 ";
 
@@ -67,6 +69,8 @@ pub struct Options {
     pub plot: bool,
     /// Whether `--quick` was given.
     pub quick: bool,
+    /// Read this `runs.csv` instead of running anything.
+    pub from_csv: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -86,6 +90,7 @@ impl Default for Options {
             out: PathBuf::from("target/scatter"),
             plot: true,
             quick: false,
+            from_csv: None,
         }
     }
 }
@@ -197,6 +202,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 options.timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
             "--out" => options.out = PathBuf::from(take()?),
+            "--from-csv" => options.from_csv = Some(PathBuf::from(take()?)),
             other => return Err(format!("unknown argument `{other}` (see --help)")),
         }
     }

@@ -94,6 +94,14 @@ fn run(options: &Options) -> Result<bool, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("creating {}: {e}", options.out.display()))?;
+    if let Some(csv) = &options.from_csv {
+        let text =
+            std::fs::read_to_string(csv).map_err(|e| format!("reading {}: {e}", csv.display()))?;
+        let mut options = options.clone();
+        let outcomes = report::read_runs_csv(&text, &mut options)
+            .map_err(|e| format!("{}: {e}", csv.display()))?;
+        return write_reports(&options, &outcomes);
+    }
     let points = points(options);
     let bar = progress_bar(points.len());
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(points.len());
@@ -121,20 +129,29 @@ fn run(options: &Options) -> Result<bool, String> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-
-    let rows = report::summarize(options, &outcomes);
-    print!("{}", report::table(options, &rows));
     report::write_file(
         &options.out,
         "runs.csv",
         &report::runs_csv(options, &outcomes),
     )?;
+    write_reports(options, &outcomes)
+}
+
+/// Prints the table and writes summary.csv and the plots; `Ok(false)` when a point failed.
+fn write_reports(options: &Options, outcomes: &[Outcome]) -> Result<bool, String> {
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| format!("creating {}: {e}", options.out.display()))?;
+    let rows = report::summarize(options, outcomes);
+    print!("{}", report::table(options, &rows));
     report::write_file(
         &options.out,
         "summary.csv",
         &report::summary_csv(options, &rows),
     )?;
-    println!("\nwrote {}/runs.csv and summary.csv", options.out.display());
+    println!(
+        "\nwrote runs.csv and summary.csv in {}",
+        options.out.display()
+    );
     if options.plot {
         for path in plot::draw_all(options, &rows, &options.out)? {
             println!("wrote {}", path.display());

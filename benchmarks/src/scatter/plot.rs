@@ -36,6 +36,22 @@ pub fn draw_all(options: &Options, rows: &[Summary], dir: &Path) -> Result<Vec<P
     Ok(written)
 }
 
+/// Axis labels at 1, 2 and 5 times each power of ten between `lo` and `hi`.
+fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    let mut keys = Vec::new();
+    let mut decade = 10f64.powi(lo.max(1e-3).log10().floor() as i32);
+    while decade <= hi {
+        for step in [1.0, 2.0, 5.0] {
+            let key = decade * step;
+            if (lo..=hi).contains(&key) {
+                keys.push(key);
+            }
+        }
+        decade *= 10.0;
+    }
+    keys
+}
+
 fn draw(
     options: &Options,
     workload: Workload,
@@ -54,7 +70,8 @@ fn draw(
     let (y_lo, y_hi) = if rates.is_empty() {
         (1.0, 10.0)
     } else {
-        (lo / 2.0, hi * 2.0)
+        // Headroom above the data for the legend.
+        (lo / 2.0, hi * 5.0)
     };
     let sizes: Vec<f64> = options.sizes.iter().map(|&s| s as f64).collect();
     let x_lo = sizes.first().copied().unwrap_or(1024.0) / 1.5;
@@ -73,7 +90,9 @@ fn draw(
         .y_label_area_size(72)
         .build_cartesian_2d(
             (x_lo..x_hi).log_scale().with_key_points(sizes.clone()),
-            (y_lo..y_hi).log_scale(),
+            (y_lo..y_hi)
+                .log_scale()
+                .with_key_points(one_two_five(y_lo, y_hi)),
         )?;
     chart
         .configure_mesh()
@@ -113,4 +132,18 @@ fn draw(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_keys_follow_one_two_five() {
+        assert_eq!(
+            one_two_five(90.0, 2500.0),
+            vec![100.0, 200.0, 500.0, 1000.0, 2000.0]
+        );
+        assert_eq!(one_two_five(3.0, 4.0), Vec::<f64>::new());
+    }
 }

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::cli::Options;
-use super::harness::Outcome;
+use std::time::Duration;
+
+use super::harness::{Measured, Outcome, Point};
 use super::workloads::{format_size, Mode, Workload};
 
 /// The median of every repetition of one (workload, size, mode).
@@ -276,6 +278,94 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> Result<(), String> {
     std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// Splits one CSV line as written by [`runs_csv`] (quoted fields may hold commas).
+pub fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// Reads a `runs.csv` back: the outcomes, and `options` adjusted to what the file holds
+/// (processes, workers, workloads, modes, sizes, repetitions), so that its table and plots
+/// can be made again without running anything.
+pub fn read_runs_csv(text: &str, options: &mut Options) -> Result<Vec<Outcome>, String> {
+    let mut lines = text.lines();
+    let header = split_csv(lines.next().ok_or("empty runs file")?);
+    if header != RUNS_COLUMNS {
+        return Err(format!("unexpected columns {header:?}"));
+    }
+    let mut outcomes = Vec::new();
+    let (mut workloads, mut modes, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+    options.reps = 0;
+    for (n, line) in lines.enumerate() {
+        let f = split_csv(line);
+        if f.len() != RUNS_COLUMNS.len() {
+            return Err(format!("line {}: {} fields", n + 2, f.len()));
+        }
+        let bad = |what: &str| format!("line {}: bad {what}", n + 2);
+        let num = |i: usize, what: &str| f[i].parse::<u64>().map_err(|_| bad(what));
+        let workload: Workload = f[0].parse()?;
+        let mode: Mode = f[1].parse()?;
+        let size = num(2, "size")?;
+        options.processes = num(4, "processes")? as usize;
+        options.workers = num(5, "workers")? as usize;
+        let rep = num(6, "rep")? as usize;
+        let result = if f[7] == "ok" {
+            let seconds: f64 = f[8].parse().map_err(|_| bad("seconds"))?;
+            Ok(Measured {
+                elapsed: Duration::from_secs_f64(seconds),
+                delivered_bytes: num(9, "delivered bytes")?,
+                peak_rss_kib: f[12]
+                    .split(';')
+                    .map(|m| m.parse::<f64>().ok().map(|mib| (mib * 1024.0) as u64))
+                    .collect(),
+                objects_left: f[13].parse().ok(),
+            })
+        } else {
+            Err(f[14].clone())
+        };
+        if !workloads.contains(&workload) {
+            workloads.push(workload);
+        }
+        if !modes.contains(&mode) {
+            modes.push(mode);
+        }
+        if !sizes.contains(&size) {
+            sizes.push(size);
+        }
+        options.reps = options.reps.max(rep + 1);
+        outcomes.push(Outcome {
+            point: Point {
+                workload,
+                mode,
+                size,
+                records: num(3, "records")?,
+                rep,
+            },
+            result,
+        });
+    }
+    sizes.sort_unstable();
+    options.workloads = workloads;
+    options.modes = modes;
+    options.sizes = sizes;
+    Ok(outcomes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +375,47 @@ mod tests {
         assert_eq!(median(&mut []), None);
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn runs_csv_reads_back() {
+        let options = Options {
+            processes: 3,
+            ..Options::default()
+        };
+        let point = Point {
+            workload: Workload::Selective,
+            mode: Mode::Proxy,
+            size: 1 << 20,
+            records: 256,
+            rep: 1,
+        };
+        let outcomes = vec![
+            Outcome {
+                point,
+                result: Ok(Measured {
+                    elapsed: Duration::from_millis(125),
+                    delivered_bytes: 256 << 20,
+                    peak_rss_kib: vec![Some(2048), Some(1024), None],
+                    objects_left: Some(0),
+                }),
+            },
+            Outcome {
+                point: Point { rep: 0, ..point },
+                result: Err("timed out, \"badly\"".to_string()),
+            },
+        ];
+        let text = runs_csv(&options, &outcomes);
+        let mut back_options = Options::default();
+        let back = read_runs_csv(&text, &mut back_options).expect("parses");
+        assert_eq!(back.len(), 2);
+        assert_eq!(back_options.processes, 3);
+        assert_eq!(back_options.reps, 2);
+        assert_eq!(back_options.modes, vec![Mode::Proxy]);
+        let measured = back[0].result.as_ref().expect("ok");
+        assert_eq!(measured.delivered_bytes, 256 << 20);
+        assert_eq!(measured.peak_rss_kib, vec![Some(2048), Some(1024), None]);
+        assert_eq!(back[1].result, Err("timed out, \"badly\"".to_string()));
     }
 
     #[test]
