@@ -1,0 +1,6 @@
+//! The scatter benchmark: proxied dataflow against Timely's own exchange, across real
+//! processes on loopback. Run with `--help` for the options; see `benchmarks/SCATTER.md`.
+
+fn main() -> std::process::ExitCode {
+    benchmarks::scatter::main()
+}
