@@ -85,6 +85,20 @@ where
             let mut pending: Vec<Pending<T, R>> = Vec::new();
             move |_frontiers| {
                 input.for_each(|cap, data| {
+                    if data.iter().all(R::is_ready) {
+                        // Nothing to fetch (inline records, or proxies resolved in this
+                        // process): hand the values on at once, with no prefetch machinery.
+                        let mut values = data
+                            .drain(..)
+                            .map(|record| {
+                                record
+                                    .into_value()
+                                    .unwrap_or_else(|e| panic!("resolve: {e}"))
+                            })
+                            .collect::<Vec<_>>();
+                        values_out.give(&cap, &mut values);
+                        return;
+                    }
                     let (Some(values_cap), Some(done_cap)) =
                         (cap.retain_least(0), cap.retain_least(1))
                     else {
