@@ -116,7 +116,7 @@ fn rss_list(values: &[Option<f64>], sep: &str) -> String {
         .join(sep)
 }
 
-/// The table printed at the end of a run (also written as Markdown into SCATTER.md by hand).
+/// The table printed at the end of a run (copied by hand into the scatter section of benchmarks/README.md).
 pub fn table(options: &Options, rows: &[Summary]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "scatter benchmark: {}", options.describe());
