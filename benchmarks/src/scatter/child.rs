@@ -319,17 +319,7 @@ fn run_worker(worker: &mut Worker, point: &TimelyPoint) {
                 point,
                 move |i| Bytes::from(payloads.make(i)),
                 |stream| {
-                    let proxies = stream.proxy(&store);
-                    let routed = match point.workload {
-                        Workload::Scatter => proxies.exchange(|p| index_of(p)),
-                        Workload::Broadcast => proxies.broadcast(),
-                        Workload::Selective => proxies
-                            .map(|p| (index_of(&p), p))
-                            .broadcast()
-                            .filter(move |(i, _)| owner(*i))
-                            .map(|(_, p)| p),
-                    };
-                    routed
+                    route_stored(stream.proxy(&store), point.workload, owner)
                         .resolve()
                         .inspect(move |d| checker.check(d))
                         .probe()
@@ -344,21 +334,15 @@ fn run_worker(worker: &mut Worker, point: &TimelyPoint) {
                 point,
                 move |i| Bytes::from(payloads.make(i)),
                 |stream| {
-                    let proxied = stream.auto_proxy(&store, AUTO_THRESHOLD);
-                    let routed = match point.workload {
-                        Workload::Scatter => proxied.exchange(|p| index_of(p)),
-                        Workload::Broadcast => proxied.broadcast(),
-                        Workload::Selective => proxied
-                            .map(|p| (index_of(&p), p))
-                            .broadcast()
-                            .filter(move |(i, _)| owner(*i))
-                            .map(|(_, p)| p),
-                    };
-                    routed
-                        .resolve()
-                        .inspect(move |d| checker.check(d))
-                        .probe()
-                        .0
+                    route_stored(
+                        stream.auto_proxy(&store, AUTO_THRESHOLD),
+                        point.workload,
+                        owner,
+                    )
+                    .resolve()
+                    .inspect(move |d| checker.check(d))
+                    .probe()
+                    .0
                 },
             )
         }
@@ -391,6 +375,28 @@ where
         Workload::Scatter => stream.exchange(|d| index_of(d)),
         Workload::Broadcast => stream.broadcast(),
         Workload::Selective => stream.broadcast().filter(move |d| owner(index_of(d))),
+    }
+}
+
+/// Routes stored records (proxies, or auto-proxied records) as the workload says. In
+/// `selective`, the records (small: proxies) go to every worker with their payload's index,
+/// and only the owner keeps them, so only the owner fetches the bytes.
+fn route_stored<'s, R>(
+    stream: StreamVec<'s, u64, R>,
+    workload: Workload,
+    owner: impl Fn(u64) -> bool + 'static,
+) -> StreamVec<'s, u64, R>
+where
+    R: ExchangeData + Clone + std::ops::Deref<Target = Bytes>,
+{
+    match workload {
+        Workload::Scatter => stream.exchange(|p| index_of(p)),
+        Workload::Broadcast => stream.broadcast(),
+        Workload::Selective => stream
+            .map(|p| (index_of(&p), p))
+            .broadcast()
+            .filter(move |(i, _)| owner(*i))
+            .map(|(_, p)| p),
     }
 }
 
