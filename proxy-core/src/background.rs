@@ -9,14 +9,22 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// How many fetch threads to start when `PROXY_CORE_FETCH_THREADS` is not set.
 const DEFAULT_THREADS: usize = 4;
 
-fn pool() -> &'static Sender<Job> {
-    static POOL: OnceLock<Sender<Job>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let threads = std::env::var("PROXY_CORE_FETCH_THREADS")
+/// How many fetch threads the pool has (`PROXY_CORE_FETCH_THREADS`, default 4).
+pub(crate) fn threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("PROXY_CORE_FETCH_THREADS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
-            .unwrap_or(DEFAULT_THREADS);
+            .unwrap_or(DEFAULT_THREADS)
+    })
+}
+
+fn pool() -> &'static Sender<Job> {
+    static POOL: OnceLock<Sender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = threads();
         let (sender, receiver) = unbounded::<Job>();
         for i in 0..threads {
             let receiver = receiver.clone();

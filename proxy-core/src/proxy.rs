@@ -14,7 +14,7 @@ use crate::key::Key;
 use crate::registry::Registry;
 use crate::store::{Store, StoreConfig};
 
-/// How many proxies one background job fetches with a single batched get.
+/// The most proxies one background job fetches with a single batched get.
 const PREFETCH_CHUNK: usize = 16;
 
 /// A lazy reference to an object of type `T` in a [`Store`], decoded with codec `C`.
@@ -200,9 +200,10 @@ where
         });
     }
 
-    /// Starts fetching all unresolved `proxies` in the background, in batched gets of up to
-    /// 16 objects (one [`Connector::get_batch`](crate::Connector::get_batch) each), so the
-    /// fetches overlap each other and whatever the caller does meanwhile.
+    /// Starts fetching all unresolved `proxies` in the background, spread over the fetch
+    /// threads in batched gets of up to 16 objects (one
+    /// [`Connector::get_batch`](crate::Connector::get_batch) each), so the fetches overlap
+    /// each other and whatever the caller does meanwhile.
     pub fn resolve_all_async<'a>(proxies: impl IntoIterator<Item = &'a Self>)
     where
         Self: 'a,
@@ -226,7 +227,7 @@ where
             .cloned()
             .collect();
         let chunks: Vec<Vec<Self>> = pending
-            .chunks(PREFETCH_CHUNK)
+            .chunks(chunk_size(pending.len()))
             .map(<[Self]>::to_vec)
             .collect();
         let remaining = Arc::new(AtomicUsize::new(chunks.len()));
@@ -383,6 +384,15 @@ impl Drop for BatchFinished {
             notify();
         }
     }
+}
+
+/// How many of `pending` proxies one background job fetches: the batch is spread over all
+/// fetch threads (so large objects arrive in parallel and the first ones early), in batched
+/// gets of at most [`PREFETCH_CHUNK`] (so many small objects share round trips).
+fn chunk_size(pending: usize) -> usize {
+    pending
+        .div_ceil(crate::background::threads())
+        .clamp(1, PREFETCH_CHUNK)
 }
 
 /// Tracks a background prefetch started by [`Proxy::prefetch`].

@@ -212,7 +212,7 @@ fn resolve_async_of_an_evicted_object_leaves_the_error_for_resolve() {
 #[test]
 fn prefetch_resolves_every_proxy_and_notifies_once_per_batch() {
     let store = metered("prefetch");
-    let keys: Vec<Key> = (0..40u64).map(|i| store.put(&i).expect("put")).collect();
+    let keys: Vec<Key> = (0..64u64).map(|i| store.put(&i).expect("put")).collect();
     let proxies: Vec<Proxy<u64>> = keys
         .iter()
         .map(|k| store.proxy_from_key(k.clone()))
@@ -226,26 +226,27 @@ fn prefetch_resolves_every_proxy_and_notifies_once_per_batch() {
         })),
     );
     wait_until("the prefetch", || prefetch.is_done());
-    // 40 proxies in batches of 16: three batches, three notifications.
-    wait_until("three notifications", || calls.load(Ordering::SeqCst) == 3);
+    // 64 proxies spread over the 4 fetch threads, in batches of at most 16: four batches,
+    // four notifications.
+    wait_until("four notifications", || calls.load(Ordering::SeqCst) == 4);
     assert!(
         proxies.iter().all(Proxy::is_resolved),
         "prefetch left proxies unresolved"
     );
     let m = store.metrics().expect("metrics");
-    assert_eq!(m.get.count, 3, "each batch must be one batched get");
+    assert_eq!(m.get.count, 4, "each batch must be one batched get");
     for (i, proxy) in proxies.iter().enumerate() {
         assert_eq!(**proxy, i as u64);
     }
     assert_eq!(
         store.metrics().expect("metrics").get.count,
-        3,
+        4,
         "deref fetched again"
     );
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(
         calls.load(Ordering::SeqCst),
-        3,
+        4,
         "notified more than once per batch"
     );
 }
@@ -273,16 +274,25 @@ fn a_failing_prefetch_finishes_and_leaves_the_proxy_unresolved() {
     let store = Store::new(unique("prefetch-fail"), LocalConnector::new());
     let (missing, key) = dangling(&store);
     let present: Proxy<Vec<u64>> = store.proxy_from_key(store.put(&vec![9u64]).expect("put"));
+    let others: Vec<Proxy<Vec<u64>>> = (0..6u64)
+        .map(|i| store.proxy_from_key(store.put(&vec![i]).expect("put")))
+        .collect();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
+    // Eight proxies over 4 fetch threads: four batches of two, the missing object sharing
+    // its batch with `present`.
     let prefetch = Proxy::prefetch(
-        [&missing, &present],
+        [&missing, &present].into_iter().chain(&others),
         Some(Arc::new(move || {
             counter.fetch_add(1, Ordering::SeqCst);
         })),
     );
     wait_until("the failed prefetch to finish", || prefetch.is_done());
-    wait_until("the notification", || calls.load(Ordering::SeqCst) == 1);
+    wait_until("four notifications", || calls.load(Ordering::SeqCst) == 4);
+    assert!(
+        others.iter().all(Proxy::is_resolved),
+        "other batches resolved"
+    );
     assert!(
         !Proxy::is_resolved(&missing),
         "an evicted object cannot resolve"
