@@ -20,3 +20,13 @@ pub enum Error {
         source: proxy_core::Error,
     },
 }
+
+/// Fails an operator that received records without a timestamp (a batch sent under no
+/// capability, which timely allows but which cannot be forwarded or tracked): failing
+/// loudly is better than dropping the records.
+pub(crate) fn untimed_batch(operator: &str, records: usize) -> ! {
+    panic!(
+        "{operator}: received {records} records sent under no capability; they carry no \
+         timestamp and cannot be forwarded"
+    )
+}

@@ -7,6 +7,7 @@ use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::error::untimed_batch;
 use crate::lifetime::Tracker;
 use crate::proxied::Proxied;
 
@@ -54,7 +55,7 @@ where
             move |input, output| {
                 input.for_each(|cap, data| {
                     let Some(time) = cap.least().cloned() else {
-                        return;
+                        untimed_batch("auto_proxy", data.len())
                     };
                     let mut stored = Vec::new();
                     let mut records: Vec<Proxied<D>> = data

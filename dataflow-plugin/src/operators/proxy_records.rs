@@ -7,6 +7,7 @@ use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::error::untimed_batch;
 use crate::lifetime::Tracker;
 
 /// Replace every record of a stream with a [`Proxy`] to it.
@@ -56,7 +57,7 @@ where
             move |input, output| {
                 input.for_each(|cap, data| {
                     let Some(time) = cap.least().cloned() else {
-                        return;
+                        untimed_batch("proxy", data.len())
                     };
                     let records = std::mem::take(data);
                     let mut proxies = match store.proxy_batch(records) {

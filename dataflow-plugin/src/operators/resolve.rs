@@ -11,6 +11,7 @@ use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
+use crate::error::untimed_batch;
 use crate::lifetime::release_after;
 use crate::resolvable::Resolvable;
 
@@ -102,7 +103,7 @@ where
                     let (Some(values_cap), Some(done_cap)) =
                         (cap.retain_least(0), cap.retain_least(1))
                     else {
-                        return;
+                        untimed_batch("resolve", data.len())
                     };
                     let records = std::mem::take(data);
                     let prefetch = R::prefetch(&records, Arc::clone(&notify));
