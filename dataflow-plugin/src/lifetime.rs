@@ -54,8 +54,12 @@ impl<T: Timestamp> Tracker<T> {
     }
 
     /// Remembers that `keys` were stored at `time`.
+    /// A batch that stored nothing (all records inline) leaves no entry behind.
     pub(crate) fn record(&mut self, time: &T, keys: impl IntoIterator<Item = Key>) {
-        self.pending.entry(time.clone()).or_default().extend(keys);
+        let mut keys = keys.into_iter().peekable();
+        if keys.peek().is_some() {
+            self.pending.entry(time.clone()).or_default().extend(keys);
+        }
     }
 
     /// Evicts every object stored at a time that all release points have passed.
