@@ -115,7 +115,7 @@ fn serialized_proxies_are_fetched_through_the_registry() {
     // receive bare keys and must fetch through the registered store.
     let connector = LocalConnector::new();
     let store = Store::builder("df-binary", connector.clone())
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     register_store(&store).expect("register");
     let seen = run(process_binary(2), store, 24, 50_000, false);
@@ -129,7 +129,7 @@ fn serialized_proxies_are_fetched_through_the_registry() {
 fn broadcast_reaches_every_worker_and_evicts_after_the_last_reader() {
     let connector = LocalConnector::new();
     let store = Store::builder("df-broadcast", connector.clone())
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     register_store(&store).expect("register");
     let seen = run(process_binary(3), store, 12, 20_000, true);

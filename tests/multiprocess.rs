@@ -193,7 +193,7 @@ fn child() {
 
     let connector = connector(&kind, &store_dir);
     let store = Store::builder_arc("multiprocess", connector.clone())
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     register_store(&store).expect("register");
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

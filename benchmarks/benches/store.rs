@@ -112,7 +112,7 @@ fn local(c: &mut Criterion) {
     // The same through a `Store` with no cache (the Python reference used cache_size=0):
     // `Bytes` go through the codec's identity path, so a get shares the stored buffer.
     let store = Store::builder("bench-local", connector)
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     let mut group = c.benchmark_group("local");
     for (len, label, batch) in SIZES {
@@ -166,7 +166,7 @@ fn proxy(c: &mut Criterion) {
 
     // Uncached: a fresh proxy to a stored object, resolved through a store with no cache.
     let uncached = Store::builder("bench-proxy-uncached", LocalConnector::new())
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     let bytes_key = uncached.put(&payload(KIB)).expect("put");
     group.bench_function("resolve_uncached/bytes_1KiB", |b| {

@@ -18,7 +18,7 @@ pub(crate) fn timely_args() -> Vec<String> {
 pub(crate) fn embedded_store(name: &str) -> Result<(ZmqConnector, Store), proxy_core::Error> {
     let connector = ZmqConnector::new()?;
     let store = Store::builder(name, connector.clone())
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     register_store(&store)?;
     Ok((connector, store))

@@ -93,13 +93,13 @@ pub struct StoreBuilder {
 
 impl StoreBuilder {
     /// How many decoded objects to keep (default [`DEFAULT_CACHE_SIZE`]; 0 disables caching).
-    pub fn cache_size(mut self, entries: usize) -> Self {
+    pub fn with_cache_size(mut self, entries: usize) -> Self {
         self.cache_size = entries;
         self
     }
 
     /// Whether to count operations, bytes and time ([`Store::metrics`]).
-    pub fn metrics(mut self, enabled: bool) -> Self {
+    pub fn with_metrics(mut self, enabled: bool) -> Self {
         self.metrics = enabled;
         self
     }
@@ -153,8 +153,8 @@ impl Store {
             .build()
             .map_err(|e| e.in_store(&config.name, None))?;
         Ok(Store::builder_arc(config.name.clone(), connector)
-            .cache_size(config.cache_size)
-            .metrics(config.metrics)
+            .with_cache_size(config.cache_size)
+            .with_metrics(config.metrics)
             .build())
     }
 
@@ -466,7 +466,7 @@ impl Store {
         self.inner.connector.close().map_err(self.context(None))
     }
 
-    /// The store's counters, if it was built with [`metrics(true)`](StoreBuilder::metrics).
+    /// The store's counters, if it was built with [`with_metrics(true)`](StoreBuilder::with_metrics).
     pub fn metrics(&self) -> Option<MetricsSnapshot> {
         self.inner.metrics.as_ref().map(Metrics::snapshot)
     }

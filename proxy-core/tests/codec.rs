@@ -13,7 +13,7 @@ fn local(prefix: &str) -> Store {
 #[test]
 fn bytes_go_through_a_local_store_without_a_copy() {
     let store = Store::builder(unique("bytes-nocopy"), LocalConnector::new())
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     let data = Bytes::from(vec![0xabu8; 1 << 20]);
     let key = store.put(&data).expect("put");
@@ -93,7 +93,7 @@ fn truncated_bytes_are_a_codec_error() {
 #[test]
 fn encoded_len_agrees_with_what_the_store_writes() {
     let store = Store::builder(unique("encoded-len"), LocalConnector::new())
-        .metrics(true)
+        .with_metrics(true)
         .build();
     let value = (3u32, vec![1.5f32; 17], String::from("abc"));
     store.put(&value).expect("put");

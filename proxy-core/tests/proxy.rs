@@ -15,7 +15,7 @@ use proxy_core::{
 
 fn metered(prefix: &str) -> Store {
     Store::builder(unique(prefix), LocalConnector::new())
-        .metrics(true)
+        .with_metrics(true)
         .build()
 }
 
@@ -311,8 +311,8 @@ fn a_failing_prefetch_finishes_and_leaves_the_proxy_unresolved() {
 #[test]
 fn concurrent_derefs_of_clones_fetch_once() {
     let store = Store::builder(unique("once"), LocalConnector::new())
-        .metrics(true)
-        .cache_size(0)
+        .with_metrics(true)
+        .with_cache_size(0)
         .build();
     let key = store.put(&vec![7u64; 1 << 17]).expect("put");
     let proxy: Proxy<Vec<u64>> = store.proxy_from_key(key);
@@ -354,7 +354,7 @@ fn a_serialized_proxy_is_small_and_carries_no_payload() {
 #[test]
 fn a_deserialized_proxy_uses_the_registered_store() {
     let store = Store::builder(unique("wire-registered"), LocalConnector::new())
-        .metrics(true)
+        .with_metrics(true)
         .build();
     register_store(&store).expect("register");
     let proxy = store.proxy(vec![1u16, 2, 3]).expect("proxy");

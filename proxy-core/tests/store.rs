@@ -36,7 +36,7 @@ fn local(prefix: &str) -> Store {
 
 fn metered(prefix: &str) -> Store {
     Store::builder(unique(prefix), LocalConnector::new())
-        .metrics(true)
+        .with_metrics(true)
         .build()
 }
 
@@ -155,8 +155,8 @@ fn a_cache_hit_returns_the_same_arc() {
 #[test]
 fn cache_size_zero_never_caches() {
     let store = Store::builder(unique("nocache"), LocalConnector::new())
-        .cache_size(0)
-        .metrics(true)
+        .with_cache_size(0)
+        .with_metrics(true)
         .build();
     let key = store.put(&record(3)).expect("put");
     let first = store.get::<Record>(&key).expect("get").expect("present");
@@ -386,8 +386,8 @@ fn proxy_batch_stores_every_object() {
 #[test]
 fn from_config_round_trip_local() {
     let store = Store::builder(unique("config-local"), LocalConnector::new())
-        .cache_size(3)
-        .metrics(true)
+        .with_cache_size(3)
+        .with_metrics(true)
         .build();
     let key = store.put(&record(9)).expect("put");
     let config = store.config();
@@ -419,7 +419,7 @@ fn from_config_round_trip_file() {
         unique("config-file"),
         FileConnector::new(dir.path()).expect("file connector"),
     )
-    .cache_size(0)
+    .with_cache_size(0)
     .build();
     let key = store.put(&record(10)).expect("put");
     let rebuilt = Store::from_config(&store.config()).expect("from_config");

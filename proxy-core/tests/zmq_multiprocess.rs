@@ -27,7 +27,7 @@ fn a_proxy_sent_to_another_process_resolves_there_and_its_evict_reaches_the_owne
     const LEN: u64 = 300_000; // 2.4 MB: large enough for the zero-copy frame paths
     let connector = ZmqConnector::new().expect("start peer A");
     let store = Store::builder("zmq-multiprocess", connector)
-        .cache_size(0)
+        .with_cache_size(0)
         .build();
     register_store(&store).expect("register");
     let proxy = store.proxy(expected(LEN)).expect("proxy");

@@ -163,11 +163,13 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
 /// The store the proxy and auto modes put payloads into: one per process over its own
 /// ZeroMQ peer (an embedded server: `put` stays in this process, `get` of another process's
 /// key fetches from that peer), registered under [`STORE_NAME`] so that proxies arriving
-/// from other processes find it, with the object cache off (`cache_size(0)`) so that memory
+/// from other processes find it, with the object cache off (`with_cache_size(0)`) so that memory
 /// stays bounded by the objects in flight.
 fn make_store() -> Result<Store, String> {
     let connector = ZmqConnector::new().map_err(|e| format!("starting the zmq peer: {e}"))?;
-    let store = Store::builder(STORE_NAME, connector).cache_size(0).build();
+    let store = Store::builder(STORE_NAME, connector)
+        .with_cache_size(0)
+        .build();
     register_store(&store).map_err(|e| format!("registering the store: {e}"))?;
     Ok(store)
 }
