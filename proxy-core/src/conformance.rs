@@ -209,51 +209,88 @@ pub fn run_all(connector: Arc<dyn Connector>) {
 
 /// Stamps one `#[test]` per conformance check, each on a fresh connector from `$make`.
 ///
+/// The tests live in a module named `connector_conformance`, so the macro can be used next to
+/// `use proxy_core::conformance;`. With `skippable:` in front, `$make` is an
+/// `Option<connector>`; `None` (a fixture that skipped, see
+/// [`testing::require_or_skip`](crate::testing::require_or_skip)) makes every test return early.
+///
 /// ```ignore
 /// proxy_core::conformance_tests!(MyConnector::new());
+/// proxy_core::conformance_tests!(skippable: served_or_skip());
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
+    (skippable: $make:expr) => {
+        $crate::__conformance_tests_module!({ $make });
+    };
     ($make:expr) => {
-        mod conformance {
+        $crate::__conformance_tests_module!({ ::std::option::Option::Some($make) });
+    };
+}
+
+/// The body of [`conformance_tests!`]; not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests_module {
+    ($make:block) => {
+        mod connector_conformance {
             #[allow(unused_imports)]
             use super::*;
 
-            fn make() -> ::std::sync::Arc<dyn $crate::Connector> {
-                ::std::sync::Arc::new($make)
+            fn make() -> ::std::option::Option<::std::sync::Arc<dyn $crate::Connector>> {
+                let made = $make;
+                made.map(|connector| {
+                    ::std::sync::Arc::new(connector) as ::std::sync::Arc<dyn $crate::Connector>
+                })
             }
 
             #[test]
             fn round_trip_payloads() {
-                $crate::conformance::round_trip_payloads(&*make());
+                if let Some(connector) = make() {
+                    $crate::conformance::round_trip_payloads(&*connector);
+                }
             }
             #[test]
             fn exists_and_evict() {
-                $crate::conformance::exists_and_evict(&*make());
+                if let Some(connector) = make() {
+                    $crate::conformance::exists_and_evict(&*connector);
+                }
             }
             #[test]
             fn evict_twice() {
-                $crate::conformance::evict_twice(&*make());
+                if let Some(connector) = make() {
+                    $crate::conformance::evict_twice(&*connector);
+                }
             }
             #[test]
             fn keys_are_distinct() {
-                $crate::conformance::keys_are_distinct(&*make());
+                if let Some(connector) = make() {
+                    $crate::conformance::keys_are_distinct(&*connector);
+                }
             }
             #[test]
             fn batches() {
-                $crate::conformance::batches(&*make());
+                if let Some(connector) = make() {
+                    $crate::conformance::batches(&*connector);
+                }
             }
             #[test]
             fn foreign_key_is_an_error() {
-                $crate::conformance::foreign_key_is_an_error(&*make());
+                if let Some(connector) = make() {
+                    $crate::conformance::foreign_key_is_an_error(&*connector);
+                }
             }
             #[test]
             fn rebuilt_from_config() {
-                $crate::conformance::rebuilt_from_config(&*make());
+                if let Some(connector) = make() {
+                    $crate::conformance::rebuilt_from_config(&*connector);
+                }
             }
             #[test]
             fn concurrent_use() {
-                $crate::conformance::concurrent_use(make());
+                if let Some(connector) = make() {
+                    $crate::conformance::concurrent_use(connector);
+                }
             }
         }
     };

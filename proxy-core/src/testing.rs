@@ -1,14 +1,99 @@
 //! Test fixtures shared by this crate's tests and by other crates' tests and benchmarks
-//! (enable the `integration` feature): a real `redis-server` on a free loopback port.
+//! (enable the `integration` feature): a real `redis-server` on a free loopback port, and
+//! [`require_or_skip`], the one way a test handles a prerequisite (a server binary, root) that
+//! the machine lacks.
+//!
+//! # Skipping
+//!
+//! A test that needs something a fresh machine may not have asks [`require_or_skip`] (or a
+//! fixture built on it, such as [`RedisServer::start_or_skip`]). When the prerequisite is
+//! missing the test returns early and one line per prerequisite and test binary is printed
+//! (past the test harness's output capture) saying what was skipped and how to run it. With
+//! [`REQUIRE_ALL_VAR`] (`PROXYSTORE_TESTS_REQUIRE_ALL=1`, set by `.ci/run`) a missing
+//! prerequisite fails the test instead.
+//!
+//! ```
+//! use proxy_core::testing::require_or_skip;
+//!
+//! fn have_root() -> Result<(), String> {
+//!     Err("not running as root".to_string())
+//! }
+//!
+//! # std::env::remove_var(proxy_core::testing::REQUIRE_ALL_VAR);
+//! let Some(()) = require_or_skip(
+//!     "the network-namespace tests",
+//!     "run them as root: sudo -E cargo test --test netns",
+//!     have_root(),
+//! ) else {
+//!     return; // skipped (one line was printed)
+//! };
+//! # unreachable!();
+//! ```
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::{Connector, ConnectorConfig, Key, Result};
+
+/// The environment variable that turns skips into failures: when it is set to `1` (or `true`),
+/// a test whose prerequisite is missing fails. `.ci/run` sets it.
+pub const REQUIRE_ALL_VAR: &str = "PROXYSTORE_TESTS_REQUIRE_ALL";
+
+/// Whether [`REQUIRE_ALL_VAR`] demands every test to run (`1`, `true`, `yes`).
+pub fn tests_require_all() -> bool {
+    std::env::var(REQUIRE_ALL_VAR).is_ok_and(|value| {
+        matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes"
+        )
+    })
+}
+
+/// Gives a test what it needs, or decides that it is skipped.
+///
+/// `prerequisite` is `Ok(value)` when the machine has what the test needs, or `Err(reason)`
+/// (say, "redis-server is not on PATH"). On `Err`, returns `None` after printing one line, once
+/// per `skipped` and process, naming what was skipped, why, and `how_to_run` it. The line goes
+/// straight to the process's stderr, so `cargo test` shows it even for passing tests.
+///
+/// # Panics
+/// On `Err` when [`REQUIRE_ALL_VAR`] is set ([`tests_require_all`]): a machine that is meant to
+/// run everything fails the test instead of skipping it.
+#[must_use = "a test must return early when its prerequisite is missing"]
+pub fn require_or_skip<T>(
+    skipped: &str,
+    how_to_run: &str,
+    prerequisite: std::result::Result<T, String>,
+) -> Option<T> {
+    let reason = match prerequisite {
+        Ok(value) => return Some(value),
+        Err(reason) => reason,
+    };
+    if tests_require_all() {
+        panic!("{skipped} cannot run: {reason} ({REQUIRE_ALL_VAR} is set, so this is a failure; {how_to_run})");
+    }
+    static REPORTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let first = REPORTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashSet::new)
+        .insert(skipped.to_string());
+    if first {
+        // Not `eprintln!`: the test harness captures that for passing tests.
+        let line = format!(
+            "SKIPPED {skipped}: {reason}; {how_to_run} (set {REQUIRE_ALL_VAR}=1 to make this a failure)\n"
+        );
+        // Nothing useful to do if stderr is gone.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+    None
+}
 
 /// How long a freshly spawned server may take to answer `PING`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -16,8 +101,10 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A `redis-server` process on `127.0.0.1`, started on a free port, without persistence, and
 /// killed when this value is dropped.
 ///
-/// The fixture panics, with a message saying what to install or what failed, when the server
-/// cannot be started: a test that needs redis fails rather than silently passing.
+/// [`start_or_skip`](RedisServer::start_or_skip) is what tests use: on a machine without
+/// `redis-server` it skips the test (see [`require_or_skip`]). [`start`](RedisServer::start)
+/// panics instead, for benchmarks. A server that is installed but does not start is always a
+/// failure.
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
@@ -30,19 +117,55 @@ impl RedisServer {
     ///
     /// # Panics
     /// If `redis-server` is not installed or does not start.
+    #[must_use = "the server is killed when dropped"]
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None).unwrap_or_else(|missing| panic!("{missing}"))
     }
 
     /// Starts a server that requires `password` (`--requirepass`).
     ///
     /// # Panics
     /// If `redis-server` is not installed or does not start.
+    #[must_use = "the server is killed when dropped"]
     pub fn start_with_password(password: &str) -> Self {
-        Self::start_with(Some(password.to_string()))
+        Self::start_with(Some(password.to_string())).unwrap_or_else(|missing| panic!("{missing}"))
     }
 
-    fn start_with(password: Option<String>) -> Self {
+    /// Starts a server without a password, or returns `None` (after one printed line) when
+    /// `redis-server` is not installed: the calling test returns early. See
+    /// [`require_or_skip`].
+    ///
+    /// # Panics
+    /// If `redis-server` is installed but does not start, or is missing while
+    /// [`REQUIRE_ALL_VAR`] is set.
+    #[must_use = "the server is killed when dropped"]
+    pub fn start_or_skip() -> Option<Self> {
+        Self::skip_if_missing(Self::start_with(None))
+    }
+
+    /// [`start_with_password`](RedisServer::start_with_password), skipping like
+    /// [`start_or_skip`](RedisServer::start_or_skip).
+    ///
+    /// # Panics
+    /// As [`start_or_skip`](RedisServer::start_or_skip).
+    #[must_use = "the server is killed when dropped"]
+    pub fn start_with_password_or_skip(password: &str) -> Option<Self> {
+        Self::skip_if_missing(Self::start_with(Some(password.to_string())))
+    }
+
+    fn skip_if_missing(started: std::result::Result<Self, String>) -> Option<Self> {
+        require_or_skip(
+            "the tests that need a Redis server",
+            "install redis-server (e.g. `apt-get install -y redis-server`) to run them",
+            started,
+        )
+    }
+
+    /// Starts a server; `Err` (a reason) only when `redis-server` is not installed.
+    ///
+    /// # Panics
+    /// If `redis-server` is installed but does not start.
+    fn start_with(password: Option<String>) -> std::result::Result<Self, String> {
         let mut server = RedisServer {
             port: 0,
             password,
@@ -54,8 +177,11 @@ impl RedisServer {
         for _ in 0..5 {
             server.port = free_port();
             match server.spawn() {
-                Ok(()) => return server,
-                Err(failure) => last_failure = failure,
+                Ok(()) => return Ok(server),
+                Err(SpawnError::NotInstalled) => {
+                    return Err("redis-server is not installed (not on PATH)".to_string())
+                }
+                Err(SpawnError::Failed(failure)) => last_failure = failure,
             }
         }
         panic!("could not start redis-server: {last_failure}");
@@ -95,15 +221,19 @@ impl RedisServer {
     /// If the server does not start.
     pub fn restart(&mut self) {
         self.stop();
-        if let Err(failure) = self.spawn() {
-            panic!(
+        match self.spawn() {
+            Ok(()) => {}
+            Err(SpawnError::NotInstalled) => {
+                panic!("redis-server is gone from PATH: cannot restart it")
+            }
+            Err(SpawnError::Failed(failure)) => panic!(
                 "could not restart redis-server on port {}: {failure}",
                 self.port
-            );
+            ),
         }
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
+    fn spawn(&mut self) -> std::result::Result<(), SpawnError> {
         let port = self.port.to_string();
         let mut command = Command::new("redis-server");
         command
@@ -126,19 +256,17 @@ impl RedisServer {
         }
         let mut process = command.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                panic!(
-                    "redis-server is not installed (or not on PATH): the redis tests need a real \
-                     server. Install it, e.g. `apt-get install -y redis-server`."
-                );
+                SpawnError::NotInstalled
+            } else {
+                SpawnError::Failed(format!("spawning redis-server: {e}"))
             }
-            format!("spawning redis-server: {e}")
         })?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Ok(Some(status)) = process.try_wait() {
-                return Err(format!(
+                return Err(SpawnError::Failed(format!(
                     "redis-server on port {port} exited at start with {status}"
-                ));
+                )));
             }
             if is_served_by(self.port, self.password.as_deref(), process.id()) {
                 self.process = Some(process);
@@ -147,13 +275,21 @@ impl RedisServer {
             if Instant::now() > deadline {
                 let _ = process.kill();
                 let _ = process.wait();
-                return Err(format!(
+                return Err(SpawnError::Failed(format!(
                     "redis-server on port {port} did not answer within {STARTUP_TIMEOUT:?}"
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// Why `redis-server` did not start.
+enum SpawnError {
+    /// No `redis-server` executable on PATH: the test may be skipped.
+    NotInstalled,
+    /// It is installed but failed: always a test failure.
+    Failed(String),
 }
 
 impl Drop for RedisServer {

@@ -9,13 +9,14 @@ use super::{RedisConnector, RedisOptions};
 use crate::testing::{RedisServer, WithServer};
 use crate::{Connector, ConnectorConfig, Error};
 
-fn served() -> WithServer<RedisConnector> {
-    let server = RedisServer::start();
+/// A connector on a fresh server, or `None` (the test is skipped) without `redis-server`.
+fn served() -> Option<WithServer<RedisConnector>> {
+    let server = RedisServer::start_or_skip()?;
     let connector = RedisConnector::new(server.url()).expect("connect to the test server");
-    WithServer::new(connector, server)
+    Some(WithServer::new(connector, server))
 }
 
-crate::conformance_tests!(served());
+crate::conformance_tests!(skippable: served());
 
 /// A plain client connection, to look at the server behind the connector's back.
 fn raw_connection(server: &RedisServer) -> redis::Connection {
@@ -46,7 +47,9 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
 
 #[test]
 fn objects_live_under_the_configured_prefix() {
-    let server = RedisServer::start();
+    let Some(server) = RedisServer::start_or_skip() else {
+        return;
+    };
     let options = RedisOptions::new(server.url()).with_prefix("test-prefix:");
     let connector = RedisConnector::with_options(options).expect("connect");
     let key = connector.put(Bytes::from_static(b"abc")).expect("put");
@@ -61,7 +64,7 @@ fn objects_live_under_the_configured_prefix() {
 
 #[test]
 fn batches_are_one_command_each() {
-    let served = served();
+    let Some(served) = served() else { return };
     let data: Vec<Bytes> = (0..10u8).map(|i| Bytes::from(vec![i; 100])).collect();
     let keys = served.put_batch(data.clone()).expect("put_batch");
     let got = served.get_batch(&keys).expect("get_batch");
@@ -81,7 +84,9 @@ fn batches_are_one_command_each() {
 
 #[test]
 fn connection_refused_names_the_server() {
-    let mut server = RedisServer::start();
+    let Some(mut server) = RedisServer::start_or_skip() else {
+        return;
+    };
     server.stop();
     let err = RedisConnector::new(server.url()).expect_err("nothing listens there");
     let text = err.to_string();
@@ -95,7 +100,9 @@ fn connection_refused_names_the_server() {
 
 #[test]
 fn a_wrong_password_is_an_auth_error_that_hides_the_password() {
-    let server = RedisServer::start_with_password("right-pw-4711");
+    let Some(server) = RedisServer::start_with_password_or_skip("right-pw-4711") else {
+        return;
+    };
     let url = format!("redis://:wrong-pw-0815@127.0.0.1:{}/0", server.port());
     let err = RedisConnector::new(url).expect_err("wrong password");
     let (text, debug) = (err.to_string(), format!("{err:?}"));
@@ -115,7 +122,9 @@ fn a_wrong_password_is_an_auth_error_that_hides_the_password() {
 
 #[test]
 fn a_missing_password_is_an_auth_error() {
-    let server = RedisServer::start_with_password("right-pw-4711");
+    let Some(server) = RedisServer::start_with_password_or_skip("right-pw-4711") else {
+        return;
+    };
     let err = RedisConnector::new(server.url_without_password()).expect_err("no password");
     let text = err.to_string();
     assert!(text.contains("authentication failed"), "{text}");
@@ -127,7 +136,9 @@ fn a_missing_password_is_an_auth_error() {
 
 #[test]
 fn the_right_password_works_and_stays_out_of_debug_output() {
-    let server = RedisServer::start_with_password("right-pw-4711");
+    let Some(server) = RedisServer::start_with_password_or_skip("right-pw-4711") else {
+        return;
+    };
     let connector = RedisConnector::new(server.url()).expect("right password");
     let key = connector
         .put(Bytes::from_static(b"secret data"))
@@ -146,7 +157,9 @@ fn the_right_password_works_and_stays_out_of_debug_output() {
 
 #[test]
 fn a_server_that_dies_gives_an_error_and_a_restarted_one_is_used_again() {
-    let mut server = RedisServer::start();
+    let Some(mut server) = RedisServer::start_or_skip() else {
+        return;
+    };
     let connector = RedisConnector::new(server.url()).expect("connect");
     let before = connector.put(Bytes::from_static(b"before")).expect("put");
 
@@ -183,7 +196,9 @@ fn a_server_that_dies_gives_an_error_and_a_restarted_one_is_used_again() {
 
 #[test]
 fn pooled_connections_recover_after_a_restart() {
-    let mut server = RedisServer::start();
+    let Some(mut server) = RedisServer::start_or_skip() else {
+        return;
+    };
     let connector = RedisConnector::new(server.url()).expect("connect");
     // Fill the pool with several idle connections.
     std::thread::scope(|scope| {
@@ -226,7 +241,7 @@ fn a_server_that_does_not_answer_times_out() {
 
 #[test]
 fn a_closed_connector_refuses_operations() {
-    let served = served();
+    let Some(served) = served() else { return };
     let key = served.put(Bytes::from_static(b"x")).expect("put");
     served.close().expect("close");
     served.close().expect("closing twice is fine");
@@ -235,7 +250,9 @@ fn a_closed_connector_refuses_operations() {
 
 #[test]
 fn config_round_trips_through_bincode_and_rebuilds() {
-    let server = RedisServer::start_with_password("pw-in-config");
+    let Some(server) = RedisServer::start_with_password_or_skip("pw-in-config") else {
+        return;
+    };
     let options = RedisOptions::new(server.url()).with_prefix("rt:");
     let connector = RedisConnector::with_options(options.clone()).expect("connect");
     let key = connector
