@@ -50,7 +50,7 @@ fn exits_cleanly(child: &mut Child, limit: Duration) -> bool {
 #[test]
 fn serves_objects_put_on_it_and_stops_on_sigterm() {
     let (mut child, endpoint) = start(&["--port", "0", "--timeout", "2"]);
-    let client = ZmqConnector::client(ZmqOptions::default().timeout(Duration::from_secs(2)))
+    let client = ZmqConnector::client(ZmqOptions::default().with_timeout(Duration::from_secs(2)))
         .expect("client");
 
     let small = client
@@ -81,8 +81,9 @@ fn serves_objects_put_on_it_and_stops_on_sigterm() {
         exits_cleanly(&mut child, Duration::from_secs(5)),
         "nonzero exit after SIGTERM"
     );
-    let reader = ZmqConnector::client(ZmqOptions::default().timeout(Duration::from_millis(200)))
-        .expect("client");
+    let reader =
+        ZmqConnector::client(ZmqOptions::default().with_timeout(Duration::from_millis(200)))
+            .expect("client");
     assert!(
         matches!(reader.get(&large), Err(Error::Timeout { .. })),
         "still served after exit"

@@ -36,17 +36,17 @@ fn parse(args: &[String]) -> Result<Option<ZmqOptions>, String> {
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let invalid = |what: &str| format!("invalid {what} for {flag}: {value:?}");
         options = match flag.as_str() {
-            "--bind" => options.interface(value.as_str()),
-            "--address" => options.address(value.as_str()),
-            "--port" => options.port(value.parse().map_err(|_| invalid("port"))?),
+            "--bind" => options.with_interface(value.as_str()),
+            "--address" => options.with_address(value.as_str()),
+            "--port" => options.with_port(value.parse().map_err(|_| invalid("port"))?),
             "--timeout" => {
                 let seconds: f64 = value.parse().map_err(|_| invalid("number of seconds"))?;
                 let timeout = Duration::try_from_secs_f64(seconds)
                     .map_err(|_| invalid("number of seconds"))?;
-                options.timeout(timeout)
+                options.with_timeout(timeout)
             }
             "--max-message-size" => {
-                options.max_message_size(value.parse().map_err(|_| invalid("size in bytes"))?)
+                options.with_max_message_size(value.parse().map_err(|_| invalid("size in bytes"))?)
             }
             other => return Err(format!("unknown option {other:?}")),
         };
@@ -146,11 +146,11 @@ mod tests {
         .expect("valid")
         .expect("options");
         let expected = ZmqOptions::default()
-            .interface("0.0.0.0")
-            .address("node-1")
-            .port(7001)
-            .timeout(Duration::from_millis(1500))
-            .max_message_size(1024);
+            .with_interface("0.0.0.0")
+            .with_address("node-1")
+            .with_port(7001)
+            .with_timeout(Duration::from_millis(1500))
+            .with_max_message_size(1024);
         assert_eq!(parsed, expected);
         assert_eq!(parse(&args(&["--help"])), Ok(None));
     }

@@ -44,7 +44,7 @@ fn context() -> zmq::Context {
 /// - [`get`](Connector::get), [`exists`](Connector::exists) and [`evict`](Connector::evict)
 ///   read this process's map for its own keys, and ask the owning peer's server for others.
 ///   [`get_batch`](Connector::get_batch) pipelines its requests to each peer.
-/// - A peer that does not answer within the [timeout](ZmqOptions::timeout) gives
+/// - A peer that does not answer within the [timeout](ZmqOptions::with_timeout) gives
 ///   [`Error::Timeout`] naming the peer; a peer that refuses a request gives [`Error::Peer`].
 /// - [`config`](Connector::config) rebuilds, in this process, a connector on the same server
 ///   and objects; in another process, a connector that reads every peer's objects and starts
@@ -100,12 +100,6 @@ impl ZmqConnector {
         Self::with_options(ZmqOptions::default())
     }
 
-    /// Options to set builder style, starting from the defaults; finish with
-    /// [`ZmqOptions::build`].
-    pub fn builder() -> ZmqOptions {
-        ZmqOptions::default()
-    }
-
     /// A peer with `options`, its server started and bound.
     pub fn with_options(options: ZmqOptions) -> Result<Self> {
         let connector = Self::client(options)?;
@@ -141,7 +135,8 @@ impl ZmqConnector {
         self.inner.server.get().map(|server| server.endpoint())
     }
 
-    /// The options this connector was built with.
+    /// The options this connector was built with (a getter; to build a connector, start
+    /// from [`ZmqOptions::default`] and finish with [`ZmqOptions::build`]).
     pub fn options(&self) -> &ZmqOptions {
         &self.inner.options
     }

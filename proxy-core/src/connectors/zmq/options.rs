@@ -19,10 +19,10 @@ pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 /// use proxy_core::ZmqOptions;
 ///
 /// let connector = ZmqOptions::default()
-///     .interface("127.0.0.1")
-///     .port(0) // the OS picks one
-///     .timeout(Duration::from_secs(2))
-///     .max_message_size(256 << 20)
+///     .with_interface("127.0.0.1")
+///     .with_port(0) // the OS picks one
+///     .with_timeout(Duration::from_secs(2))
+///     .with_max_message_size(256 << 20)
 ///     .build()?;
 /// assert!(connector.endpoint().unwrap().starts_with("tcp://127.0.0.1:"));
 /// # Ok::<(), proxy_core::Error>(())
@@ -50,29 +50,29 @@ impl Default for ZmqOptions {
 
 impl ZmqOptions {
     /// The interface the peer server binds: an IP address, a host name, or `*` / `0.0.0.0`
-    /// for all interfaces (which then needs an [`address`](Self::address)). Default
+    /// for all interfaces (which then needs an [`address`](Self::with_address)). Default
     /// `127.0.0.1`.
-    pub fn interface(mut self, interface: impl Into<String>) -> Self {
+    pub fn with_interface(mut self, interface: impl Into<String>) -> Self {
         self.interface = interface.into();
         self
     }
 
     /// The host name or address other peers use to reach this one, written into every key.
     /// Default: the interface.
-    pub fn address(mut self, address: impl Into<String>) -> Self {
+    pub fn with_address(mut self, address: impl Into<String>) -> Self {
         self.address = Some(address.into());
         self
     }
 
     /// The TCP port of the peer server; 0 (the default) lets the OS choose.
-    pub fn port(mut self, port: u16) -> Self {
+    pub fn with_port(mut self, port: u16) -> Self {
         self.port = port;
         self
     }
 
     /// How long a request waits for a peer that does not answer before failing with
     /// [`Error::Timeout`]. In a batch, the time allowed between two replies. Default 5 s.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
@@ -80,7 +80,7 @@ impl ZmqOptions {
     /// The largest frame accepted from the network, in bytes, both by the peer server (a
     /// larger request drops the connection that sent it) and by this connector's client
     /// sockets (a larger reply does the same, and the request then times out). Default 1 GiB.
-    pub fn max_message_size(mut self, bytes: u64) -> Self {
+    pub fn with_max_message_size(mut self, bytes: u64) -> Self {
         self.max_message_size = bytes;
         self
     }
@@ -209,22 +209,24 @@ mod tests {
         let options = ZmqOptions::default();
         assert_eq!(options.bind_endpoint(), "tcp://127.0.0.1:*");
         assert_eq!(options.advertised_endpoint(4000), "tcp://127.0.0.1:4000");
-        let options = ZmqOptions::default().interface("::1").port(7);
+        let options = ZmqOptions::default().with_interface("::1").with_port(7);
         assert_eq!(options.bind_endpoint(), "tcp://[::1]:7");
         assert!(options.uses_ipv6());
-        let options = ZmqOptions::default().interface("0.0.0.0").address("node-3");
+        let options = ZmqOptions::default()
+            .with_interface("0.0.0.0")
+            .with_address("node-3");
         assert_eq!(options.advertised_endpoint(9), "tcp://node-3:9");
     }
 
     #[test]
     fn unusable_options_are_config_errors() {
         for options in [
-            ZmqOptions::default().interface("*"),
-            ZmqOptions::default().interface(""),
-            ZmqOptions::default().interface("a\0b"),
-            ZmqOptions::default().address("0.0.0.0"),
-            ZmqOptions::default().timeout(Duration::ZERO),
-            ZmqOptions::default().max_message_size(0),
+            ZmqOptions::default().with_interface("*"),
+            ZmqOptions::default().with_interface(""),
+            ZmqOptions::default().with_interface("a\0b"),
+            ZmqOptions::default().with_address("0.0.0.0"),
+            ZmqOptions::default().with_timeout(Duration::ZERO),
+            ZmqOptions::default().with_max_message_size(0),
         ] {
             match options.validate() {
                 Err(Error::Config { what, .. }) => assert_eq!(what, "zmq connector"),

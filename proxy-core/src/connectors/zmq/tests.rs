@@ -16,8 +16,8 @@ fn peer() -> ZmqConnector {
 }
 
 fn peer_with_timeout(timeout: Duration) -> ZmqConnector {
-    ZmqConnector::builder()
-        .timeout(timeout)
+    ZmqOptions::default()
+        .with_timeout(timeout)
         .build()
         .expect("start a zmq peer")
 }
@@ -523,9 +523,9 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
 
 #[test]
 fn oversized_requests_are_refused_and_the_server_keeps_serving() {
-    let small = ZmqConnector::builder()
-        .max_message_size(64 << 10)
-        .timeout(SHORT)
+    let small = ZmqOptions::default()
+        .with_max_message_size(64 << 10)
+        .with_timeout(SHORT)
         .build()
         .expect("peer");
     let key = small.put(Bytes::from_static(b"fine")).expect("put");
