@@ -44,6 +44,7 @@ fn connector(kind: &str, dir: &Path) -> std::sync::Arc<dyn Connector> {
     match kind {
         "file" => ConnectorConfig::File {
             dir: dir.to_path_buf(),
+            clear_on_close: false,
         }
         .build()
         .expect("file connector"),

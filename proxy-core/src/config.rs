@@ -27,8 +27,11 @@ pub enum ConnectorConfig {
     },
     /// A [`FileConnector`] over a directory.
     File {
-        /// The directory holding the objects.
+        /// The directory holding the objects (absolute when made by a [`FileConnector`]).
         dir: PathBuf,
+        /// Whether closing the connector deletes the directory (`true` when absent).
+        #[serde(default = "clear_on_close_default")]
+        clear_on_close: bool,
     },
     /// A [`ZmqConnector`](crate::ZmqConnector): objects served peer to peer.
     Zmq(ZmqConfig),
@@ -47,7 +50,10 @@ impl ConnectorConfig {
     pub fn build(&self) -> Result<Arc<dyn Connector>> {
         Ok(match self {
             ConnectorConfig::Local { id } => Arc::new(LocalConnector::with_id(*id)),
-            ConnectorConfig::File { dir } => Arc::new(FileConnector::new(dir)?),
+            ConnectorConfig::File {
+                dir,
+                clear_on_close,
+            } => Arc::new(FileConnector::new(dir)?.with_clear_on_close(*clear_on_close)),
             ConnectorConfig::Zmq(config) => Arc::new(config.build()?),
             ConnectorConfig::Redis(options) => crate::connectors::build_redis(options)?,
             ConnectorConfig::Multi { children } => {
@@ -55,4 +61,9 @@ impl ConnectorConfig {
             }
         })
     }
+}
+
+/// A file connector's config without `clear_on_close` clears on close, as a new connector does.
+fn clear_on_close_default() -> bool {
+    true
 }

@@ -397,7 +397,7 @@ fn a_deserialized_proxy_rebuilds_an_unregistered_store_and_registers_it() {
     let used = Proxy::store(&received).expect("store");
     assert!(used.same_store(&registered));
     match &registered.config().connector {
-        proxy_core::ConnectorConfig::File { dir: d } => assert_eq!(d, dir.path()),
+        proxy_core::ConnectorConfig::File { dir: d, .. } => assert_eq!(d, dir.path()),
         other => panic!("rebuilt the wrong connector: {other:?}"),
     }
     // A second proxy from the same wire bytes finds the now registered store.

@@ -20,6 +20,17 @@ const KIND: &str = "file";
 /// reader never sees a partly written object. Several processes (or machines sharing the
 /// filesystem) can use the same directory at once.
 ///
+/// The directory is made absolute when the connector is built (against the working directory
+/// of that moment, without resolving symbolic links), so a later change of working directory,
+/// or a process started elsewhere that rebuilds the connector from its
+/// [`config`](Connector::config), still finds the objects.
+///
+/// [`close`](Connector::close) deletes the directory and everything in it, as ProxyStore's
+/// file connector does by default; [`with_clear_on_close(false)`](FileConnector::with_clear_on_close)
+/// keeps it. The choice travels in the config, so a connector rebuilt in another process
+/// behaves the same way. Several connectors over one directory may all be closed: a directory
+/// that is already gone is not an error.
+///
 /// ```
 /// use bytes::Bytes;
 /// use proxy_core::{Connector, FileConnector};
@@ -35,15 +46,18 @@ const KIND: &str = "file";
 #[derive(Clone, Debug)]
 pub struct FileConnector {
     dir: PathBuf,
+    clear_on_close: bool,
 }
 
 impl FileConnector {
-    /// A connector over the existing directory `dir`.
+    /// A connector over the existing directory `dir` (made absolute), which
+    /// [`close`](Connector::close) deletes.
     ///
     /// Fails with [`Error::Io`] if `dir` is missing or unreadable, and with
     /// [`Error::Config`] if it is not a directory.
     pub fn new(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.as_ref();
+        let dir = std::path::absolute(dir).map_err(|e| Error::io("make absolute", dir, e))?;
         let meta = fs::metadata(&dir).map_err(|e| Error::io("open store directory", &dir, e))?;
         if !meta.is_dir() {
             return Err(Error::Config {
@@ -52,7 +66,10 @@ impl FileConnector {
             });
         }
         fs::read_dir(&dir).map_err(|e| Error::io("read store directory", &dir, e))?;
-        Ok(FileConnector { dir })
+        Ok(FileConnector {
+            dir,
+            clear_on_close: true,
+        })
     }
 
     /// A connector over `dir`, creating the directory (and its parents) if needed.
@@ -62,9 +79,22 @@ impl FileConnector {
         Self::new(dir)
     }
 
-    /// The directory holding the objects.
+    /// Whether [`close`](Connector::close) deletes the directory (default `true`, as in
+    /// ProxyStore). With `false`, the objects stay on disk after `close`.
+    #[must_use]
+    pub fn with_clear_on_close(mut self, clear: bool) -> Self {
+        self.clear_on_close = clear;
+        self
+    }
+
+    /// The directory holding the objects (always absolute).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether [`close`](Connector::close) deletes the directory.
+    pub fn clear_on_close(&self) -> bool {
+        self.clear_on_close
     }
 
     /// A missing object is `None`, but a missing directory is an error: the store is gone.
@@ -143,9 +173,24 @@ impl Connector for FileConnector {
         }
     }
 
+    /// Deletes the directory and its objects unless built with
+    /// [`with_clear_on_close(false)`](FileConnector::with_clear_on_close). A directory that is
+    /// already gone (another connector over it was closed first) is not an error.
+    fn close(&self) -> Result<()> {
+        if !self.clear_on_close {
+            return Ok(());
+        }
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove store directory", &self.dir, e)),
+        }
+    }
+
     fn config(&self) -> ConnectorConfig {
         ConnectorConfig::File {
             dir: self.dir.clone(),
+            clear_on_close: self.clear_on_close,
         }
     }
 
@@ -219,5 +264,53 @@ mod tests {
         let connector = FileConnector::create(&nested).expect("create");
         assert!(nested.is_dir());
         assert_eq!(connector.object_count(), Some(0));
+    }
+
+    #[test]
+    fn close_deletes_the_directory_by_default() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("store");
+        let connector = FileConnector::create(&dir).expect("create");
+        assert!(connector.clear_on_close());
+        connector.put(Bytes::from_static(b"x")).expect("put");
+        connector.close().expect("close");
+        assert!(!dir.exists(), "close must remove {}", dir.display());
+    }
+
+    #[test]
+    fn several_connectors_on_one_directory_can_all_be_closed() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = parent.path().join("shared");
+        let first = FileConnector::create(&dir).expect("create");
+        let second = FileConnector::new(&dir).expect("second");
+        first.close().expect("close the first");
+        second.close().expect("the directory is already gone: not an error");
+        first.close().expect("closing twice is fine");
+    }
+
+    #[test]
+    fn close_can_keep_the_objects() {
+        let (dir, connector) = fresh();
+        let connector = connector.with_clear_on_close(false);
+        let key = connector.put(Bytes::from_static(b"kept")).expect("put");
+        connector.close().expect("close");
+        assert!(dir.path().is_dir());
+        let reopened = FileConnector::new(dir.path()).expect("reopen");
+        assert_eq!(
+            reopened.get(&key).expect("get"),
+            Some(Bytes::from_static(b"kept"))
+        );
+    }
+
+    #[test]
+    fn the_clear_choice_travels_in_the_config() {
+        let (dir, connector) = fresh();
+        let keep = connector.with_clear_on_close(false);
+        let rebuilt = keep.config().build().expect("rebuild");
+        rebuilt.close().expect("close");
+        assert!(dir.path().is_dir(), "the rebuilt connector must keep the directory");
+        let clear = FileConnector::new(dir.path()).expect("clear");
+        clear.config().build().expect("rebuild").close().expect("close");
+        assert!(!dir.path().exists());
     }
 }

@@ -112,6 +112,60 @@ mod connector {
             format!("{}{}", self.options().prefix(), key.id_hex())
         }
 
+        /// Deletes every object key under the prefix (`SCAN` in pages, `UNLINK` per page).
+        /// Closing twice is fine: after the first close the pool refuses, so only clear
+        /// while it is open.
+        fn clear(&self) -> Result<()> {
+            if self.pool.is_closed() {
+                return Ok(());
+            }
+            let pattern = self.options().object_pattern();
+            let mut cursor = String::from("0");
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(&cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let operation = Operation::Plain("SCAN");
+                let (next, keys) = match self.pool.run(operation, |c| request(c, &scan))? {
+                    Value::Array(mut reply) if reply.len() == 2 => {
+                        let keys = reply.pop();
+                        let next = reply.pop();
+                        match (next, keys) {
+                            (Some(Value::BulkString(next)), Some(Value::Array(keys))) => {
+                                (String::from_utf8_lossy(&next).into_owned(), keys)
+                            }
+                            (next, keys) => {
+                                let reply = Value::Array(next.into_iter().chain(keys).collect());
+                                return Err(self.protocol_error(operation, &reply));
+                            }
+                        }
+                    }
+                    other => return Err(self.protocol_error(operation, &other)),
+                };
+                if !keys.is_empty() {
+                    let mut unlink = redis::cmd("UNLINK");
+                    let operation = Operation::Plain("UNLINK");
+                    for key in keys {
+                        match key {
+                            Value::BulkString(name) => unlink.arg(name),
+                            other => return Err(self.protocol_error(operation, &other)),
+                        };
+                    }
+                    match self.pool.run(operation, |c| request(c, &unlink))? {
+                        Value::Int(_) => {}
+                        other => return Err(self.protocol_error(operation, &other)),
+                    }
+                }
+                if next == "0" {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        }
+
         fn protocol_error(&self, operation: Operation<'_>, reply: &Value) -> Error {
             Error::Protocol {
                 peer: self.pool.server().to_string(),
@@ -209,9 +263,16 @@ mod connector {
                 .collect()
         }
 
+        /// Deletes the objects under the prefix first when the options ask for it
+        /// ([`RedisOptions::with_clear_on_close`]), then drops the pooled connections.
         fn close(&self) -> Result<()> {
+            let cleared = if self.options().clear_on_close() {
+                self.clear()
+            } else {
+                Ok(())
+            };
             self.pool.close();
-            Ok(())
+            cleared
         }
 
         fn config(&self) -> ConnectorConfig {

@@ -39,6 +39,8 @@ pub struct RedisOptions {
     connect_timeout: Duration,
     io_timeout: Duration,
     max_idle_connections: usize,
+    #[serde(default)]
+    clear_on_close: bool,
 }
 
 impl RedisOptions {
@@ -51,7 +53,18 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(10),
             max_idle_connections: 16,
+            clear_on_close: false,
         }
+    }
+
+    /// Whether [`close`](crate::Connector::close) deletes every object stored under this
+    /// prefix (redis keys `<prefix><32 hex digits>`, found with `SCAN`), like ProxyStore's
+    /// `close(clear=True)`. Off by default: objects outlive the connector. The prefix is
+    /// shared by every connector that uses it, so give a store its own prefix before turning
+    /// this on.
+    pub fn with_clear_on_close(mut self, clear: bool) -> Self {
+        self.clear_on_close = clear;
+        self
     }
 
     /// Stores objects under redis keys `<prefix><32 hex digits>`.
@@ -109,6 +122,27 @@ impl RedisOptions {
     pub fn max_idle_connections(&self) -> usize {
         self.max_idle_connections.max(1)
     }
+
+    /// Whether closing the connector deletes the objects under the prefix.
+    pub fn clear_on_close(&self) -> bool {
+        self.clear_on_close
+    }
+
+    /// The `SCAN MATCH` pattern of this connector's object keys: the prefix with glob
+    /// characters escaped, then 32 hex digits.
+    pub(crate) fn object_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 32 * 8);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        for _ in 0..32 {
+            pattern.push_str("[0-9a-f]");
+        }
+        pattern
+    }
 }
 
 impl fmt::Debug for RedisOptions {
@@ -119,6 +153,7 @@ impl fmt::Debug for RedisOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("max_idle_connections", &self.max_idle_connections)
+            .field("clear_on_close", &self.clear_on_close)
             .finish()
     }
 }
@@ -202,8 +237,17 @@ mod tests {
     }
 
     #[test]
+    fn the_object_pattern_escapes_glob_characters() {
+        let options = RedisOptions::new("redis://h").with_prefix("a*b?[c]\\:");
+        let pattern = options.object_pattern();
+        assert!(pattern.starts_with("a\\*b\\?\\[c\\]\\\\:[0-9a-f]"), "{pattern}");
+        assert_eq!(pattern.matches("[0-9a-f]").count(), 32);
+    }
+
+    #[test]
     fn options_round_trip_through_serde() {
         let options = RedisOptions::new("redis://:pw@h:1/0")
+            .with_clear_on_close(true)
             .with_prefix("x:")
             .with_io_timeout(Duration::from_millis(1500))
             .with_max_idle_connections(3);

@@ -89,6 +89,11 @@ impl ConnectionPool {
     }
 
     /// Drops the idle connections and refuses further commands.
+    /// Whether [`close`](ConnectionPool::close) was called.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.drop_idle();

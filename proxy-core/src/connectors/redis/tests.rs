@@ -268,3 +268,47 @@ fn config_round_trips_through_bincode_and_rebuilds() {
         Some(Bytes::from_static(b"round trip"))
     );
 }
+
+#[test]
+fn close_keeps_the_objects_by_default() {
+    let server = RedisServer::start();
+    let connector = RedisConnector::new(server.url()).expect("connect");
+    let key = connector.put(Bytes::from_static(b"stays")).expect("put");
+    connector.close().expect("close");
+    let other = RedisConnector::new(server.url()).expect("connect again");
+    assert!(other.exists(&key).expect("exists"));
+}
+
+#[test]
+fn close_can_delete_the_objects_under_its_prefix_only() {
+    let server = RedisServer::start();
+    let clearing = RedisConnector::with_options(
+        RedisOptions::new(server.url())
+            .with_prefix("mine:")
+            .with_clear_on_close(true),
+    )
+    .expect("connect");
+    let keeper = RedisConnector::with_options(RedisOptions::new(server.url()).with_prefix("theirs:"))
+        .expect("connect");
+    // More than one SCAN page.
+    let mine = clearing
+        .put_batch(vec![Bytes::from_static(b"m"); 2500])
+        .expect("put mine");
+    let theirs = keeper.put(Bytes::from_static(b"t")).expect("put theirs");
+    let mut raw = raw_connection(&server);
+    raw_query(&mut raw, redis::cmd("SET").arg("mine:not-an-object").arg("x"));
+
+    clearing.config().build().expect("rebuild").close().expect("close clears");
+    let probe = RedisConnector::with_options(RedisOptions::new(server.url()).with_prefix("mine:"))
+        .expect("probe");
+    for key in &mine {
+        assert!(!probe.exists(key).expect("exists"), "{key} survived close");
+    }
+    assert!(keeper.exists(&theirs).expect("exists"), "another prefix was cleared");
+    assert_eq!(
+        raw_query(&mut raw, redis::cmd("EXISTS").arg("mine:not-an-object")),
+        redis::Value::Int(1),
+        "a key that is not an object was deleted"
+    );
+    clearing.close().expect("closing twice is fine");
+}

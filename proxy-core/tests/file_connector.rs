@@ -1,0 +1,93 @@
+//! The file connector's directory is absolute: a change of working directory, or a process
+//! started in another directory, still finds the objects.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::Bytes;
+use proxy_core::{Connector, ConnectorConfig, FileConnector, Proxy, Store};
+
+/// Set in the child process, to the folder where it writes the serialized proxy.
+const CHILD_ENV: &str = "PROXY_CORE_TEST_FILE_CHILD_OUT";
+
+/// Relative to the package directory (the working directory of integration tests): the
+/// workspace's target folder.
+const RELATIVE: &str = "../target/tmp-file-connector-relative";
+
+#[test]
+fn a_relative_directory_is_made_absolute() {
+    let connector = FileConnector::create(RELATIVE).expect("create");
+    assert!(connector.dir().is_absolute(), "{}", connector.dir().display());
+    match connector.config() {
+        ConnectorConfig::File { dir, .. } => assert!(dir.is_absolute(), "{}", dir.display()),
+        other => panic!("wrong config {other:?}"),
+    }
+    let expected = std::env::current_dir()
+        .expect("cwd")
+.join(RELATIVE);
+    assert_eq!(connector.dir(), expected);
+    connector.close().expect("close removes the directory");
+    assert!(!expected.exists());
+}
+
+/// Runs only as the child of `a_proxy_made_in_another_working_directory_resolves_here`:
+/// creates a store over the relative directory `store`, changes directory, checks that the
+/// store still reads its object, and writes a serialized proxy for the parent.
+#[test]
+fn child_relative_store() {
+    let Some(out) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let out = PathBuf::from(out);
+    let store = Store::new(
+        "file-relative-child",
+        FileConnector::create("store")
+            .expect("create relative")
+            .with_clear_on_close(false),
+    );
+    let key = store
+        .put_bytes(Bytes::from_static(b"written before chdir"))
+        .expect("put");
+    let proxy = store.proxy(String::from("made elsewhere")).expect("proxy");
+    std::env::set_current_dir(out.join("elsewhere")).expect("chdir");
+    assert_eq!(
+        store.get_bytes(&key).expect("get after chdir"),
+        Some(Bytes::from_static(b"written before chdir")),
+    );
+    assert!(store.exists(&key).expect("exists after chdir"));
+    std::fs::write(
+        out.join("proxy.bin"),
+        bincode::serialize(&proxy).expect("serialize"),
+    )
+    .expect("write proxy");
+}
+
+#[test]
+fn a_proxy_made_in_another_working_directory_resolves_here() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let child_cwd = root.path().join("child-cwd");
+    std::fs::create_dir_all(&child_cwd).expect("child cwd");
+    std::fs::create_dir_all(root.path().join("elsewhere")).expect("elsewhere");
+    run_child(&child_cwd, root.path());
+
+    let wire = std::fs::read(root.path().join("proxy.bin")).expect("the child wrote its proxy");
+    let proxy: Proxy<String> = bincode::deserialize(&wire).expect("deserialize");
+    let store = Proxy::store(&proxy).expect("store");
+    match store.config().connector {
+        ConnectorConfig::File { dir, .. } => assert_eq!(dir, child_cwd.join("store")),
+        other => panic!("wrong config {other:?}"),
+    }
+    assert_eq!(*proxy, "made elsewhere");
+    proxy_core::unregister_store("file-relative-child");
+}
+
+fn run_child(cwd: &Path, out: &Path) {
+    let exe = std::env::current_exe().expect("test binary");
+    let status = Command::new(exe)
+        .args(["--exact", "child_relative_store", "--test-threads=1"])
+        .current_dir(cwd)
+        .env(CHILD_ENV, out)
+        .status()
+        .expect("spawn the child");
+    assert!(status.success(), "the child test failed: {status}");
+}
