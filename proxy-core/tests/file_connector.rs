@@ -17,14 +17,16 @@ const RELATIVE: &str = "../target/tmp-file-connector-relative";
 #[test]
 fn a_relative_directory_is_made_absolute() {
     let connector = FileConnector::create(RELATIVE).expect("create");
-    assert!(connector.dir().is_absolute(), "{}", connector.dir().display());
+    assert!(
+        connector.dir().is_absolute(),
+        "{}",
+        connector.dir().display()
+    );
     match connector.config() {
         ConnectorConfig::File { dir, .. } => assert!(dir.is_absolute(), "{}", dir.display()),
         other => panic!("wrong config {other:?}"),
     }
-    let expected = std::env::current_dir()
-        .expect("cwd")
-.join(RELATIVE);
+    let expected = std::env::current_dir().expect("cwd").join(RELATIVE);
     assert_eq!(connector.dir(), expected);
     connector.close().expect("close removes the directory");
     assert!(!expected.exists());

@@ -284,7 +284,9 @@ mod tests {
         let first = FileConnector::create(&dir).expect("create");
         let second = FileConnector::new(&dir).expect("second");
         first.close().expect("close the first");
-        second.close().expect("the directory is already gone: not an error");
+        second
+            .close()
+            .expect("the directory is already gone: not an error");
         first.close().expect("closing twice is fine");
     }
 
@@ -308,9 +310,17 @@ mod tests {
         let keep = connector.with_clear_on_close(false);
         let rebuilt = keep.config().build().expect("rebuild");
         rebuilt.close().expect("close");
-        assert!(dir.path().is_dir(), "the rebuilt connector must keep the directory");
+        assert!(
+            dir.path().is_dir(),
+            "the rebuilt connector must keep the directory"
+        );
         let clear = FileConnector::new(dir.path()).expect("clear");
-        clear.config().build().expect("rebuild").close().expect("close");
+        clear
+            .config()
+            .build()
+            .expect("rebuild")
+            .close()
+            .expect("close");
         assert!(!dir.path().exists());
     }
 }

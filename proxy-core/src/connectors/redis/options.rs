@@ -240,7 +240,10 @@ mod tests {
     fn the_object_pattern_escapes_glob_characters() {
         let options = RedisOptions::new("redis://h").with_prefix("a*b?[c]\\:");
         let pattern = options.object_pattern();
-        assert!(pattern.starts_with("a\\*b\\?\\[c\\]\\\\:[0-9a-f]"), "{pattern}");
+        assert!(
+            pattern.starts_with("a\\*b\\?\\[c\\]\\\\:[0-9a-f]"),
+            "{pattern}"
+        );
         assert_eq!(pattern.matches("[0-9a-f]").count(), 32);
     }
 

@@ -288,23 +288,35 @@ fn close_can_delete_the_objects_under_its_prefix_only() {
             .with_clear_on_close(true),
     )
     .expect("connect");
-    let keeper = RedisConnector::with_options(RedisOptions::new(server.url()).with_prefix("theirs:"))
-        .expect("connect");
+    let keeper =
+        RedisConnector::with_options(RedisOptions::new(server.url()).with_prefix("theirs:"))
+            .expect("connect");
     // More than one SCAN page.
     let mine = clearing
         .put_batch(vec![Bytes::from_static(b"m"); 2500])
         .expect("put mine");
     let theirs = keeper.put(Bytes::from_static(b"t")).expect("put theirs");
     let mut raw = raw_connection(&server);
-    raw_query(&mut raw, redis::cmd("SET").arg("mine:not-an-object").arg("x"));
+    raw_query(
+        &mut raw,
+        redis::cmd("SET").arg("mine:not-an-object").arg("x"),
+    );
 
-    clearing.config().build().expect("rebuild").close().expect("close clears");
+    clearing
+        .config()
+        .build()
+        .expect("rebuild")
+        .close()
+        .expect("close clears");
     let probe = RedisConnector::with_options(RedisOptions::new(server.url()).with_prefix("mine:"))
         .expect("probe");
     for key in &mine {
         assert!(!probe.exists(key).expect("exists"), "{key} survived close");
     }
-    assert!(keeper.exists(&theirs).expect("exists"), "another prefix was cleared");
+    assert!(
+        keeper.exists(&theirs).expect("exists"),
+        "another prefix was cleared"
+    );
     assert_eq!(
         raw_query(&mut raw, redis::cmd("EXISTS").arg("mine:not-an-object")),
         redis::Value::Int(1),
