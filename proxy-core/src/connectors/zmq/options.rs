@@ -1,5 +1,9 @@
 //! `ZmqOptions` (how a peer binds, waits and what it accepts) and `ZmqConfig` (what travels).
+//!
+//! Settings come from explicit options, then environment variables, then defaults: start
+//! from [`ZmqOptions::from_env`] and call `with_*` for what the program decides itself.
 
+use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +15,17 @@ use crate::error::{Error, Result};
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default largest message (frame) a peer accepts from the network: 1 GiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
+
+/// The interface to bind (`PROXYSTORE_ZMQ_INTERFACE`).
+pub(crate) const ENV_INTERFACE: &str = "PROXYSTORE_ZMQ_INTERFACE";
+/// The host name or address written into keys (`PROXYSTORE_ZMQ_ADVERTISE`).
+pub(crate) const ENV_ADVERTISE: &str = "PROXYSTORE_ZMQ_ADVERTISE";
+/// The port, or a range `A-B` of ports, to bind (`PROXYSTORE_ZMQ_PORT`).
+pub(crate) const ENV_PORT: &str = "PROXYSTORE_ZMQ_PORT";
+/// The request timeout, such as `5s` or `250ms` (`PROXYSTORE_ZMQ_TIMEOUT`).
+pub(crate) const ENV_TIMEOUT: &str = "PROXYSTORE_ZMQ_TIMEOUT";
+/// The largest message accepted, in bytes (`PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE`).
+pub(crate) const ENV_MAX_MESSAGE_SIZE: &str = "PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE";
 
 /// Options of a [`ZmqConnector`], set builder style and finished with [`build`](Self::build).
 ///
@@ -27,11 +42,24 @@ pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 /// assert!(connector.endpoint().unwrap().starts_with("tcp://127.0.0.1:"));
 /// # Ok::<(), proxy_core::Error>(())
 /// ```
+///
+/// The same settings from the environment, with the program's own choices on top:
+///
+/// ```
+/// use proxy_core::ZmqOptions;
+///
+/// // PROXYSTORE_ZMQ_INTERFACE, _ADVERTISE, _PORT, _TIMEOUT, _MAX_MESSAGE_SIZE if set,
+/// // then the program's explicit choice of port, which wins over PROXYSTORE_ZMQ_PORT.
+/// let options = ZmqOptions::from_env()?.with_port(0);
+/// assert_eq!(options.ports(), (0, 0));
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZmqOptions {
     interface: String,
     address: Option<String>,
-    port: u16,
+    /// First and last port to try; `(0, 0)`: the OS chooses.
+    ports: (u16, u16),
     timeout: Duration,
     max_message_size: u64,
 }
@@ -41,7 +69,7 @@ impl Default for ZmqOptions {
         ZmqOptions {
             interface: "127.0.0.1".to_string(),
             address: None,
-            port: 0,
+            ports: (0, 0),
             timeout: DEFAULT_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
@@ -49,8 +77,76 @@ impl Default for ZmqOptions {
 }
 
 impl ZmqOptions {
+    /// The defaults overridden by the environment variables that are set (an empty
+    /// variable counts as unset):
+    ///
+    /// | variable | setting | example |
+    /// |---|---|---|
+    /// | `PROXYSTORE_ZMQ_INTERFACE` | [`with_interface`](Self::with_interface) | `10.0.0.5`, `0.0.0.0` |
+    /// | `PROXYSTORE_ZMQ_ADVERTISE` | [`with_address`](Self::with_address) | `node-3` |
+    /// | `PROXYSTORE_ZMQ_PORT` | [`with_port`](Self::with_port) or [`with_port_range`](Self::with_port_range) | `7000`, `7000-7099` |
+    /// | `PROXYSTORE_ZMQ_TIMEOUT` | [`with_timeout`](Self::with_timeout) | `5s`, `250ms`, `1m 30s` |
+    /// | `PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE` | [`with_max_message_size`](Self::with_max_message_size) | `268435456` |
+    ///
+    /// Explicit options beat the environment: call `with_*` on the result. A malformed
+    /// variable is an [`Error::Config`] naming it.
+    pub fn from_env() -> Result<Self> {
+        Self::default().with_vars(|name| std::env::var(name).ok())
+    }
+
+    /// These options overridden by the variables that `lookup` finds (see
+    /// [`from_env`](Self::from_env)).
+    pub(crate) fn with_vars(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        // Each setting is checked as it is applied, so that an error names its variable.
+        let checked = |options: Self, variable: &str| match options.validate() {
+            Ok(()) => Ok(options),
+            Err(Error::Config { message, .. }) => Err(env_error(variable, message)),
+            Err(other) => Err(other),
+        };
+        if let Some(interface) = var(ENV_INTERFACE) {
+            self.interface = interface.trim().to_string();
+            self = checked(self, ENV_INTERFACE)?;
+        }
+        if let Some(address) = var(ENV_ADVERTISE) {
+            self.address = Some(address.trim().to_string());
+            self = checked(self, ENV_ADVERTISE)?;
+        }
+        if let Some(ports) = var(ENV_PORT) {
+            self.ports = parse_ports(&ports).ok_or_else(|| {
+                env_error(
+                    ENV_PORT,
+                    format!(
+                        "{ports:?} is not a port (0-65535) or a range of ports such as 7000-7099"
+                    ),
+                )
+            })?;
+        }
+        if let Some(timeout) = var(ENV_TIMEOUT) {
+            self.timeout = humantime::parse_duration(timeout.trim()).map_err(|e| {
+                env_error(
+                    ENV_TIMEOUT,
+                    format!("{timeout:?} is not a duration such as 5s or 250ms: {e}"),
+                )
+            })?;
+            self = checked(self, ENV_TIMEOUT)?;
+        }
+        if let Some(size) = var(ENV_MAX_MESSAGE_SIZE) {
+            self.max_message_size = size.trim().parse().map_err(|_| {
+                env_error(
+                    ENV_MAX_MESSAGE_SIZE,
+                    format!("{size:?} is not a number of bytes"),
+                )
+            })?;
+            self = checked(self, ENV_MAX_MESSAGE_SIZE)?;
+        }
+        Ok(self)
+    }
+
     /// The interface the peer server binds: an IP address, a host name, or `*` / `0.0.0.0`
-    /// for all interfaces (which then needs an [`address`](Self::with_address)). Default
+    /// for all interfaces (then the address written into keys, unless set with
+    /// [`with_address`](Self::with_address), is this host's name if it resolves to a
+    /// non-loopback address, else the address of its first non-loopback interface). Default
     /// `127.0.0.1`.
     pub fn with_interface(mut self, interface: impl Into<String>) -> Self {
         self.interface = interface.into();
@@ -66,7 +162,14 @@ impl ZmqOptions {
 
     /// The TCP port of the peer server; 0 (the default) lets the OS choose.
     pub fn with_port(mut self, port: u16) -> Self {
-        self.port = port;
+        self.ports = (port, port);
+        self
+    }
+
+    /// The ports the peer server may bind, from `first` to `last` inclusive: it takes the
+    /// first one that is free (for firewalls that open a range).
+    pub fn with_port_range(mut self, first: u16, last: u16) -> Self {
+        self.ports = (first, last);
         self
     }
 
@@ -83,6 +186,32 @@ impl ZmqOptions {
     pub fn with_max_message_size(mut self, bytes: u64) -> Self {
         self.max_message_size = bytes;
         self
+    }
+
+    /// The interface the peer server binds.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The address written into keys, if set explicitly (otherwise the interface, or a
+    /// detected one when binding all interfaces).
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
+    }
+
+    /// The first and last port the server may bind; `(0, 0)` lets the OS choose.
+    pub fn ports(&self) -> (u16, u16) {
+        self.ports
+    }
+
+    /// How long a request waits for a silent peer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The largest frame accepted from the network, in bytes.
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
     }
 
     /// A connector with these options, its peer server started and bound.
@@ -104,11 +233,9 @@ impl ZmqOptions {
                 self.interface
             ));
         }
-        if self.address.is_none() && is_wildcard(&self.interface) {
-            return fail(format!(
-                "binding all interfaces ({:?}) needs an address for other peers to use",
-                self.interface
-            ));
+        let (first, last) = self.ports;
+        if first > last || (first == 0 && last != 0) {
+            return fail(format!("port range {first}-{last} is empty or starts at 0"));
         }
         if let Some(address) = &self.address {
             if address.is_empty() || address.contains(['\0', '/']) || is_wildcard(address) {
@@ -129,20 +256,67 @@ impl ZmqOptions {
         Ok(())
     }
 
-    /// The endpoint the peer server binds.
-    pub(crate) fn bind_endpoint(&self) -> String {
-        let port = if self.port == 0 {
-            "*".to_string()
-        } else {
-            self.port.to_string()
+    /// The endpoints the peer server tries to bind, in order.
+    pub(crate) fn bind_endpoints(&self) -> impl Iterator<Item = String> + '_ {
+        let (first, last) = self.ports;
+        let host = bracket_ipv6(&self.interface);
+        (first..=last).map(move |port| {
+            if port == 0 {
+                format!("tcp://{host}:*")
+            } else {
+                format!("tcp://{host}:{port}")
+            }
+        })
+    }
+
+    /// A description of what the server binds, for errors.
+    pub(crate) fn bind_description(&self) -> String {
+        match self.ports {
+            (0, _) => format!("tcp://{}:*", bracket_ipv6(&self.interface)),
+            (first, last) if first == last => {
+                format!("tcp://{}:{first}", bracket_ipv6(&self.interface))
+            }
+            (first, last) => format!("tcp://{}:{first}-{last}", bracket_ipv6(&self.interface)),
+        }
+    }
+
+    /// Binds `socket` to the first free endpoint of [`bind_endpoints`](Self::bind_endpoints).
+    pub(crate) fn bind(&self, socket: &zmq::Socket) -> Result<()> {
+        let mut last_error = None;
+        for endpoint in self.bind_endpoints() {
+            match socket.bind(&endpoint) {
+                Ok(()) => return Ok(()),
+                Err(zmq::Error::EADDRINUSE) => last_error = Some(zmq::Error::EADDRINUSE),
+                Err(e) => return Err(self.bind_error(e)),
+            }
+        }
+        Err(self.bind_error(last_error.unwrap_or(zmq::Error::EADDRINUSE)))
+    }
+
+    fn bind_error(&self, e: zmq::Error) -> Error {
+        let hint = match e {
+            zmq::Error::EADDRINUSE => format!(
+                "every port is taken; choose other ports ({ENV_PORT} or ZmqOptions::with_port_range)"
+            ),
+            _ => format!(
+                "is {:?} an address of this host? Set the interface to bind with {ENV_INTERFACE} or ZmqOptions::with_interface",
+                self.interface
+            ),
         };
-        format!("tcp://{}:{port}", bracket_ipv6(&self.interface))
+        Error::Peer {
+            peer: self.bind_description(),
+            message: format!("could not bind the peer server socket: {e} ({hint})"),
+        }
     }
 
     /// The endpoint other peers connect to, once the server listens on `port`.
-    pub(crate) fn advertised_endpoint(&self, port: u16) -> String {
-        let host = self.address.as_deref().unwrap_or(&self.interface);
-        format!("tcp://{}:{port}", bracket_ipv6(host))
+    pub(crate) fn advertised_endpoint(&self, port: u16) -> Result<String> {
+        let host = match &self.address {
+            Some(address) => address.clone(),
+            None if is_wildcard(&self.interface) => reachable_host()?,
+            None => self.interface.clone(),
+        };
+        Ok(format!("tcp://{}:{port}", bracket_ipv6(&host)))
     }
 
     /// Whether the server must be allowed to use IPv6.
@@ -164,6 +338,86 @@ impl ZmqOptions {
     pub(crate) fn max_message_size_option(&self) -> i64 {
         i64::try_from(self.max_message_size).unwrap_or(i64::MAX)
     }
+}
+
+fn env_error(variable: &str, message: String) -> Error {
+    Error::Config {
+        what: format!("environment variable {variable}"),
+        message,
+    }
+}
+
+/// `7000` or `7000-7099` (inclusive).
+fn parse_ports(text: &str) -> Option<(u16, u16)> {
+    let text = text.trim();
+    match text.split_once('-') {
+        None => text.parse().ok().map(|port| (port, port)),
+        Some((first, last)) => {
+            let first: u16 = first.trim().parse().ok()?;
+            let last: u16 = last.trim().parse().ok()?;
+            (first != 0 && first <= last).then_some((first, last))
+        }
+    }
+}
+
+/// A name or address of this host that other hosts can reach: the host name if it resolves
+/// to a non-loopback address, else the first non-loopback interface address.
+fn reachable_host() -> Result<String> {
+    let hostname = host_name();
+    let resolved: Vec<IpAddr> = hostname
+        .as_deref()
+        .and_then(|name| (name, 0).to_socket_addrs().ok())
+        .map(|addrs| addrs.map(|a| a.ip()).collect())
+        .unwrap_or_default();
+    let interfaces: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .map(|list| list.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    pick_reachable(hostname.as_deref(), &resolved, &interfaces).ok_or_else(|| Error::Config {
+        what: "zmq connector".to_string(),
+        message: format!(
+            "binding all interfaces needs an address other hosts can reach, and none was found \
+             (host name {:?} resolves to {resolved:?}; no interface has a non-loopback address): \
+             set {ENV_ADVERTISE} or ZmqOptions::with_address",
+            hostname.as_deref().unwrap_or("(unknown)")
+        ),
+    })
+}
+
+/// The choice of [`reachable_host`], given what it found.
+fn pick_reachable(
+    hostname: Option<&str>,
+    resolved: &[IpAddr],
+    interfaces: &[IpAddr],
+) -> Option<String> {
+    let routable = |ip: &IpAddr| {
+        !ip.is_loopback()
+            && !ip.is_unspecified()
+            && !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+    };
+    if let Some(name) = hostname {
+        if resolved.iter().any(routable) {
+            return Some(name.to_string());
+        }
+    }
+    interfaces
+        .iter()
+        .filter(|ip| routable(ip))
+        .min_by_key(|ip| ip.is_ipv6())
+        .map(IpAddr::to_string)
+}
+
+/// This host's name, if the OS gives one.
+fn host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for writes of its length; gethostname writes at most that
+    // many bytes.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if status != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    let name = std::str::from_utf8(&buffer[..end]).ok()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 fn is_wildcard(host: &str) -> bool {
@@ -202,31 +456,54 @@ impl ZmqConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    fn endpoints(options: &ZmqOptions) -> Vec<String> {
+        options.bind_endpoints().collect()
+    }
 
     #[test]
     fn endpoints_follow_the_options() {
         let options = ZmqOptions::default();
-        assert_eq!(options.bind_endpoint(), "tcp://127.0.0.1:*");
-        assert_eq!(options.advertised_endpoint(4000), "tcp://127.0.0.1:4000");
+        assert_eq!(endpoints(&options), ["tcp://127.0.0.1:*"]);
+        assert_eq!(
+            options.advertised_endpoint(4000).expect("endpoint"),
+            "tcp://127.0.0.1:4000"
+        );
         let options = ZmqOptions::default().with_interface("::1").with_port(7);
-        assert_eq!(options.bind_endpoint(), "tcp://[::1]:7");
+        assert_eq!(endpoints(&options), ["tcp://[::1]:7"]);
         assert!(options.uses_ipv6());
         let options = ZmqOptions::default()
             .with_interface("0.0.0.0")
             .with_address("node-3");
-        assert_eq!(options.advertised_endpoint(9), "tcp://node-3:9");
+        assert_eq!(
+            options.advertised_endpoint(9).expect("endpoint"),
+            "tcp://node-3:9"
+        );
+        let options = ZmqOptions::default().with_port_range(7000, 7002);
+        assert_eq!(
+            endpoints(&options),
+            [
+                "tcp://127.0.0.1:7000",
+                "tcp://127.0.0.1:7001",
+                "tcp://127.0.0.1:7002"
+            ]
+        );
+        assert_eq!(options.bind_description(), "tcp://127.0.0.1:7000-7002");
     }
 
     #[test]
     fn unusable_options_are_config_errors() {
         for options in [
-            ZmqOptions::default().with_interface("*"),
             ZmqOptions::default().with_interface(""),
             ZmqOptions::default().with_interface("a\0b"),
             ZmqOptions::default().with_address("0.0.0.0"),
             ZmqOptions::default().with_timeout(Duration::ZERO),
             ZmqOptions::default().with_max_message_size(0),
+            ZmqOptions::default().with_port_range(7010, 7000),
+            ZmqOptions::default().with_port_range(0, 7000),
         ] {
             match options.validate() {
                 Err(Error::Config { what, .. }) => assert_eq!(what, "zmq connector"),
@@ -234,5 +511,117 @@ mod tests {
             }
         }
         assert!(ZmqOptions::default().validate().is_ok());
+        assert!(ZmqOptions::default().with_interface("*").validate().is_ok());
+    }
+
+    fn from_vars(vars: &[(&str, &str)]) -> Result<ZmqOptions> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ZmqOptions::default().with_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_environment_sets_every_option_and_explicit_options_win() {
+        let options = from_vars(&[
+            (ENV_INTERFACE, "0.0.0.0"),
+            (ENV_ADVERTISE, "node-7"),
+            (ENV_PORT, "7000-7099"),
+            (ENV_TIMEOUT, "250ms"),
+            (ENV_MAX_MESSAGE_SIZE, "65536"),
+        ])
+        .expect("valid variables");
+        assert_eq!(options.interface(), "0.0.0.0");
+        assert_eq!(options.address(), Some("node-7"));
+        assert_eq!(options.ports(), (7000, 7099));
+        assert_eq!(options.timeout(), Duration::from_millis(250));
+        assert_eq!(options.max_message_size(), 65536);
+
+        let options = options.with_port(7200).with_timeout(Duration::from_secs(9));
+        assert_eq!(options.ports(), (7200, 7200));
+        assert_eq!(options.timeout(), Duration::from_secs(9));
+
+        let options = from_vars(&[(ENV_PORT, "7300"), (ENV_TIMEOUT, "1m 30s")]).expect("valid");
+        assert_eq!(options.ports(), (7300, 7300));
+        assert_eq!(options.timeout(), Duration::from_secs(90));
+        assert_eq!(options.interface(), "127.0.0.1", "unset: the default");
+        assert_eq!(
+            from_vars(&[(ENV_INTERFACE, " "), (ENV_PORT, "")]).expect("empty is unset"),
+            ZmqOptions::default()
+        );
+    }
+
+    #[test]
+    fn a_malformed_variable_is_an_error_naming_it() {
+        for (variable, value) in [
+            (ENV_PORT, "70000"),
+            (ENV_PORT, "7000-"),
+            (ENV_PORT, "7010-7000"),
+            (ENV_PORT, "0-10"),
+            (ENV_PORT, "http"),
+            (ENV_TIMEOUT, "5"),
+            (ENV_TIMEOUT, "soon"),
+            (ENV_TIMEOUT, "0s"),
+            (ENV_MAX_MESSAGE_SIZE, "1GiB"),
+            (ENV_MAX_MESSAGE_SIZE, "0"),
+            (ENV_INTERFACE, "a/b"),
+            (ENV_ADVERTISE, "*"),
+        ] {
+            match from_vars(&[(variable, value)]) {
+                Err(Error::Config { what, message }) => {
+                    assert_eq!(
+                        what,
+                        format!("environment variable {variable}"),
+                        "{message}"
+                    )
+                }
+                other => panic!("{variable}={value:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn binding_all_interfaces_advertises_a_reachable_name_or_address() {
+        let lo: IpAddr = "127.0.0.1".parse().expect("ip");
+        let lo6: IpAddr = "::1".parse().expect("ip");
+        let link_local: IpAddr = "fe80::1".parse().expect("ip");
+        let lan: IpAddr = "10.1.2.3".parse().expect("ip");
+        let lan6: IpAddr = "fd00::2".parse().expect("ip");
+        // A host name that resolves off loopback is the best choice.
+        assert_eq!(
+            pick_reachable(Some("node-3"), &[lan], &[lo, lan]).as_deref(),
+            Some("node-3")
+        );
+        // One that resolves to loopback (as /etc/hosts often says) is not: an interface
+        // address is, IPv4 first.
+        assert_eq!(
+            pick_reachable(Some("vm"), &[lo], &[lo, lo6, link_local, lan6, lan]).as_deref(),
+            Some("10.1.2.3")
+        );
+        assert_eq!(
+            pick_reachable(None, &[], &[lo, lan6]).as_deref(),
+            Some("fd00::2")
+        );
+        assert_eq!(
+            pick_reachable(Some("vm"), &[lo], &[lo, lo6, link_local]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_wildcard_interface_never_advertises_the_wildcard_or_loopback() {
+        let options = ZmqOptions::default().with_interface("0.0.0.0");
+        match options.advertised_endpoint(5) {
+            Ok(endpoint) => {
+                assert!(!endpoint.contains("0.0.0.0"), "{endpoint}");
+                assert!(!endpoint.contains("127.0.0.1"), "{endpoint}");
+            }
+            // A host with nothing but loopback: the error says what to set.
+            Err(Error::Config { message, .. }) => {
+                assert!(message.contains(ENV_ADVERTISE), "{message}")
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
     }
 }

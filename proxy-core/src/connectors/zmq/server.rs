@@ -76,7 +76,7 @@ pub(crate) fn live_server(endpoint: &str) -> Option<Arc<PeerServer>> {
 impl PeerServer {
     /// Binds a `ROUTER` socket as `options` say and starts serving on a new thread.
     pub(crate) fn start(options: &ZmqOptions) -> Result<Arc<PeerServer>> {
-        let bind = options.bind_endpoint();
+        let bind = options.bind_description();
         let zmq_error = |action: &str, e: zmq::Error| Error::Peer {
             peer: bind.clone(),
             message: format!("could not {action} the peer server socket: {e}"),
@@ -94,12 +94,12 @@ impl PeerServer {
         router
             .set_ipv6(options.uses_ipv6())
             .map_err(|e| zmq_error("configure", e))?;
-        router.bind(&bind).map_err(|e| zmq_error("bind", e))?;
+        options.bind(&router)?;
         let port = bound_port(&router).ok_or_else(|| Error::Peer {
             peer: bind.clone(),
             message: "the bound socket did not report its port".to_string(),
         })?;
-        let endpoint = options.advertised_endpoint(port);
+        let endpoint = options.advertised_endpoint(port)?;
 
         let control_endpoint = format!("inproc://proxy-core-zmq-server-{}", crate::ids::new_id());
         let control = context

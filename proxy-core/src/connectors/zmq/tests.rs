@@ -559,3 +559,46 @@ fn oversized_requests_are_refused_and_the_server_keeps_serving() {
         Some(Bytes::from_static(b"fine"))
     );
 }
+
+#[test]
+fn a_port_range_skips_taken_ports_and_names_itself_when_all_are_taken() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+    let port = taken.local_addr().expect("probe address").port();
+    let Some(last) = port.checked_add(40) else {
+        return; // no room for a range above this port
+    };
+    let connector = ZmqOptions::default()
+        .with_port_range(port, last)
+        .build()
+        .expect("a free port in the range");
+    let endpoint = connector.endpoint().expect("endpoint").to_string();
+    let bound: u16 = endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    assert!(bound > port && bound <= last, "{endpoint}");
+
+    match ZmqOptions::default().with_port(port).build() {
+        Err(Error::Peer { peer, message }) => {
+            assert_eq!(peer, format!("tcp://127.0.0.1:{port}"));
+            assert!(message.contains("PROXYSTORE_ZMQ_PORT"), "{message}");
+        }
+        other => panic!("binding a taken port gave {other:?}"),
+    }
+}
+
+#[test]
+fn binding_an_address_of_another_host_is_an_error_with_a_hint() {
+    // 198.51.100.0/24 is reserved for documentation: never an address of this host.
+    match ZmqOptions::default()
+        .with_interface("198.51.100.77")
+        .build()
+    {
+        Err(Error::Peer { peer, message }) => {
+            assert_eq!(peer, "tcp://198.51.100.77:*");
+            assert!(message.contains("PROXYSTORE_ZMQ_INTERFACE"), "{message}");
+        }
+        other => panic!("binding a foreign address gave {other:?}"),
+    }
+}
