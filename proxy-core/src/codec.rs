@@ -67,6 +67,17 @@ pub trait Codec<T>: 'static {
 ///   ([`Store::proxy`](crate::Store::proxy)) move the vector without copying; gets hand the
 ///   buffer back without copying when no one else holds it, and copy it once otherwise.
 ///
+/// # Reading with the wrong type
+///
+/// Decoding rejects bytes left over after the value, and bincode checks lengths, tags and
+/// UTF-8, so most mismatches are an [`Error::Codec`]: a `Vec<f64>` read as a `String`, a
+/// `u64` read as a `u32`, a struct read as a shorter one. bincode does not write type names,
+/// so it cannot tell apart types with the same encoding: `u64`/`i64`/`f64` (any 8 bytes
+/// are a valid value of each), a struct and a tuple or another struct with the same field
+/// types in the same order, `Vec<T>` and `VecDeque<T>`, a newtype and its inner type. A
+/// `Vec<u8>` or [`Bytes`] read accepts any bytes at all (the identity path). Keep one type per key (a typed
+/// [`Proxy<T>`](crate::Proxy) does this for you).
+///
 /// bincode was chosen over postcard and MessagePack by the `codec` group of the criterion
 /// benchmarks (`cargo bench -p benchmarks --bench store -- codec`): it encodes and decodes
 /// numeric-heavy records fastest, and it is the format Timely itself uses.
@@ -131,22 +142,41 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for DefaultCodec {
 }
 
 /// Plain bincode for every type, with no identity path for byte buffers.
+///
+/// Decoding is strict: the bytes must hold exactly one value of the requested type, so
+/// reading an object as the wrong type fails with [`Error::Codec`] wherever the format can
+/// tell (see [`DefaultCodec`] for what it cannot).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BincodeCodec;
 
+/// bincode's classic format (fixed-width integers, as `bincode::serialize` writes it), but
+/// strict on decode: bytes left over after the value are an error, not silently ignored.
+fn bincode_options() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+}
+
 impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for BincodeCodec {
     fn encode(value: &T) -> Result<Bytes> {
-        bincode::serialize(value)
+        use bincode::Options;
+        bincode_options()
+            .serialize(value)
             .map(Bytes::from)
             .map_err(|e| codec_error::<T>("encode", e))
     }
 
     fn decode(bytes: Bytes) -> Result<T> {
-        bincode::deserialize(&bytes).map_err(|e| codec_error::<T>("decode", e))
+        use bincode::Options;
+        bincode_options()
+            .deserialize(&bytes)
+            .map_err(|e| codec_error::<T>("decode", e))
     }
 
     fn encoded_len(value: &T) -> Option<u64> {
-        bincode::serialized_size(value).ok()
+        use bincode::Options;
+        bincode_options().serialized_size(value).ok()
     }
 }
 

@@ -128,6 +128,36 @@ pub enum Error {
     },
 }
 
+/// The kind of an [`Error`], with the context wrappers looked through ([`Error::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The object is not (or no longer) stored ([`Error::NotFound`]).
+    NotFound,
+    /// A peer, a server or a wait did not finish in time ([`Error::Timeout`]).
+    Timeout,
+    /// A peer or server answered with an error or could not be reached ([`Error::Peer`]).
+    Refused,
+    /// A value could not be encoded or decoded, e.g. read as the wrong type
+    /// ([`Error::Codec`]).
+    Codec,
+    /// A filesystem operation failed ([`Error::Io`]).
+    Io,
+    /// A message broke the wire protocol ([`Error::Protocol`]).
+    Protocol,
+    /// A configuration was rejected ([`Error::Config`]).
+    Config,
+    /// The connector is closed ([`Error::Closed`]).
+    Closed,
+    /// A key was handed to the wrong kind of connector ([`Error::WrongConnector`]).
+    WrongConnector,
+    /// A registry conflict or lookup failure ([`Error::StoreExists`],
+    /// [`Error::UnknownStore`]).
+    Registry,
+    /// Anything else.
+    Other,
+}
+
 /// The key an error is about, when there is one; displays as `-` otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyContext(pub Option<Key>);
@@ -155,6 +185,54 @@ impl Error {
         }
     }
 
+    /// What kind of failure this is, looking through [`Error::Store`] context wrappers, so
+    /// callers can branch on it without matching the wrappers by hand.
+    ///
+    /// ```
+    /// use proxy_core::{ErrorKind, LocalConnector, Proxy, Store};
+    ///
+    /// let store = Store::new("kind-doc", LocalConnector::new());
+    /// let key = store.put(&1u64)?;
+    /// store.evict(&key)?;
+    /// let proxy: Proxy<u64> = store.proxy_from_key(key);
+    /// let err = Proxy::resolve(&proxy).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::NotFound);
+    /// assert!(err.is_not_found());
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        #[allow(unreachable_patterns)] // variants added by other modules map to `Other`
+        match self.root() {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Peer { .. } => ErrorKind::Refused,
+            Error::Codec { .. } => ErrorKind::Codec,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Protocol { .. } => ErrorKind::Protocol,
+            Error::Config { .. } => ErrorKind::Config,
+            Error::Closed { .. } => ErrorKind::Closed,
+            Error::WrongConnector { .. } => ErrorKind::WrongConnector,
+            Error::StoreExists { .. } | Error::UnknownStore { .. } => ErrorKind::Registry,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// Whether the object (or future value) is not stored: [`ErrorKind::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == ErrorKind::NotFound
+    }
+
+    /// Whether a peer, server or wait ran out of time: [`ErrorKind::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// Whether a peer or server refused the request or could not be reached:
+    /// [`ErrorKind::Refused`].
+    pub fn is_refused(&self) -> bool {
+        self.kind() == ErrorKind::Refused
+    }
+
     /// The innermost error, looking through [`Error::Store`] context wrappers.
     pub fn root(&self) -> &Error {
         match self {
@@ -173,5 +251,41 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_looks_through_store_wrappers() {
+        let timeout = Error::Timeout {
+            peer: "tcp://10.0.0.1:5000".into(),
+            operation: "get".into(),
+            timeout: Duration::from_secs(1),
+        }
+        .in_store("s", None);
+        assert!(matches!(timeout, Error::Store { .. }));
+        assert!(timeout.is_timeout() && !timeout.is_refused() && !timeout.is_not_found());
+
+        let refused = Error::Peer {
+            peer: "tcp://10.0.0.1:5000".into(),
+            message: "request rejected".into(),
+        }
+        .in_store("s", None);
+        assert!(refused.is_refused() && !refused.is_timeout());
+        assert_eq!(refused.kind(), ErrorKind::Refused);
+
+        let codec = Error::Codec {
+            action: "decode",
+            type_name: "u32",
+            message: "trailing bytes".into(),
+        };
+        assert_eq!(codec.kind(), ErrorKind::Codec);
+        assert_eq!(
+            Error::StoreExists { name: "s".into() }.kind(),
+            ErrorKind::Registry
+        );
     }
 }

@@ -56,7 +56,7 @@ pub use connector::{check_kind, Connector};
 pub use connectors::RedisConnector;
 pub use connectors::{FileConnector, LocalConnector, MultiConnector, RedisOptions, RoutingPolicy};
 pub use connectors::{ZmqConfig, ZmqConnector, ZmqOptions};
-pub use error::{Error, KeyContext, Result};
+pub use error::{Error, ErrorKind, KeyContext, Result};
 pub use key::Key;
 pub use metrics::{MetricsSnapshot, OpStats};
 pub use owned::OwnedProxy;

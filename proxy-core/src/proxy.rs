@@ -321,10 +321,21 @@ where
         match self.value() {
             Ok(value) => value,
             Err(e) => panic!(
-                "could not resolve proxy: store `{}`, key {}: {}",
-                self.inner.config.name, self.inner.key, e
+                "{}",
+                resolve_failure(&self.inner.config.name, &self.inner.key, &e)
             ),
         }
+    }
+}
+
+/// The message of a failed resolve: the store, the key and the cause, each stated once (the
+/// cause's own store/key wrappers are looked through).
+pub(crate) fn resolve_failure(store: &str, key: &Key, error: &Error) -> String {
+    let prefix = format!("could not resolve proxy to {key} in store `{store}`");
+    match error.root() {
+        // Its own message repeats the store and the key.
+        Error::NotFound { .. } => format!("{prefix}: object not found"),
+        cause => format!("{prefix}: {cause}"),
     }
 }
 

@@ -4,7 +4,9 @@ mod common;
 
 use bytes::Bytes;
 use common::unique;
-use proxy_core::{BincodeCodec, Codec, DefaultCodec, Error, LocalConnector, Proxy, Store};
+use proxy_core::{
+    BincodeCodec, Codec, DefaultCodec, Error, ErrorKind, LocalConnector, Proxy, Store,
+};
 
 fn local(prefix: &str) -> Store {
     Store::new(unique(prefix), LocalConnector::new())
@@ -102,4 +104,60 @@ fn encoded_len_agrees_with_what_the_store_writes() {
         <DefaultCodec as Codec<_>>::encoded_len(&value),
         Some(written)
     );
+}
+
+#[test]
+fn a_vec_f64_read_as_a_string_is_a_codec_error() {
+    let store = local("f64-as-string");
+    let key = store.put(&vec![1.0f64, 2.0]).expect("put");
+    let err = store
+        .get::<String>(&key)
+        .expect_err("a Vec<f64> must not decode as a String");
+    assert_eq!(err.kind(), ErrorKind::Codec, "{err:?}");
+    assert!(err.to_string().contains("String"), "{err}");
+    // The right type still reads it.
+    assert_eq!(
+        *store.get::<Vec<f64>>(&key).expect("get").expect("present"),
+        vec![1.0, 2.0]
+    );
+}
+
+#[test]
+fn a_u64_read_as_a_u32_is_a_codec_error() {
+    let store = local("u64-as-u32");
+    let key = store.put(&0x0102_0304_0506_0708u64).expect("put");
+    let err = store.get::<u32>(&key).expect_err("8 bytes are not a u32");
+    assert_eq!(err.kind(), ErrorKind::Codec, "{err:?}");
+    let proxy: Proxy<u32> = store.proxy_from_key(key.clone());
+    assert_eq!(
+        Proxy::resolve(&proxy).expect_err("resolve").kind(),
+        ErrorKind::Codec
+    );
+    assert_eq!(
+        *store.get::<u64>(&key).expect("get").expect("present"),
+        0x0102_0304_0506_0708
+    );
+}
+
+#[test]
+fn trailing_bytes_after_a_value_are_rejected() {
+    let store = local("trailing");
+    let mut raw = <DefaultCodec as Codec<(u32, String)>>::encode(&(7, "x".into()))
+        .expect("encode")
+        .to_vec();
+    raw.push(0);
+    let key = store.put_bytes(Bytes::from(raw)).expect("put_bytes");
+    let err = store
+        .get::<(u32, String)>(&key)
+        .expect_err("one byte too many");
+    assert_eq!(err.kind(), ErrorKind::Codec, "{err:?}");
+}
+
+#[test]
+fn the_bincode_format_is_unchanged_by_strict_decoding() {
+    // Objects written before strict decoding (plain `bincode::serialize`) still read.
+    let value = (5u64, String::from("five"), vec![0.5f32; 3]);
+    let old = bincode::serialize(&value).expect("serialize");
+    let new = <BincodeCodec as Codec<_>>::encode(&value).expect("encode");
+    assert_eq!(&new[..], &old[..]);
 }

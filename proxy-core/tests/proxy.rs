@@ -90,10 +90,25 @@ fn deref_of_an_unresolvable_proxy_panics_naming_store_and_key() {
     assert!(message.contains(store.name()), "{message}");
     assert!(message.contains(&key.to_string()), "{message}");
     assert!(message.contains("not found"), "cause missing: {message}");
+    assert_eq!(message.matches(store.name()).count(), 1, "{message}");
+    assert_eq!(message.matches(&key.to_string()).count(), 1, "{message}");
 }
 
 #[test]
-#[should_panic(expected = "could not resolve proxy: store `deref-should-panic`")]
+fn deref_panic_of_a_codec_failure_states_store_key_and_cause_once() {
+    let store = Store::new(unique("deref-codec"), LocalConnector::new());
+    let key = store.put(&vec![1.0f64, 2.0]).expect("put");
+    let proxy: Proxy<String> = store.proxy_from_key(key.clone());
+    let payload = catch_unwind(AssertUnwindSafe(|| proxy.len())).expect_err("deref must panic");
+    let message = panic_message(payload);
+    assert_eq!(message.matches(store.name()).count(), 1, "{message}");
+    assert_eq!(message.matches(&key.to_string()).count(), 1, "{message}");
+    assert!(message.contains("could not decode"), "{message}");
+    store.evict(&key).expect("evict");
+}
+
+#[test]
+#[should_panic(expected = "in store `deref-should-panic`: object not found")]
 fn deref_of_an_unresolvable_proxy_panics() {
     // Only this test uses the name, and the store is never registered.
     let store = Store::new("deref-should-panic", LocalConnector::new());
