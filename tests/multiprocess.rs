@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dataflow_plugin::{ProxyRecords, Resolve};
-use proxy_core::{register_store, Connector, ConnectorConfig, Proxy, Store, ZmqConnector};
+use proxy_core::{register_store, Connector, ConnectorConfig, Key, Proxy, Store, ZmqConnector};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
 const RECORDS: u64 = 32;
@@ -68,6 +68,15 @@ impl Drop for Children {
 /// Starts `processes` copies of this test binary as one timely cluster, waits for them,
 /// and returns each one's report file.
 fn run_cluster(kind: &str, processes: usize) -> (tempfile::TempDir, Vec<String>) {
+    run_cluster_cached(kind, processes, 0)
+}
+
+/// Like [`run_cluster`], with stores that cache `cache_size` decoded objects.
+fn run_cluster_cached(
+    kind: &str,
+    processes: usize,
+    cache_size: usize,
+) -> (tempfile::TempDir, Vec<String>) {
     let _one = ONE_CLUSTER_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
@@ -91,6 +100,7 @@ fn run_cluster(kind: &str, processes: usize) -> (tempfile::TempDir, Vec<String>)
             .env("MP_PROCESS", process.to_string())
             .env("MP_ADDRESSES", addresses.join(","))
             .env("MP_KIND", kind)
+            .env("MP_CACHE", cache_size.to_string())
             .env("MP_STORE_DIR", &store_dir)
             .env("MP_REPORT", report_path(dir.path(), process))
             .stdout(Stdio::null())
@@ -131,6 +141,12 @@ fn seen_records(reports: &[String]) -> Vec<u64> {
             match words.next() {
                 Some("seen") => seen.push(words.next().and_then(|w| w.parse().ok()).expect("id")),
                 Some("left") => assert_eq!(words.next(), Some("0"), "objects left: {line}"),
+                Some("fetched-remote") => {}
+                Some("cached") => assert_eq!(
+                    words.next(),
+                    Some("0"),
+                    "released objects still cached: {line}"
+                ),
                 _ => panic!("unexpected report line {line:?}"),
             }
         }
@@ -170,6 +186,25 @@ fn two_processes_zmq_peers_every_record_once_and_nothing_left() {
 }
 
 #[test]
+fn two_processes_with_caching_stores_leave_no_released_object_in_any_cache() {
+    for kind in ["zmq", "file"] {
+        let (_dir, reports) = run_cluster_cached(kind, 2, 16);
+        assert_eq!(seen_records(&reports), (0..RECORDS).collect::<Vec<_>>());
+        for (process, report) in reports.iter().enumerate() {
+            let line = report.lines().find(|l| l.starts_with("cached"));
+            assert_eq!(line, Some("cached 0"), "{kind} process {process}: {report}");
+        }
+        // Some records crossed processes, so some consumer did fetch (and cache) objects.
+        assert!(
+            reports
+                .iter()
+                .any(|r| r.lines().any(|l| l == "fetched-remote yes")),
+            "{kind}: no record crossed processes: {reports:?}"
+        );
+    }
+}
+
+#[test]
 fn three_processes_zmq_peers_every_record_once() {
     let (_dir, reports) = run_cluster("zmq", 3);
     assert_eq!(seen_records(&reports), (0..RECORDS).collect::<Vec<_>>());
@@ -193,9 +228,16 @@ fn child() {
     let report = PathBuf::from(std::env::var("MP_REPORT").expect("MP_REPORT"));
 
     let connector = connector(&kind, &store_dir);
+    let cache_size: usize = std::env::var("MP_CACHE")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let store = Store::builder_arc("multiprocess", connector.clone())
-        .with_cache_size(0)
+        .with_cache_size(cache_size)
         .build();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Key, bool)>::new()));
+    let received_sink = received.clone();
+    let own_store = store.clone();
     register_store(&store).expect("register");
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
@@ -213,12 +255,21 @@ fn child() {
     timely::execute(config, move |worker| {
         let store = store.clone();
         let sink = sink.clone();
+        let received = received_sink.clone();
         let index = worker.index();
         let (mut input, probe) = worker.dataflow::<u64, _, _>(move |scope| {
             let (input, stream) = scope.new_input::<Vec<Vec<u8>>>();
             let probe = stream
                 .proxy(&store)
                 .exchange(|p| Proxy::key(p).id() as u64)
+                .inspect(move |p| {
+                    // A proxy that crossed processes arrives unresolved.
+                    let remote = !Proxy::is_resolved(p);
+                    received
+                        .lock()
+                        .expect("lock")
+                        .push((Proxy::key(p).clone(), remote));
+                })
                 .resolve()
                 .inspect(move |data| {
                     let i = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
@@ -245,6 +296,17 @@ fn child() {
     .for_each(|r| r.expect("worker failed"));
 
     let mut lines = lines.lock().expect("lock").clone();
+    let received = received.lock().expect("lock").clone();
+    let cached = received
+        .iter()
+        .filter(|(key, _)| own_store.is_cached(key))
+        .count();
+    lines.push(format!("cached {cached}"));
+    let remote = received.iter().any(|(_, remote)| *remote);
+    lines.push(format!(
+        "fetched-remote {}",
+        if remote { "yes" } else { "no" }
+    ));
     if kind != "file" {
         // Each peer holds the objects it put; after the dataflow none may be left.
         lines.push(format!(

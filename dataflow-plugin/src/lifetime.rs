@@ -10,6 +10,12 @@
 //!
 //! Trackers and release points meet in a per-worker table keyed by the dataflow, so that
 //! `stream.proxy(&store) ... .resolve()` needs no extra wiring.
+//!
+//! A producer evicts in its own process, which drops the object from that process's caches
+//! only. So that consumers in other processes do not keep serving it from theirs, a
+//! producing operator over a caching store also broadcasts the keys it stored to every
+//! worker, where a *cache tracker* drops them from that process's caches once every release
+//! point (and the broadcast itself) has passed their time.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -17,19 +23,34 @@ use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use proxy_core::{Key, Store};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::{Scope, StreamVec};
+use timely::order::TotalOrder;
 use timely::progress::{Antichain, Timestamp};
 
 /// The frontier of one release point, as last seen by it.
 type ReleaseFrontier<T> = Rc<RefCell<Antichain<T>>>;
+
+/// What a tracker does with the objects of a time once every release point has passed it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Evict them (the producing operator's tracker).
+    Evict,
+    /// Drop them from this process's caches (a consumer-side cache tracker).
+    Uncache,
+}
 
 /// What one producing operator stored, by timestamp, until the consumers are done with it.
 pub(crate) struct Tracker<T: Timestamp> {
     store: Store,
     pending: BTreeMap<T, Vec<Key>>,
     releases: Vec<ReleaseFrontier<T>>,
+    action: Action,
+    /// For a cache tracker: the frontier of its own input, so that a time is released only
+    /// once all its keys have arrived.
+    input: Option<ReleaseFrontier<T>>,
 }
 
 /// A shared handle to a tracker, as held by its producing operator and its release points.
@@ -39,10 +60,21 @@ impl<T: Timestamp> Tracker<T> {
     /// A tracker for objects put into `store` by an operator of the dataflow of `scope`,
     /// registered so that release points built later in the same dataflow find it.
     pub(crate) fn register(scope: &Scope<'_, T>, store: Store) -> SharedTracker<T> {
+        Self::register_as(scope, store, Action::Evict, None)
+    }
+
+    fn register_as(
+        scope: &Scope<'_, T>,
+        store: Store,
+        action: Action,
+        input: Option<ReleaseFrontier<T>>,
+    ) -> SharedTracker<T> {
         let tracker = Rc::new(RefCell::new(Tracker {
             store,
             pending: BTreeMap::new(),
             releases: Vec::new(),
+            action,
+            input,
         }));
         let erased: Rc<dyn Any> = tracker.clone();
         TRACKERS.with(|table| {
@@ -68,10 +100,12 @@ impl<T: Timestamp> Tracker<T> {
             return;
         }
         let releases = &self.releases;
+        let input = &self.input;
         let passed: Vec<T> = self
             .pending
             .keys()
             .filter(|t| releases.iter().all(|r| !r.borrow().less_equal(*t)))
+            .filter(|t| input.as_ref().is_none_or(|i| !i.borrow().less_equal(*t)))
             .cloned()
             .collect();
         for time in passed {
@@ -82,6 +116,12 @@ impl<T: Timestamp> Tracker<T> {
     }
 
     fn evict(&self, keys: Vec<Key>) {
+        if self.action == Action::Uncache {
+            for key in &keys {
+                self.store.drop_cached(key);
+            }
+            return;
+        }
         for key in keys {
             if let Err(e) = self.store.evict(&key) {
                 // Eviction runs inside the dataflow's scheduling, where no caller can receive an
@@ -103,6 +143,36 @@ impl<T: Timestamp> Drop for Tracker<T> {
             }
         }
     }
+}
+
+/// Sends the keys of `stored` (the objects a producing operator stored, at their times) to
+/// every worker, where a cache tracker drops them from that process's caches once the
+/// dataflow's release points have passed their time. Callers skip it for a store without a
+/// cache (there is nothing to drop).
+pub(crate) fn uncache_everywhere<T: Timestamp + TotalOrder>(
+    stored: StreamVec<'_, T, Key>,
+    store: &Store,
+) {
+    let scope = stored.scope();
+    let input: ReleaseFrontier<T> = Rc::new(RefCell::new(Antichain::from_elem(T::minimum())));
+    let tracker = Tracker::register_as(
+        &scope,
+        store.clone(),
+        Action::Uncache,
+        Some(Rc::clone(&input)),
+    );
+    stored
+        .broadcast()
+        .sink(Pipeline, "UncacheReleased", move |(keys, progress)| {
+            let mut tracker = tracker.borrow_mut();
+            keys.for_each(|cap, data| {
+                if let Some(time) = cap.least() {
+                    tracker.record(time, data.drain(..));
+                }
+            });
+            *input.borrow_mut() = progress.frontier().to_owned();
+            tracker.evict_passed();
+        });
 }
 
 thread_local! {

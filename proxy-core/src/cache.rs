@@ -2,13 +2,43 @@
 
 use std::any::Any;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use lru::LruCache;
 
 use crate::key::Key;
 
 type Entry = Arc<dyn Any + Send + Sync>;
+
+/// Every live cache of this process, so that an eviction through any store drops the object
+/// from all of them (keys are random 128-bit ids, so a key names one object in every cache).
+fn caches() -> &'static Mutex<Vec<Weak<ObjectCache>>> {
+    static CACHES: OnceLock<Mutex<Vec<Weak<ObjectCache>>>> = OnceLock::new();
+    CACHES.get_or_init(Mutex::default)
+}
+
+/// Bumped by every invalidation: a get that raced with one does not cache what it read.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The invalidation epoch, to be read before a fetch and passed to
+/// [`ObjectCache::insert_unless_invalidated`].
+pub(crate) fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+/// Drops the object under `key` from every cache of this process.
+pub(crate) fn invalidate(key: &Key) {
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+    let live: Vec<Arc<ObjectCache>> = {
+        let mut all = caches().lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|weak| weak.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).collect()
+    };
+    for cache in live {
+        cache.remove(key);
+    }
+}
 
 /// A thread-safe LRU map from keys to decoded objects; capacity 0 disables it.
 #[derive(Debug)]
@@ -17,10 +47,17 @@ pub(crate) struct ObjectCache {
 }
 
 impl ObjectCache {
-    pub(crate) fn new(capacity: usize) -> Self {
-        ObjectCache {
+    /// A new cache, registered so that [`invalidate`] reaches it (a disabled one is not).
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        let cache = Arc::new(ObjectCache {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+        });
+        if cache.entries.is_some() {
+            let mut all = caches().lock().unwrap_or_else(|p| p.into_inner());
+            all.retain(|weak| weak.strong_count() > 0);
+            all.push(Arc::downgrade(&cache));
         }
+        cache
     }
 
     fn lock(&self) -> Option<std::sync::MutexGuard<'_, LruCache<Key, Entry>>> {
@@ -36,9 +73,21 @@ impl ObjectCache {
         entry.downcast::<T>().ok()
     }
 
-    pub(crate) fn insert<T: Send + Sync + 'static>(&self, key: Key, value: Arc<T>) {
-        if let Some(mut entries) = self.lock() {
-            entries.put(key, value);
+    /// Caches `value` unless an invalidation happened since `epoch` (it may have evicted
+    /// this very object after it was read, and the cache must not bring it back).
+    pub(crate) fn insert_unless_invalidated<T: Send + Sync + 'static>(
+        &self,
+        epoch: u64,
+        key: &Key,
+        value: &Arc<T>,
+    ) {
+        let Some(mut entries) = self.lock() else {
+            return;
+        };
+        // Checked under the lock: an invalidation that comes later removes the entry
+        // (it takes this lock too), one that came earlier is seen here.
+        if EPOCH.load(Ordering::Acquire) == epoch {
+            entries.put(key.clone(), Arc::clone(value) as Entry);
         }
     }
 

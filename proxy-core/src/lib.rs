@@ -61,5 +61,8 @@ pub use key::Key;
 pub use metrics::{MetricsSnapshot, OpStats};
 pub use owned::OwnedProxy;
 pub use proxy::{Prefetch, Proxy};
-pub use registry::{get_store, register_store, unregister_store, Registry};
+pub use registry::{
+    get_store, register_store, register_store_exist_ok, register_store_scoped, unregister_store,
+    Registration, Registry,
+};
 pub use store::{Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};

@@ -1,4 +1,20 @@
 //! The store registry: stores by name, so deserialized proxies find their store.
+//!
+//! # Registration rules
+//!
+//! - [`Registry::register`] claims a free name. A name held by another store is an
+//!   [`Error::StoreExists`]; a name held by this very store too, unless registered with
+//!   [`Registry::register_exist_ok`].
+//! - **A registered store takes over from a rebuilt one.** When a proxy is deserialized
+//!   before its store is registered, [`Registry::get_or_rebuild`] registers a store rebuilt
+//!   from the proxy's config. A later `register` of a store with the same name replaces that
+//!   rebuilt store (no error): proxies resolved from then on use the registered store, and
+//!   proxies that already hold the rebuilt one keep working through it. Both stay coherent:
+//!   an eviction through either drops the object from every cache of this process (see
+//!   [`Store::evict`]).
+//! - A store registered in the process-wide registry is unregistered by its
+//!   [`close`](Store::close).
+//! - [`Registry::register_scoped`] returns a guard that unregisters the store when dropped.
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
@@ -6,12 +22,33 @@ use std::sync::{OnceLock, RwLock};
 use crate::error::{Error, Result};
 use crate::store::{Store, StoreConfig};
 
+/// One registered store, and whether the registry rebuilt it itself (from a proxy's config)
+/// rather than being given it by the program.
+#[derive(Debug)]
+struct Entry {
+    store: Store,
+    rebuilt: bool,
+}
+
 /// Stores by name. The process-wide registry ([`Registry::global`], and the free functions
 /// [`register_store`], [`get_store`], [`unregister_store`]) is where a deserialized
 /// [`Proxy`](crate::Proxy) looks for its store; separate registries are useful in tests.
+/// The module docs state the registration rules.
+///
+/// ```
+/// use proxy_core::{get_store, register_store_scoped, LocalConnector, Store};
+///
+/// let store = Store::new("registry-doc", LocalConnector::new());
+/// {
+///     let _registered = register_store_scoped(&store)?;
+///     assert!(get_store("registry-doc").is_some());
+/// } // unregistered here
+/// assert!(get_store("registry-doc").is_none());
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Registry {
-    stores: RwLock<HashMap<String, Store>>,
+    stores: RwLock<HashMap<String, Entry>>,
 }
 
 impl Registry {
@@ -26,36 +63,84 @@ impl Registry {
         GLOBAL.get_or_init(Registry::new)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Store>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
         // Each operation is a single insert, lookup or remove: a poisoned map is consistent.
         self.stores.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Store>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
         self.stores.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers `store` under its name. Fails with [`Error::StoreExists`] if the name is
-    /// taken (even by a clone of the same store).
-    pub fn register(&self, store: &Store) -> Result<()> {
+    fn insert(&self, store: &Store, exist_ok: bool) -> Result<()> {
         let mut stores = self.write();
-        if stores.contains_key(store.name()) {
-            return Err(Error::StoreExists {
-                name: store.name().to_string(),
-            });
+        if let Some(entry) = stores.get(store.name()) {
+            let same = entry.store.same_store(store);
+            if same && exist_ok {
+                return Ok(());
+            }
+            if same || !entry.rebuilt {
+                return Err(Error::StoreExists {
+                    name: store.name().to_string(),
+                });
+            }
+            // A store rebuilt from a proxy's config: the registered store takes over.
         }
-        stores.insert(store.name().to_string(), store.clone());
+        stores.insert(
+            store.name().to_string(),
+            Entry {
+                store: store.clone(),
+                rebuilt: false,
+            },
+        );
         Ok(())
+    }
+
+    /// Registers `store` under its name. Fails with [`Error::StoreExists`] if the name is
+    /// taken (even by a clone of the same store), except by a store this registry rebuilt
+    /// from a proxy's config: `store` replaces that one.
+    pub fn register(&self, store: &Store) -> Result<()> {
+        self.insert(store, false)
+    }
+
+    /// Like [`register`](Registry::register), but registering a store that is already
+    /// registered under its name (a clone of it) is not an error (ProxyStore's `exist_ok`).
+    /// A different store holding the name still is.
+    pub fn register_exist_ok(&self, store: &Store) -> Result<()> {
+        self.insert(store, true)
+    }
+
+    /// Registers `store` for as long as the returned guard lives: dropping the guard
+    /// unregisters it (if it is still the store registered under its name).
+    pub fn register_scoped(&self, store: &Store) -> Result<Registration<'_>> {
+        self.register(store)?;
+        Ok(Registration {
+            registry: self,
+            store: store.clone(),
+        })
     }
 
     /// The store registered under `name`.
     pub fn get(&self, name: &str) -> Option<Store> {
-        self.read().get(name).cloned()
+        self.read().get(name).map(|e| e.store.clone())
     }
 
     /// Removes and returns the store registered under `name`.
     pub fn unregister(&self, name: &str) -> Option<Store> {
-        self.write().remove(name)
+        self.write().remove(name).map(|e| e.store)
+    }
+
+    /// Unregisters `store` if it is the store registered under its name; returns whether it
+    /// was. A different store registered under the same name stays.
+    pub fn unregister_if_same(&self, store: &Store) -> bool {
+        let mut stores = self.write();
+        match stores.get(store.name()) {
+            Some(entry) if entry.store.same_store(store) => {
+                stores.remove(store.name());
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The names of the registered stores, sorted.
@@ -66,20 +151,62 @@ impl Registry {
     }
 
     /// The store registered under `config.name`, or a store rebuilt from `config` and
-    /// registered (if another thread registers one first, that one is returned).
+    /// registered (if another thread registers one first, that one is returned). A store the
+    /// program registers later under the same name takes over from the rebuilt one.
     pub fn get_or_rebuild(&self, config: &StoreConfig) -> Result<Store> {
         if let Some(store) = self.get(&config.name) {
             return Ok(store);
         }
         let rebuilt = Store::from_config(config)?;
         let mut stores = self.write();
-        Ok(stores.entry(config.name.clone()).or_insert(rebuilt).clone())
+        Ok(stores
+            .entry(config.name.clone())
+            .or_insert(Entry {
+                store: rebuilt,
+                rebuilt: true,
+            })
+            .store
+            .clone())
+    }
+}
+
+/// A store registered for a scope ([`Registry::register_scoped`],
+/// [`register_store_scoped`]): dropping it unregisters the store.
+#[derive(Debug)]
+#[must_use = "dropping the registration unregisters the store at once"]
+pub struct Registration<'a> {
+    registry: &'a Registry,
+    store: Store,
+}
+
+impl Registration<'_> {
+    /// The registered store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.registry.unregister_if_same(&self.store);
     }
 }
 
 /// Registers `store` in the process-wide registry ([`Registry::register`]).
 pub fn register_store(store: &Store) -> Result<()> {
     Registry::global().register(store)
+}
+
+/// Registers `store` in the process-wide registry, accepting a store that is already
+/// registered ([`Registry::register_exist_ok`]).
+pub fn register_store_exist_ok(store: &Store) -> Result<()> {
+    Registry::global().register_exist_ok(store)
+}
+
+/// Registers `store` in the process-wide registry until the returned guard is dropped
+/// ([`Registry::register_scoped`]).
+pub fn register_store_scoped(store: &Store) -> Result<Registration<'static>> {
+    Registry::global().register_scoped(store)
 }
 
 /// The store registered under `name` in the process-wide registry.

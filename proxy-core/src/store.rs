@@ -1,14 +1,13 @@
 //! The `Store`: typed objects over a connector, with a codec, a cache and metrics.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::ObjectCache;
+use crate::cache::{self, ObjectCache};
 use crate::codec::{Codec, DefaultCodec};
 use crate::config::ConnectorConfig;
 use crate::connector::Connector;
@@ -66,9 +65,7 @@ struct Inner {
     name: String,
     connector: Arc<dyn Connector>,
     config: Arc<StoreConfig>,
-    cache: ObjectCache,
-    /// Bumped by every eviction: a get that raced with one does not cache what it read.
-    evictions: AtomicU64,
+    cache: Arc<ObjectCache>,
     metrics: Option<Metrics>,
 }
 
@@ -104,6 +101,15 @@ impl StoreBuilder {
         self
     }
 
+    /// The store, registered in the process-wide [`Registry`](crate::Registry) (ProxyStore's
+    /// `register=True`); its [`close`](Store::close) unregisters it. Fails like
+    /// [`register_store`](crate::register_store) if the name is taken.
+    pub fn build_registered(self) -> Result<Store> {
+        let store = self.build();
+        crate::registry::register_store(&store)?;
+        Ok(store)
+    }
+
     /// The store.
     pub fn build(self) -> Store {
         let config = StoreConfig {
@@ -118,7 +124,6 @@ impl StoreBuilder {
                 connector: self.connector,
                 config: Arc::new(config),
                 cache: ObjectCache::new(self.cache_size),
-                evictions: AtomicU64::new(0),
                 metrics: self.metrics.then(Metrics::default),
             }),
         }
@@ -268,7 +273,7 @@ impl Store {
             return Ok(Some(hit));
         }
         let started = self.start();
-        let epoch = self.inner.evictions.load(Ordering::Acquire);
+        let epoch = cache::epoch();
         let Some(bytes) = self
             .inner
             .connector
@@ -297,7 +302,7 @@ impl Store {
             return Ok(out);
         }
         let started = self.start();
-        let epoch = self.inner.evictions.load(Ordering::Acquire);
+        let epoch = cache::epoch();
         let asked: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
         let fetched = self
             .inner
@@ -325,10 +330,9 @@ impl Store {
         key: &Key,
         value: &Arc<T>,
     ) {
-        self.inner.cache.insert(key.clone(), Arc::clone(value));
-        if self.inner.evictions.load(Ordering::Acquire) != epoch {
-            self.inner.cache.remove(key);
-        }
+        self.inner
+            .cache
+            .insert_unless_invalidated(epoch, key, value);
     }
 
     fn cached<T: Send + Sync + 'static>(&self, key: &Key) -> Option<Arc<T>> {
@@ -354,17 +358,26 @@ impl Store {
         Ok(found)
     }
 
-    /// Removes the object from the connector and from the cache.
+    /// Removes the object from the connector and from every cache of this process: this
+    /// store's, and those of other stores over the same objects (a store rebuilt from a
+    /// proxy's config, a clone registered under the same name), so no store of this process
+    /// serves or reports it afterwards.
     pub fn evict(&self, key: &Key) -> Result<()> {
         let started = self.start();
-        self.inner.evictions.fetch_add(1, Ordering::AcqRel);
-        self.inner.cache.remove(key);
+        cache::invalidate(key);
         self.inner
             .connector
             .evict(key)
             .map_err(self.context(Some(key)))?;
         self.record(Op::Evict, 0, started);
         Ok(())
+    }
+
+    /// Drops the decoded object under `key` from every cache of this process, without
+    /// evicting it from the connector. Consumers call it when they are done with an object
+    /// that another process will evict, so that this process does not keep serving it.
+    pub fn drop_cached(&self, key: &Key) {
+        cache::invalidate(key);
     }
 
     /// Whether the decoded object under `key` is in this store's cache.
@@ -460,9 +473,12 @@ impl Store {
         Ok(OwnedProxy::new(self.proxy(obj)?))
     }
 
-    /// Closes the connector and empties the cache.
+    /// Closes the connector, empties the cache, and unregisters the store from the
+    /// process-wide [`Registry`](crate::Registry) if it is the store registered under its
+    /// name.
     pub fn close(&self) -> Result<()> {
         self.inner.cache.clear();
+        crate::Registry::global().unregister_if_same(self);
         self.inner.connector.close().map_err(self.context(None))
     }
 

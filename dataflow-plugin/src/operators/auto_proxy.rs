@@ -3,12 +3,13 @@
 use proxy_core::{Codec, DefaultCodec, Proxy, Store};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::error::untimed_batch;
-use crate::lifetime::Tracker;
+use crate::lifetime::{uncache_everywhere, Tracker};
 use crate::proxied::Proxied;
 
 /// Proxy the records of a stream whose encoded size passes a threshold.
@@ -45,13 +46,14 @@ pub trait AutoProxy<'scope, T: Timestamp, D> {
 impl<'scope, T, D> AutoProxy<'scope, T, D> for StreamVec<'scope, T, D>
 where
     T: Timestamp + TotalOrder,
-    D: Send + Sync + 'static,
+    D: Clone + Send + Sync + 'static,
     DefaultCodec: Codec<D>,
 {
     fn auto_proxy(self, store: &Store, threshold_bytes: u64) -> StreamVec<'scope, T, Proxied<D>> {
-        let store = store.clone();
         let tracker = Tracker::register(&self.scope(), store.clone());
-        self.unary(Pipeline, "AutoProxy", move |_, _| {
+        let keys_store = store.clone();
+        let store = store.clone();
+        let records = self.unary(Pipeline, "AutoProxy", move |_, _| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     let Some(time) = cap.least().cloned() else {
@@ -82,6 +84,13 @@ where
                     output.session(&cap).give_container(&mut records);
                 });
             }
-        })
+        });
+        if keys_store.config().cache_size > 0 {
+            let keys = records
+                .clone()
+                .flat_map(|r| r.as_proxy().map(|p| Proxy::key(p).clone()));
+            uncache_everywhere(keys, &keys_store);
+        }
+        records
     }
 }

@@ -3,12 +3,13 @@
 use proxy_core::{Codec, DefaultCodec, Proxy, Store};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::error::untimed_batch;
-use crate::lifetime::Tracker;
+use crate::lifetime::{uncache_everywhere, Tracker};
 
 /// Replace every record of a stream with a [`Proxy`] to it.
 pub trait ProxyRecords<'scope, T: Timestamp, D> {
@@ -51,9 +52,10 @@ where
     DefaultCodec: Codec<D>,
 {
     fn proxy(self, store: &Store) -> StreamVec<'scope, T, Proxy<D>> {
-        let store = store.clone();
         let tracker = Tracker::register(&self.scope(), store.clone());
-        self.unary(Pipeline, "Proxy", move |_, _| {
+        let keys_store = store.clone();
+        let store = store.clone();
+        let proxies = self.unary(Pipeline, "Proxy", move |_, _| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     let Some(time) = cap.least().cloned() else {
@@ -70,6 +72,10 @@ where
                     output.session(&cap).give_container(&mut proxies);
                 });
             }
-        })
+        });
+        if keys_store.config().cache_size > 0 {
+            uncache_everywhere(proxies.clone().map(|p| Proxy::key(&p).clone()), &keys_store);
+        }
+        proxies
     }
 }
