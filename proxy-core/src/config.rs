@@ -35,8 +35,9 @@ pub enum ConnectorConfig {
     },
     /// A [`ZmqConnector`](crate::ZmqConnector): objects served peer to peer.
     Zmq(ZmqConfig),
-    /// A [`RedisConnector`](crate::RedisConnector): a redis server (the url's password, if
-    /// any, travels with the configuration but never shows in its `Debug` output).
+    /// A `RedisConnector` (feature `redis`): a redis server (the url's password, if any,
+    /// travels with the configuration but never shows in its `Debug` output). Without the
+    /// feature, building it is an error.
     Redis(RedisOptions),
     /// A [`MultiConnector`]: named children, each with its routing policy and configuration.
     Multi {

@@ -211,8 +211,8 @@ pub fn run_all(connector: Arc<dyn Connector>) {
 ///
 /// The tests live in a module named `connector_conformance`, so the macro can be used next to
 /// `use proxy_core::conformance;`. With `skippable:` in front, `$make` is an
-/// `Option<connector>`; `None` (a fixture that skipped, see
-/// [`testing::require_or_skip`](crate::testing::require_or_skip)) makes every test return early.
+/// `Option<connector>`; `None` (a fixture that skipped, see `testing::require_or_skip`, feature
+/// `integration`) makes every test return early.
 ///
 /// ```ignore
 /// proxy_core::conformance_tests!(MyConnector::new());

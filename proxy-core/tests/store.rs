@@ -295,7 +295,7 @@ impl Codec<Vec<u32>> for Le32 {
     }
 
     fn decode(bytes: Bytes) -> proxy_core::Result<Vec<u32>> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(Error::Codec {
                 action: "decode",
                 type_name: "Vec<u32> (Le32)",

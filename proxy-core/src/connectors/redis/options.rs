@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 /// The redis key prefix used unless [`RedisOptions::with_prefix`] sets another one.
 pub const DEFAULT_REDIS_PREFIX: &str = "proxystore:";
 
-/// How to reach a redis server and name objects in it: what a
-/// [`RedisConnector`](crate::RedisConnector) is built from, and what its
+/// How to reach a redis server and name objects in it: what a `RedisConnector` (feature
+/// `redis`) is built from, and what its
 /// [`config`](crate::Connector::config) carries to other processes.
 ///
 /// The url has the form `redis://[[user]:password@]host[:port][/db]`. A password in it
