@@ -158,6 +158,22 @@ fn bincode_options() -> impl bincode::Options {
         .reject_trailing_bytes()
 }
 
+/// Encodes a connector's configuration ([`ExternalConfig`](crate::ExternalConfig)).
+pub(crate) fn encode_config<C: Serialize>(config: &C) -> std::result::Result<Vec<u8>, String> {
+    use bincode::Options;
+    bincode_options()
+        .serialize(config)
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes a connector's configuration encoded by [`encode_config`].
+pub(crate) fn decode_config<C: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<C, String> {
+    use bincode::Options;
+    bincode_options()
+        .deserialize(bytes)
+        .map_err(|e| e.to_string())
+}
+
 impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for BincodeCodec {
     fn encode(value: &T) -> Result<Bytes> {
         use bincode::Options;

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::connector::Connector;
 use crate::connectors::{
     FileConnector, LocalConnector, MultiChildConfig, MultiConnector, RedisOptions, ZmqConfig,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How to build a connector: what [`Connector::config`] returns and what travels inside a
 /// serialized [`Proxy`](crate::Proxy) so that another process can reach the object.
@@ -44,6 +45,65 @@ pub enum ConnectorConfig {
         /// The children, in the order they were declared.
         children: Vec<MultiChildConfig>,
     },
+    /// A connector defined outside this crate, rebuilt by the builder registered for its
+    /// kind ([`register_connector_kind`](crate::register_connector_kind)) in the process
+    /// that rebuilds it.
+    External(ExternalConfig),
+}
+
+/// The configuration of a connector defined outside this crate: the name of its kind and
+/// its own serde configuration, encoded (see [`ConnectorConfig::External`] and
+/// [`register_connector_kind`](crate::register_connector_kind)).
+///
+/// The configuration travels as bytes so that it crosses any serde format (Timely's compact
+/// binary one included); its `Debug` output shows only the kind and the length, so a secret
+/// inside it never reaches a log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalConfig {
+    kind: String,
+    config: Vec<u8>,
+}
+
+impl std::fmt::Debug for ExternalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalConfig")
+            .field("kind", &self.kind)
+            .field("config_bytes", &self.config.len())
+            .finish()
+    }
+}
+
+impl ExternalConfig {
+    /// The configuration `config` of a connector of kind `kind`.
+    pub fn new<C: Serialize>(kind: impl Into<String>, config: &C) -> Result<Self> {
+        let kind = kind.into();
+        let config = crate::codec::encode_config(config).map_err(|message| Error::Config {
+            what: format!("connector kind `{kind}`"),
+            message,
+        })?;
+        Ok(ExternalConfig { kind, config })
+    }
+
+    /// The connector kind's name.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The connector's own configuration, decoded.
+    pub fn decode<C: DeserializeOwned>(&self) -> Result<C> {
+        crate::codec::decode_config(&self.config).map_err(|message| Error::Config {
+            what: format!("connector kind `{}`", self.kind),
+            message,
+        })
+    }
+}
+
+impl ConnectorConfig {
+    /// The configuration of a connector of kind `kind` defined outside this crate
+    /// ([`ConnectorConfig::External`]), for its [`Connector::config`].
+    pub fn external<C: Serialize>(kind: impl Into<String>, config: &C) -> Result<Self> {
+        ExternalConfig::new(kind, config).map(ConnectorConfig::External)
+    }
 }
 
 impl ConnectorConfig {
@@ -60,6 +120,7 @@ impl ConnectorConfig {
             ConnectorConfig::Multi { children } => {
                 Arc::new(MultiConnector::from_configs(children)?)
             }
+            ConnectorConfig::External(external) => crate::connector_kinds::build(external)?,
         })
     }
 }

@@ -34,6 +34,7 @@ mod cache;
 mod codec;
 mod config;
 mod connector;
+mod connector_kinds;
 pub mod connectors;
 mod error;
 mod ids;
@@ -50,8 +51,9 @@ pub mod conformance;
 pub mod testing;
 
 pub use codec::{BincodeCodec, Codec, DefaultCodec};
-pub use config::ConnectorConfig;
+pub use config::{ConnectorConfig, ExternalConfig};
 pub use connector::{check_kind, Connector};
+pub use connector_kinds::{is_connector_kind_registered, register_connector_kind};
 #[cfg(feature = "redis")]
 pub use connectors::RedisConnector;
 pub use connectors::{FileConnector, LocalConnector, MultiConnector, RedisOptions, RoutingPolicy};

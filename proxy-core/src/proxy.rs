@@ -59,6 +59,8 @@ pub struct Proxy<T, C = DefaultCodec> {
 struct Inner<T> {
     config: Arc<StoreConfig>,
     key: Key,
+    /// Evict the object right after the first successful resolve (ProxyStore's `evict=True`).
+    evict_on_read: bool,
     store: OnceLock<Store>,
     value: OnceLock<Arc<T>>,
     /// Held while fetching, so that clones resolving at once fetch only once.
@@ -102,6 +104,7 @@ impl<T, C> Proxy<T, C> {
         let inner = Inner {
             config,
             key,
+            evict_on_read: false,
             store: OnceLock::new(),
             value: OnceLock::new(),
             fetching: Mutex::new(()),
@@ -126,6 +129,20 @@ impl<T, C> Proxy<T, C> {
     pub(crate) fn from_store(store: Store, key: Key) -> Self {
         let config = Arc::clone(store.shared_config());
         Self::build(config, key, Some(store), None)
+    }
+
+    /// This unresolved proxy, marked to evict its object after its first successful resolve.
+    pub(crate) fn evicting_on_read(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.evict_on_read = true;
+        }
+        self
+    }
+
+    /// Whether the object is evicted right after the first successful resolve of this
+    /// proxy (or of any copy of it): see [`Store::proxy_evict_on_read`].
+    pub fn evicts_on_read(this: &Self) -> bool {
+        this.inner.evict_on_read
     }
 
     /// The key of the object this proxy stands for.
@@ -175,6 +192,7 @@ where
                 store: store.name().to_string(),
                 key: key.clone(),
             })?;
+        self.evict_if_read_once(&store)?;
         Ok(self.inner.value.get_or_init(|| value))
     }
 
@@ -269,8 +287,12 @@ where
             let keys: Vec<Key> = same.iter().map(|(p, _)| p.inner.key.clone()).collect();
             if let Ok(values) = store.get_batch_with::<T, C>(&keys) {
                 for ((proxy, _guard), value) in same.iter().zip(values) {
+                    // An evict-on-read object that cannot be evicted stays unresolved: the
+                    // use reports the error.
                     if let Some(value) = value {
-                        let _ = proxy.inner.value.set(value);
+                        if proxy.evict_if_read_once(&store).is_ok() {
+                            let _ = proxy.inner.value.set(value);
+                        }
                     }
                 }
             }
@@ -291,11 +313,20 @@ where
             }
         };
         let proxy_key = inner.key.clone();
+        let evict_on_read = inner.evict_on_read;
         let config = Arc::clone(&inner.config);
         let store = inner.store.into_inner();
         match inner.value.into_inner().map(Arc::try_unwrap) {
             Some(Ok(value)) => Ok(value),
-            _ => Self::fetch_fresh(&Self::build(config, proxy_key, store, None)),
+            _ => {
+                let proxy = Self::build(config, proxy_key, store, None);
+                let proxy = if evict_on_read {
+                    proxy.evicting_on_read()
+                } else {
+                    proxy
+                };
+                Self::fetch_fresh(&proxy)
+            }
         }
     }
 
@@ -306,7 +337,17 @@ where
             store: store.name().to_string(),
             key: key.clone(),
         })?;
-        C::decode(bytes).map_err(|e| e.in_store(store.name(), Some(key)))
+        let value = C::decode(bytes).map_err(|e| e.in_store(store.name(), Some(key)))?;
+        this.evict_if_read_once(&store)?;
+        Ok(value)
+    }
+
+    /// Evicts the object of an evict-on-read proxy after a successful read.
+    fn evict_if_read_once(&self, store: &Store) -> Result<()> {
+        if self.inner.evict_on_read {
+            store.evict(&self.inner.key)?;
+        }
+        Ok(())
     }
 }
 
@@ -343,12 +384,14 @@ pub(crate) fn resolve_failure(store: &str, key: &Key, error: &Error) -> String {
 struct FactoryRef<'a> {
     store: &'a StoreConfig,
     key: &'a Key,
+    evict_on_read: bool,
 }
 
 #[derive(Deserialize)]
 struct Factory {
     store: StoreConfig,
     key: Key,
+    evict_on_read: bool,
 }
 
 impl<T, C> Serialize for Proxy<T, C> {
@@ -356,6 +399,7 @@ impl<T, C> Serialize for Proxy<T, C> {
         FactoryRef {
             store: &self.inner.config,
             key: &self.inner.key,
+            evict_on_read: self.inner.evict_on_read,
         }
         .serialize(serializer)
     }
@@ -364,12 +408,12 @@ impl<T, C> Serialize for Proxy<T, C> {
 impl<'de, T, C> Deserialize<'de> for Proxy<T, C> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let factory = Factory::deserialize(deserializer)?;
-        Ok(Self::build(
-            Arc::new(factory.store),
-            factory.key,
-            None,
-            None,
-        ))
+        let proxy = Self::build(Arc::new(factory.store), factory.key, None, None);
+        Ok(if factory.evict_on_read {
+            proxy.evicting_on_read()
+        } else {
+            proxy
+        })
     }
 }
 

@@ -419,6 +419,41 @@ impl Store {
         Ok(Proxy::from_store(self.clone(), key))
     }
 
+    /// Stores `obj` and returns an unresolved proxy whose object is evicted right after its
+    /// first successful resolve, by this proxy or any copy of it, in this process or another
+    /// (ProxyStore's `proxy(obj, evict=True)`). Later resolves of other copies fail with
+    /// [`Error::NotFound`]; use it for objects read exactly once.
+    ///
+    /// ```
+    /// use proxy_core::{LocalConnector, Proxy, Store};
+    ///
+    /// let store = Store::new("evict-on-read-doc", LocalConnector::new());
+    /// let proxy = store.proxy_evict_on_read(vec![1u32, 2, 3])?;
+    /// let key = Proxy::key(&proxy).clone();
+    /// assert!(store.exists(&key)?);
+    /// assert_eq!(proxy.len(), 3); // resolves, then evicts
+    /// assert!(!store.exists(&key)?);
+    /// assert_eq!(proxy[2], 3); // the resolved proxy keeps its value
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn proxy_evict_on_read<T>(&self, obj: T) -> Result<Proxy<T>>
+    where
+        T: Send + Sync + 'static,
+        DefaultCodec: Codec<T>,
+    {
+        self.proxy_evict_on_read_with::<T, DefaultCodec>(obj)
+    }
+
+    /// Like [`proxy_evict_on_read`](Store::proxy_evict_on_read), with codec `C`.
+    pub fn proxy_evict_on_read_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let key = self.put_owned::<T, C>(obj)?;
+        Ok(Proxy::<T, C>::from_store(self.clone(), key).evicting_on_read())
+    }
+
     /// Stores several objects with one [`Connector::put_batch`] and returns their proxies.
     pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T>>>
     where

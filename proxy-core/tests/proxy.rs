@@ -493,3 +493,52 @@ fn a_prefetch_whose_decode_panics_still_finishes_and_a_later_one_works() {
     );
     assert_eq!(*proxy, 5);
 }
+
+#[test]
+fn an_evict_on_read_proxy_evicts_after_its_first_resolve() {
+    let store = Store::new(unique("evict-on-read"), LocalConnector::new());
+    let proxy = store.proxy_evict_on_read(vec![4u64; 100]).expect("proxy");
+    assert!(Proxy::evicts_on_read(&proxy));
+    assert!(!Proxy::is_resolved(&proxy));
+    let key = Proxy::key(&proxy).clone();
+    // Sent elsewhere before anyone read it: the copy carries the flag.
+    let wire = bincode::serialize(&proxy).expect("serialize");
+    let copy: Proxy<Vec<u64>> = bincode::deserialize(&wire).expect("deserialize");
+    assert!(Proxy::evicts_on_read(&copy));
+
+    assert!(store.exists(&key).expect("exists"));
+    assert_eq!(proxy.iter().sum::<u64>(), 400);
+    assert!(
+        !store.exists(&key).expect("exists"),
+        "evicted after the read"
+    );
+    assert!(!store.is_cached(&key));
+    assert_eq!(proxy.len(), 100, "the resolved proxy keeps its value");
+    // The object was read once: the copy finds it gone.
+    assert!(Proxy::resolve(&copy)
+        .expect_err("already read")
+        .is_not_found());
+}
+
+#[test]
+fn an_evict_on_read_proxy_evicts_after_prefetch_and_extract() {
+    let store = Store::new(unique("evict-on-read-paths"), LocalConnector::new());
+    let prefetched = store.proxy_evict_on_read(String::from("p")).expect("proxy");
+    let handle = Proxy::prefetch([&prefetched], None);
+    while !handle.is_done() {
+        std::thread::yield_now();
+    }
+    assert!(Proxy::is_resolved(&prefetched));
+    assert!(!store.exists(Proxy::key(&prefetched)).expect("exists"));
+
+    let extracted = store.proxy_evict_on_read(String::from("e")).expect("proxy");
+    let key = Proxy::key(&extracted).clone();
+    assert_eq!(Proxy::extract(extracted).expect("extract"), "e");
+    assert!(!store.exists(&key).expect("exists"));
+
+    // A plain proxy does not evict on read.
+    let plain = store.proxy_lazy(String::from("x")).expect("proxy");
+    assert!(!Proxy::evicts_on_read(&plain));
+    Proxy::resolve(&plain).expect("resolve");
+    assert!(store.exists(Proxy::key(&plain)).expect("exists"));
+}
