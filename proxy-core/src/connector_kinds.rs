@@ -52,6 +52,7 @@ fn kinds() -> &'static RwLock<HashMap<String, Builder>> {
 /// register_connector_kind("wrapped-doc", wrapped);
 ///
 /// let dir = std::env::temp_dir().join(format!("wrapped-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).expect("temporary directory");
 /// let original = wrapped(dir.clone())?;
 /// let key = original.put(Bytes::from_static(b"hi"))?;
 /// let rebuilt = original.config().build()?;
