@@ -57,7 +57,10 @@ pub enum Error {
     },
 
     /// A remote peer did not answer in time.
-    #[error("peer {peer} did not answer {operation} within {timeout:?}")]
+    ///
+    /// When the peer's address is a loopback one, the message adds a hint: such an address
+    /// reaches only the host that wrote the key, the usual cause of a timeout across hosts.
+    #[error("peer {peer} did not answer {operation} within {timeout:?}{}", loopback_hint(.peer))]
     Timeout {
         /// The peer's endpoint.
         peer: String,
@@ -171,6 +174,32 @@ impl std::fmt::Display for KeyContext {
     }
 }
 
+/// The hint added to a timeout of a peer whose endpoint (`tcp://HOST:PORT`) names loopback.
+fn loopback_hint(peer: &str) -> String {
+    // Only ZeroMQ peers: other servers (Redis) are configured differently.
+    let Some(host) = peer
+        .strip_prefix("tcp://")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+    else {
+        return String::new();
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        format!(
+            " ({host} is a loopback address, which only the host that wrote the key can reach: \
+             if the object was stored on another host, the process there must bind an address \
+             other hosts can reach, for example with PROXYSTORE_ZMQ_INTERFACE=<its address> or \
+             ZmqOptions::with_interface)"
+        )
+    } else {
+        String::new()
+    }
+}
+
 impl Error {
     /// Wraps this error with the store (and key) it happened in.
     pub(crate) fn in_store(self, store: &str, key: Option<&Key>) -> Error {
@@ -257,6 +286,38 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_of_a_loopback_peer_says_why_it_may_be_unreachable() {
+        let timeout = |peer: &str| {
+            Error::Timeout {
+                peer: peer.into(),
+                operation: "get of object 1".into(),
+                timeout: Duration::from_secs(1),
+            }
+            .to_string()
+        };
+        for peer in [
+            "tcp://127.0.0.1:7000",
+            "tcp://[::1]:7000",
+            "tcp://localhost:7",
+        ] {
+            let message = timeout(peer);
+            assert!(
+                message.starts_with(&format!("peer {peer} did not answer")),
+                "{message}"
+            );
+            assert!(message.contains("loopback"), "{message}");
+            assert!(message.contains("PROXYSTORE_ZMQ_INTERFACE"), "{message}");
+        }
+        for peer in [
+            "tcp://10.0.0.1:7000",
+            "tcp://node-3:7000",
+            "redis://127.0.0.1:6379/0",
+        ] {
+            assert!(!timeout(peer).contains("loopback"), "{peer}");
+        }
+    }
 
     #[test]
     fn kind_looks_through_store_wrappers() {

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 
 use self::client::{exchange, Answer, Request};
+use self::options::Placement;
 pub use self::options::{ZmqConfig, ZmqOptions};
 use self::server::PeerServer;
 use self::wire::Op;
@@ -48,7 +49,12 @@ fn context() -> zmq::Context {
 ///   [`Error::Timeout`] naming the peer; a peer that refuses a request gives [`Error::Peer`].
 /// - [`config`](Connector::config) rebuilds, in this process, a connector on the same server
 ///   and objects; in another process, a connector that reads every peer's objects and starts
-///   its own server on its first `put`.
+///   its own server on its first `put`, bound and advertised as *that* process's own
+///   configuration says ([`ZmqOptions::from_env`]): never at the address of the process that
+///   made the config.
+/// - [`ZmqConnector::remote`] (or [`ZmqOptions::with_remote`]) sends every put to a peer
+///   elsewhere, such as a standalone `proxy-peer`; [`ZmqOptions::with_client_only`] makes a
+///   connector that only reads.
 /// - [`close`](Connector::close) stops this peer's server and drops its objects.
 ///
 /// Clones share the server. Large payloads cross the sockets without being copied on either
@@ -100,11 +106,36 @@ impl ZmqConnector {
         Self::with_options(ZmqOptions::default())
     }
 
-    /// A peer with `options`, its server started and bound.
+    /// A peer with `options`, its server started and bound (unless its puts go to a
+    /// [remote](ZmqOptions::with_remote) peer or it is [client-only](ZmqOptions::with_client_only)).
     pub fn with_options(options: ZmqOptions) -> Result<Self> {
+        let serves = *options.placement() == Placement::Here;
         let connector = Self::client(options)?;
-        connector.server()?;
+        if serves {
+            connector.server()?;
+        }
         Ok(connector)
+    }
+
+    /// A connector whose puts all go to the peer at `peer` (`tcp://HOST:PORT`, for example
+    /// a standalone `proxy-peer`), with this process's other settings from the environment
+    /// ([`ZmqOptions::from_env`]). It never serves; a [`Store`](crate::Store) on it puts and
+    /// proxies as on any connector, and reads any peer's keys.
+    ///
+    /// ```
+    /// use proxy_core::{Connector, Proxy, Store, ZmqConnector};
+    ///
+    /// let peer = ZmqConnector::new()?; // stands in for a `proxy-peer` on another host
+    /// let remote = ZmqConnector::remote(peer.endpoint().unwrap())?;
+    /// let store = Store::new("results", remote);
+    /// let proxy = store.proxy(vec![1u32, 2, 3])?;
+    /// assert_eq!(Proxy::key(&proxy).peer(), peer.endpoint());
+    /// assert_eq!(*proxy, vec![1, 2, 3]);
+    /// assert_eq!(peer.object_count(), Some(1));
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn remote(peer: &str) -> Result<Self> {
+        Self::client(ZmqOptions::from_env()?.with_remote(peer))
     }
 
     /// A connector that reads other peers' objects and starts its own server only when it
@@ -121,13 +152,23 @@ impl ZmqConnector {
         })
     }
 
-    pub(crate) fn from_config(config: &ZmqConfig) -> Result<Self> {
-        let connector = Self::client(config.options.clone())?;
+    /// The connector a [`ZmqConfig`] made elsewhere describes, rebuilt here: this process's
+    /// own settings for where to bind, what to advertise and where puts go
+    /// ([`ZmqOptions::rebuilt_here`], with variables from `lookup`).
+    pub(crate) fn from_config_with(
+        config: &ZmqConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let connector = Self::client(ZmqOptions::rebuilt_here(&config.options, lookup)?)?;
         if let Some(server) = config.endpoint.as_deref().and_then(server::live_server) {
             // Same process: share the server and its objects, do not start another.
             let _ = connector.inner.server.set(server);
         }
         Ok(connector)
+    }
+
+    pub(crate) fn from_config(config: &ZmqConfig) -> Result<Self> {
+        Self::from_config_with(config, |name| std::env::var(name).ok())
     }
 
     /// The endpoint of this peer's server (the one its keys name), once it has started.
@@ -152,31 +193,56 @@ impl ZmqConnector {
     /// Stores `data` on the peer at `peer` (for example a standalone `proxy-peer`) instead of
     /// in this process, and returns its key.
     pub fn put_to(&self, peer: &str, data: Bytes) -> Result<Key> {
+        let mut keys = self.put_many_to(peer, vec![data])?;
+        keys.pop().ok_or_else(|| Error::Protocol {
+            peer: peer.to_string(),
+            message: "no key for a put".to_string(),
+        })
+    }
+
+    /// Stores every object of `data` on the peer at `peer`, in one pipelined exchange.
+    fn put_many_to(&self, peer: &str, data: Vec<Bytes>) -> Result<Vec<Key>> {
         self.check_open()?;
-        let key = Key::random(KIND).with_peer(peer);
+        let keys: Vec<Key> = data
+            .iter()
+            .map(|_| Key::random(KIND).with_peer(peer))
+            .collect();
         if let Some(server) = self.own_server(peer) {
             server
                 .objects()
-                .insert_many(std::iter::once((key.id(), data)));
-            return Ok(key);
+                .insert_many(keys.iter().map(Key::id).zip(data));
+            return Ok(keys);
         }
         let limit = self.inner.options.get_max_message_size();
-        if data.len() as u64 > limit {
+        if let Some(large) = data.iter().find(|d| d.len() as u64 > limit) {
             return Err(Error::Peer {
                 peer: peer.to_string(),
                 message: format!(
                     "refusing to send an object of {} bytes, larger than the maximum message size ({limit} bytes)",
-                    data.len()
+                    large.len()
                 ),
             });
         }
-        let request = Request {
-            op: Op::Put,
-            object_id: key.id(),
-            payload: Some(data),
-        };
-        exchange(peer, &self.inner.options, std::slice::from_ref(&request))?;
-        Ok(key)
+        let requests: Vec<Request> = keys
+            .iter()
+            .zip(data)
+            .map(|(key, data)| Request {
+                op: Op::Put,
+                object_id: key.id(),
+                payload: Some(data),
+            })
+            .collect();
+        exchange(peer, &self.inner.options, &requests)?;
+        Ok(keys)
+    }
+
+    fn client_only_error(&self) -> Error {
+        Error::Config {
+            what: "zmq connector".to_string(),
+            message: "this connector is client-only: it reads other peers' objects but stores none \
+                      (build it without with_client_only to serve, or with_remote(peer) to store on a peer)"
+                .to_string(),
+        }
     }
 
     fn check_open(&self) -> Result<()> {
@@ -259,6 +325,11 @@ impl ZmqConnector {
 impl Connector for ZmqConnector {
     fn put(&self, data: Bytes) -> Result<Key> {
         self.check_open()?;
+        match self.inner.options.placement() {
+            Placement::Here => {}
+            Placement::Remote(peer) => return self.put_to(peer, data),
+            Placement::ClientOnly => return Err(self.client_only_error()),
+        }
         let server = self.server()?;
         let key = Key::random(KIND).with_peer(server.endpoint());
         server
@@ -296,6 +367,11 @@ impl Connector for ZmqConnector {
 
     fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
         self.check_open()?;
+        match self.inner.options.placement() {
+            Placement::Here => {}
+            Placement::Remote(peer) => return self.put_many_to(peer, data),
+            Placement::ClientOnly => return Err(self.client_only_error()),
+        }
         let server = self.server()?;
         let keys: Vec<Key> = data
             .iter()

@@ -62,6 +62,19 @@ pub struct ZmqOptions {
     ports: (u16, u16),
     timeout: Duration,
     max_message_size: u64,
+    /// Where this connector's puts go.
+    placement: Placement,
+}
+
+/// Where the puts of a [`ZmqConnector`] go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Placement {
+    /// Into this process's own peer server, started on the first put (the default).
+    Here,
+    /// To the peer at this endpoint (for example a standalone `proxy-peer`).
+    Remote(String),
+    /// Nowhere: this connector only reads; a put is an error.
+    ClientOnly,
 }
 
 impl Default for ZmqOptions {
@@ -72,6 +85,7 @@ impl Default for ZmqOptions {
             ports: (0, 0),
             timeout: DEFAULT_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            placement: Placement::Here,
         }
     }
 }
@@ -214,7 +228,59 @@ impl ZmqOptions {
         self.max_message_size
     }
 
-    /// A connector with these options, its peer server started and bound.
+    /// Puts go to the peer at `peer` (`tcp://HOST:PORT`, for example a standalone
+    /// `proxy-peer`) instead of into this process: the connector never starts a server of
+    /// its own, and a [`Store`](crate::Store) on it puts and proxies as any other. Gets of
+    /// any peer's keys work as usual.
+    pub fn with_remote(mut self, peer: impl Into<String>) -> Self {
+        self.placement = Placement::Remote(peer.into());
+        self
+    }
+
+    /// This connector only reads other peers' objects and never serves any: it binds
+    /// nothing, and a put fails with [`Error::Config`] (for a login node or a process that
+    /// must not open ports).
+    pub fn with_client_only(mut self) -> Self {
+        self.placement = Placement::ClientOnly;
+        self
+    }
+
+    /// The peer this connector's puts go to, if set with [`with_remote`](Self::with_remote).
+    pub fn remote(&self) -> Option<&str> {
+        match &self.placement {
+            Placement::Remote(peer) => Some(peer),
+            _ => None,
+        }
+    }
+
+    /// Whether this connector was made client-only ([`with_client_only`](Self::with_client_only)).
+    pub fn is_client_only(&self) -> bool {
+        self.placement == Placement::ClientOnly
+    }
+
+    /// Where this connector's puts go.
+    pub(crate) fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// The options a connector rebuilt in this process from another process's `travelled`
+    /// options uses: where to bind, what to advertise and where puts go are this process's
+    /// own (defaults, then the environment, as [`from_env`](Self::from_env)); the timeout and
+    /// the maximum message size travel, unless the environment here sets them.
+    pub(crate) fn rebuilt_here(
+        travelled: &ZmqOptions,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ZmqOptions> {
+        ZmqOptions {
+            timeout: travelled.timeout,
+            max_message_size: travelled.max_message_size,
+            ..ZmqOptions::default()
+        }
+        .with_vars(lookup)
+    }
+
+    /// A connector with these options, its peer server started and bound (unless its puts
+    /// go elsewhere: [`with_remote`](Self::with_remote), [`with_client_only`](Self::with_client_only)).
     pub fn build(self) -> Result<ZmqConnector> {
         ZmqConnector::with_options(self)
     }
@@ -246,6 +312,13 @@ impl ZmqOptions {
         }
         if self.timeout.is_zero() {
             return fail("the timeout must be positive".to_string());
+        }
+        if let Placement::Remote(peer) = &self.placement {
+            if !is_tcp_endpoint(peer) {
+                return fail(format!(
+                    "remote peer {peer:?} is not an endpoint such as tcp://HOST:PORT"
+                ));
+            }
         }
         if self.max_message_size == 0 || self.max_message_size > i64::MAX as u64 {
             return fail(format!(
@@ -418,6 +491,19 @@ fn host_name() -> Option<String> {
     let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
     let name = std::str::from_utf8(&buffer[..end]).ok()?.trim();
     (!name.is_empty()).then(|| name.to_string())
+}
+
+/// `tcp://HOST:PORT` with a non-empty host and a port number.
+fn is_tcp_endpoint(endpoint: &str) -> bool {
+    endpoint
+        .strip_prefix("tcp://")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !is_wildcard(host)
+                && !host.contains(['/', '\0'])
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+        })
 }
 
 fn is_wildcard(host: &str) -> bool {

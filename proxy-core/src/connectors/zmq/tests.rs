@@ -602,3 +602,170 @@ fn binding_an_address_of_another_host_is_an_error_with_a_hint() {
         other => panic!("binding a foreign address gave {other:?}"),
     }
 }
+
+/// What a process on "host A" sends along with its proxies: its own interface, address and
+/// port, none of which exist on this host.
+fn config_from_host_a() -> ZmqConfig {
+    ZmqConfig {
+        options: ZmqOptions::default()
+            .with_interface("198.51.100.7")
+            .with_address("host-a")
+            .with_port(7777)
+            .with_timeout(Duration::from_secs(3)),
+        endpoint: Some("tcp://host-a:7777".to_string()),
+    }
+}
+
+#[test]
+fn a_connector_rebuilt_on_another_host_binds_and_advertises_that_host() {
+    let config = config_from_host_a();
+    // "Host B" says where it listens through its own environment.
+    let env_of_b = |name: &str| match name {
+        "PROXYSTORE_ZMQ_INTERFACE" => Some("127.0.0.1".to_string()),
+        "PROXYSTORE_ZMQ_ADVERTISE" => Some("localhost".to_string()),
+        _ => None,
+    };
+    let on_b = ZmqConnector::from_config_with(&config, env_of_b).expect("rebuild on B");
+    assert_eq!(on_b.endpoint(), None, "no server before the first put");
+    assert_eq!(
+        on_b.options().timeout(),
+        Duration::from_secs(3),
+        "the timeout travels"
+    );
+    let key = on_b.put(Bytes::from_static(b"from B")).expect("put on B");
+    let peer = key.peer().expect("peer").to_string();
+    assert!(peer.starts_with("tcp://localhost:"), "{peer}");
+    assert_eq!(Some(peer.as_str()), on_b.endpoint());
+    // Another peer reads it from B.
+    assert_eq!(
+        peer_with_timeout(SHORT).get(&key).expect("get from B"),
+        Some(Bytes::from_static(b"from B"))
+    );
+
+    // With nothing in B's environment: B's defaults, still nothing of A's.
+    let on_b = ZmqConnector::from_config_with(&config, |_| None).expect("rebuild");
+    let key = on_b.put(Bytes::from_static(b"x")).expect("put");
+    assert!(key.peer().expect("peer").starts_with("tcp://127.0.0.1:"));
+
+    // B's environment beats the travelled timeout.
+    let env = |name: &str| (name == "PROXYSTORE_ZMQ_TIMEOUT").then(|| "700ms".to_string());
+    let on_b = ZmqConnector::from_config_with(&config, env).expect("rebuild");
+    assert_eq!(on_b.options().timeout(), Duration::from_millis(700));
+}
+
+#[test]
+fn a_public_rebuild_never_binds_the_address_of_the_config() {
+    // Before, this put tried to bind host A's 198.51.100.7:7777 and failed.
+    let rebuilt = config_from_host_a().build().expect("rebuild");
+    let key = rebuilt.put(Bytes::from_static(b"y")).expect("put");
+    let peer = key.peer().expect("peer");
+    assert!(
+        !peer.contains("host-a") && !peer.contains("198.51.100.7") && !peer.ends_with(":7777"),
+        "{peer}"
+    );
+}
+
+#[test]
+fn a_remote_store_puts_on_the_peer_and_serves_nothing_itself() {
+    let home = peer();
+    let home_endpoint = endpoint(&home);
+    let remote = ZmqConnector::remote(&home_endpoint).expect("remote connector");
+    assert_eq!(remote.options().remote(), Some(home_endpoint.as_str()));
+
+    let key = remote.put(Bytes::from_static(b"one")).expect("remote put");
+    assert_eq!(key.peer(), Some(home_endpoint.as_str()));
+    let keys = remote
+        .put_batch(vec![
+            Bytes::from_static(b"two"),
+            Bytes::from_static(b"three"),
+        ])
+        .expect("remote batch");
+    assert!(keys
+        .iter()
+        .all(|k| k.peer() == Some(home_endpoint.as_str())));
+    assert_eq!(remote.endpoint(), None, "a remote store starts no server");
+    assert_eq!(home.object_count(), Some(3));
+    assert_eq!(remote.object_count(), Some(0));
+
+    // Typed puts and proxies through a Store, read back anywhere.
+    let store = crate::Store::builder("remote-typed", remote.clone())
+        .with_cache_size(0)
+        .build();
+    let proxy = store.proxy(vec![7u64, 8, 9]).expect("proxy");
+    assert_eq!(
+        crate::Proxy::key(&proxy).peer(),
+        Some(home_endpoint.as_str())
+    );
+    let reader = crate::Store::builder("remote-typed-reader", peer_with_timeout(SHORT))
+        .with_cache_size(0)
+        .build();
+    let back: Option<std::sync::Arc<Vec<u64>>> =
+        reader.get(crate::Proxy::key(&proxy)).expect("get");
+    assert_eq!(back.as_deref(), Some(&vec![7, 8, 9]));
+    assert_eq!(*proxy, vec![7, 8, 9]);
+
+    // Gets of other peers' keys work as before; evict reaches the owner.
+    let other = peer();
+    let other_key = other.put(Bytes::from_static(b"elsewhere")).expect("put");
+    assert_eq!(
+        remote.get(&other_key).expect("get"),
+        Some(Bytes::from_static(b"elsewhere"))
+    );
+    remote.evict(&key).expect("evict");
+    assert!(!home.exists(&key).expect("exists"));
+}
+
+#[test]
+fn a_remote_store_whose_peer_is_dead_times_out_naming_it() {
+    let dead = format!("tcp://127.0.0.1:{}", free_port());
+    let remote = ZmqOptions::default()
+        .with_remote(&dead)
+        .with_timeout(SHORT)
+        .build()
+        .expect("a remote connector does not connect before its first put");
+    match remote.put(Bytes::from_static(b"lost")) {
+        Err(Error::Timeout { peer, .. }) => assert_eq!(peer, dead),
+        other => panic!("put to a dead peer gave {other:?}"),
+    }
+}
+
+#[test]
+fn a_client_only_connector_reads_but_never_stores() {
+    let home = peer();
+    let key = home.put(Bytes::from_static(b"read me")).expect("put");
+    let client = ZmqOptions::default()
+        .with_client_only()
+        .build()
+        .expect("client");
+    assert_eq!(
+        client.get(&key).expect("get"),
+        Some(Bytes::from_static(b"read me"))
+    );
+    for result in [
+        client.put(Bytes::from_static(b"no")).map(|_| ()),
+        client.put_batch(vec![Bytes::new()]).map(|_| ()),
+    ] {
+        match result {
+            Err(Error::Config { message, .. }) => assert!(message.contains("client-only")),
+            other => panic!("a client-only put gave {other:?}"),
+        }
+    }
+    assert_eq!(client.endpoint(), None);
+}
+
+#[test]
+fn a_remote_peer_that_is_not_an_endpoint_is_a_config_error() {
+    for bad in [
+        "",
+        "node-3:7000",
+        "tcp://node-3",
+        "tcp://*:7000",
+        "tcp://h:0",
+        "tcp://:1",
+    ] {
+        assert!(
+            matches!(ZmqConnector::remote(bad), Err(Error::Config { .. })),
+            "{bad:?}"
+        );
+    }
+}
