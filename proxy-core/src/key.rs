@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-
+use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -22,6 +22,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Keys are write-once: an object is never updated in place.
 ///
 /// `Key` is a shared handle: cloning it is one reference-count increment.
+///
+/// Its [`Display`](fmt::Display) form, `[route/]connector:id[@peer]` with the id as 32
+/// hexadecimal digits, parses back with [`FromStr`]:
+///
+/// ```
+/// use proxy_core::Key;
+///
+/// let key = Key::new("zmq", 0xab).with_peer("tcp://10.0.0.5:7000");
+/// let text = key.to_string();
+/// assert_eq!(text, "zmq:000000000000000000000000000000ab@tcp://10.0.0.5:7000");
+/// assert_eq!(text.parse::<Key>()?, key);
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Key {
     inner: Arc<KeyParts>,
@@ -127,6 +140,57 @@ impl fmt::Display for Key {
     }
 }
 
+/// The length of the object id in a key's text form.
+const ID_HEX_LEN: usize = 32;
+
+impl FromStr for Key {
+    type Err = crate::Error;
+
+    /// Parses the [`Display`](fmt::Display) form back. The connector kind is what stands
+    /// between the last `/` before the id and the `:` in front of it; a route may itself
+    /// contain `/`, and a peer anything.
+    fn from_str(text: &str) -> crate::Result<Key> {
+        let invalid = |message: &str| crate::Error::Config {
+            what: format!("key {text:?}"),
+            message: format!(
+                "{message} (expected [route/]connector:<32 hex digits>[@peer], as keys print)"
+            ),
+        };
+        // The id: the first `:` followed by exactly 32 hex digits and then `@` or the end.
+        let id_start = text
+            .match_indices(':')
+            .map(|(at, _)| at + 1)
+            .find(|&start| {
+                let rest = &text[start..];
+                rest.len() >= ID_HEX_LEN
+                    && rest.as_bytes()[..ID_HEX_LEN]
+                        .iter()
+                        .all(u8::is_ascii_hexdigit)
+                    && matches!(rest.as_bytes().get(ID_HEX_LEN), None | Some(b'@'))
+            })
+            .ok_or_else(|| invalid("no object id"))?;
+        let id_end = id_start + ID_HEX_LEN;
+        let id = u128::from_str_radix(&text[id_start..id_end], 16)
+            .map_err(|_| invalid("the object id is not hexadecimal"))?;
+        let head = &text[..id_start - 1];
+        let (route, connector) = match head.rfind('/') {
+            Some(slash) => (Some(&head[..slash]), &head[slash + 1..]),
+            None => (None, head),
+        };
+        if connector.is_empty() {
+            return Err(invalid("no connector kind"));
+        }
+        let mut key = Key::new(connector, id).with_route(route.map(str::to_string));
+        if let Some(peer) = text[id_end..].strip_prefix('@') {
+            if peer.is_empty() {
+                return Err(invalid("an empty peer after @"));
+            }
+            key = key.with_peer(peer);
+        }
+        Ok(key)
+    }
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({self})")
@@ -148,6 +212,48 @@ mod tests {
         );
         assert_eq!(key.peer(), Some("tcp://127.0.0.1:5555"));
         assert_eq!(key.route(), Some("big"));
+    }
+
+    #[test]
+    fn the_text_form_parses_back() {
+        let id = 0x0123_4567_89ab_cdef_0011_2233_4455_6677;
+        for key in [
+            Key::new("local", id),
+            Key::new("zmq", u128::MAX).with_peer("tcp://127.0.0.1:5555"),
+            Key::new("zmq", 0).with_peer("tcp://[::1]:7000"),
+            Key::new("file", id).with_route(Some("big".into())),
+            Key::new("zmq", id)
+                .with_peer("tcp://node-1:7000")
+                .with_route(Some("nested/route".into())),
+            Key::random("multi"),
+        ] {
+            let text = key.to_string();
+            let back: Key = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(back, key, "{text}");
+            assert_eq!(
+                (back.connector(), back.peer(), back.route()),
+                (key.connector(), key.peer(), key.route())
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_text_is_an_error_naming_it() {
+        for bad in [
+            "",
+            "zmq",
+            "zmq:",
+            "zmq:123",
+            ":000000000000000000000000000000ab",
+            "route/:000000000000000000000000000000ab",
+            "zmq:000000000000000000000000000000ab@",
+            "zmq:000000000000000000000000000000abX",
+            "zmq:00000000000000000000000000000g0ab",
+        ] {
+            let err = bad.parse::<Key>().expect_err(bad);
+            assert!(matches!(err, crate::Error::Config { .. }), "{bad}: {err:?}");
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl RedisOptions {
 
     /// The `SCAN MATCH` pattern of this connector's object keys: the prefix with glob
     /// characters escaped, then 32 hex digits.
+    #[cfg(feature = "redis")]
     pub(crate) fn object_pattern(&self) -> String {
         let mut pattern = String::with_capacity(self.prefix.len() + 32 * 8);
         for c in self.prefix.chars() {
@@ -237,6 +238,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn the_object_pattern_escapes_glob_characters() {
         let options = RedisOptions::new("redis://h").with_prefix("a*b?[c]\\:");
         let pattern = options.object_pattern();

@@ -101,20 +101,84 @@ fn stops_on_sigint() {
 }
 
 #[test]
-fn help_and_bad_arguments() {
+fn help_version_and_bad_arguments() {
     let help = Command::new(PEER)
         .arg("--help")
         .output()
         .expect("run proxy-peer");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--bind", "--port", "--timeout", "--max-message-size"] {
+    for flag in [
+        "--bind",
+        "--address",
+        "--port",
+        "--timeout",
+        "--max-message-size",
+        "put",
+        "get",
+        "exists",
+        "evict",
+        "PROXYSTORE_ZMQ_PORT",
+    ] {
         assert!(text.contains(flag), "help does not mention {flag}");
     }
+    let version = Command::new(PEER)
+        .arg("--version")
+        .output()
+        .expect("run proxy-peer");
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("proxy-peer {}", env!("CARGO_PKG_VERSION"))
+    );
     let bad = Command::new(PEER)
         .args(["--port", "nope"])
         .output()
         .expect("run proxy-peer");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid port"));
+}
+
+/// Runs a client command of `proxy-peer`; returns its exit code and standard output.
+fn client(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(PEER)
+        .args(args)
+        .arg("--timeout=2s")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run proxy-peer");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn client_commands_put_get_exists_evict() {
+    let (mut child, endpoint) = start(&["--port=0"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("input.bin");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&input, &data).expect("write input");
+
+    let (code, key) = client(&[
+        "put",
+        input.to_str().expect("utf-8 path"),
+        &format!("--peer={endpoint}"),
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(key.ends_with(&format!("@{endpoint}")), "printed {key:?}");
+
+    let output = dir.path().join("output.bin");
+    let (code, _) = client(&["get", &key, "-o", output.to_str().expect("utf-8 path")]);
+    assert_eq!(code, Some(0));
+    assert_eq!(std::fs::read(&output).expect("read output"), data);
+
+    assert_eq!(client(&["exists", &key]), (Some(0), "true".to_string()));
+    assert_eq!(client(&["evict", &key]).0, Some(0));
+    assert_eq!(client(&["exists", &key]), (Some(1), "false".to_string()));
+    assert_eq!(client(&["get", &key]).0, Some(1), "get of an evicted key");
+
+    signal(&child, libc::SIGTERM);
+    assert!(exits_cleanly(&mut child, Duration::from_secs(5)));
 }

@@ -1,0 +1,266 @@
+//! The command line: serving options at the top level, client commands as subcommands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use proxy_core::{Key, ZmqOptions};
+
+const AFTER_HELP: &str = "\
+Without a subcommand, proxy-peer serves: it prints its endpoint (tcp://HOST:PORT) on the first
+line of standard output and serves until SIGINT or SIGTERM.
+
+Environment (command-line options win):
+  PROXYSTORE_ZMQ_INTERFACE        --bind
+  PROXYSTORE_ZMQ_ADVERTISE        --address
+  PROXYSTORE_ZMQ_PORT             --port (a port or a range A-B)
+  PROXYSTORE_ZMQ_TIMEOUT          --timeout (5s, 250ms, ...)
+  PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE --max-message-size
+  PROXYSTORE_PEER                 --peer of the put command
+  RUST_LOG                        log filter (default info), e.g. RUST_LOG=proxy_core=debug";
+
+/// `proxy-peer`: serve proxy-core objects over ZeroMQ, or operate a running peer.
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxy-peer",
+    version,
+    about = "Serve proxy-core objects over ZeroMQ until SIGINT or SIGTERM, or operate a running peer",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub(crate) struct Cli {
+    /// How to serve (used when no subcommand is given).
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+    /// A client command against a running peer.
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+/// Options of the serving peer.
+#[derive(Debug, Args, PartialEq)]
+pub(crate) struct ServeArgs {
+    /// Interface to bind: an address, a host name, or * / 0.0.0.0 for all [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind: Option<String>,
+    /// Host name or address written into keys [default: the interface, or this host's
+    /// reachable address when binding all interfaces]
+    #[arg(long, value_name = "HOST")]
+    pub(crate) address: Option<String>,
+    /// TCP port, or a range A-B of ports to try [default: 0, chosen by the OS]
+    #[arg(long, value_name = "PORT|A-B", value_parser = parse_ports)]
+    pub(crate) port: Option<(u16, u16)>,
+    #[command(flatten)]
+    pub(crate) limits: Limits,
+}
+
+/// Options shared by the server and the client commands.
+#[derive(Debug, Args, PartialEq)]
+pub(crate) struct Limits {
+    /// Timeout of requests to other peers, in seconds (1.5) or with a unit (250ms, 2m) [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<Duration>,
+    /// Largest message (frame) accepted from the network, in bytes [default: 1073741824]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_message_size: Option<u64>,
+}
+
+/// Client commands: each talks to the peer named in its key, or to `--peer`.
+#[derive(Debug, Subcommand, PartialEq)]
+pub(crate) enum Command {
+    /// Store FILE on a peer and print its key
+    Put {
+        /// The file to store
+        file: PathBuf,
+        /// The peer to store it on (tcp://HOST:PORT, as a serving proxy-peer prints)
+        #[arg(long, env = "PROXYSTORE_PEER", value_name = "ENDPOINT")]
+        peer: String,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Fetch the object of KEY into a file (or standard output)
+    Get {
+        /// A key as `put` prints it
+        key: Key,
+        /// Where to write the object [default: standard output]
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Print whether the object of KEY exists (exit status 0 if it does, 1 if not)
+    Exists {
+        /// A key as `put` prints it
+        key: Key,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Delete the object of KEY from its peer (evicting a missing object is not an error)
+    Evict {
+        /// A key as `put` prints it
+        key: Key,
+        #[command(flatten)]
+        limits: Limits,
+    },
+}
+
+impl Limits {
+    /// `options` with these limits applied on top.
+    pub(crate) fn apply(&self, mut options: ZmqOptions) -> ZmqOptions {
+        if let Some(timeout) = self.timeout {
+            options = options.with_timeout(timeout);
+        }
+        if let Some(size) = self.max_message_size {
+            options = options.with_max_message_size(size);
+        }
+        options
+    }
+}
+
+impl ServeArgs {
+    /// `options` (the environment's) with the command line's choices applied on top.
+    pub(crate) fn apply(&self, mut options: ZmqOptions) -> ZmqOptions {
+        if let Some(bind) = &self.bind {
+            options = options.with_interface(bind.as_str());
+        }
+        if let Some(address) = &self.address {
+            options = options.with_address(address.as_str());
+        }
+        match self.port {
+            Some((port, last)) if port == last => options = options.with_port(port),
+            Some((first, last)) => options = options.with_port_range(first, last),
+            None => {}
+        }
+        self.limits.apply(options)
+    }
+}
+
+/// `7000` or `7000-7099`.
+fn parse_ports(text: &str) -> Result<(u16, u16), String> {
+    let invalid =
+        || format!("invalid port {text:?}: expected a port (0-65535) or a range such as 7000-7099");
+    let port = |part: &str| part.trim().parse::<u16>().map_err(|_| invalid());
+    match text.split_once('-') {
+        Some((first, last)) => {
+            let (first, last) = (port(first)?, port(last)?);
+            if first == 0 || first > last {
+                return Err(invalid());
+            }
+            Ok((first, last))
+        }
+        None => port(text).map(|p| (p, p)),
+    }
+}
+
+/// Seconds (`1.5`) or a duration with a unit (`250ms`, `2m`).
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("invalid timeout {text:?}: not a number of seconds"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid timeout {text:?}: {e} (expected seconds or 250ms, 2m, ...)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("proxy-peer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serving_options_in_both_forms() {
+        for args in [
+            &[
+                "--bind",
+                "0.0.0.0",
+                "--address",
+                "node-1",
+                "--port",
+                "7001",
+                "--timeout",
+                "1.5",
+                "--max-message-size",
+                "1024",
+            ][..],
+            &[
+                "--bind=0.0.0.0",
+                "--address=node-1",
+                "--port=7001",
+                "--timeout=1500ms",
+                "--max-message-size=1024",
+            ],
+        ] {
+            let cli = parse(args).expect("valid");
+            assert_eq!(cli.command, None);
+            let expected = ZmqOptions::default()
+                .with_interface("0.0.0.0")
+                .with_address("node-1")
+                .with_port(7001)
+                .with_timeout(Duration::from_millis(1500))
+                .with_max_message_size(1024);
+            assert_eq!(cli.serve.apply(ZmqOptions::default()), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_port_range() {
+        let cli = parse(&["--port=7000-7099"]).expect("valid");
+        assert_eq!(cli.serve.apply(ZmqOptions::default()).ports(), (7000, 7099));
+    }
+
+    #[test]
+    fn client_commands() {
+        let key = Key::new("zmq", 0xab).with_peer("tcp://127.0.0.1:7000");
+        let text = key.to_string();
+        let cli = parse(&["get", &text, "-o", "out.bin", "--timeout=2s"]).expect("valid");
+        assert_eq!(
+            cli.command,
+            Some(Command::Get {
+                key: key.clone(),
+                output: Some("out.bin".into()),
+                limits: Limits {
+                    timeout: Some(Duration::from_secs(2)),
+                    max_message_size: None
+                },
+            })
+        );
+        for command in ["exists", "evict"] {
+            assert!(parse(&[command, &text]).is_ok(), "{command}");
+        }
+        let put = parse(&["put", "data.bin", "--peer=tcp://127.0.0.1:7000"]).expect("valid");
+        assert!(
+            matches!(put.command, Some(Command::Put { ref peer, .. }) if peer == "tcp://127.0.0.1:7000")
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        for bad in [
+            &["--port"][..],
+            &["--port", "x"],
+            &["--port", "70000"],
+            &["--port", "7100-7000"],
+            &["--timeout", "-1"],
+            &["--timeout", "soon"],
+            &["--frobnicate", "1"],
+            &["get", "not-a-key"],
+            &[
+                "--port=7000",
+                "get",
+                "zmq:000000000000000000000000000000ab@tcp://h:1",
+            ],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

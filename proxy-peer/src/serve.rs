@@ -1,0 +1,60 @@
+//! Serving until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use proxy_core::{Connector, ZmqOptions};
+
+use crate::cli::ServeArgs;
+
+/// Serves with `args` (over the environment's settings) until a termination signal.
+pub(crate) fn serve(args: &ServeArgs) -> proxy_core::Result<ExitCode> {
+    let options = args.apply(ZmqOptions::from_env()?);
+    // Before any thread starts.
+    let signals = block_termination_signals();
+    let connector = options.build()?;
+    let endpoint = connector.endpoint().unwrap_or_default().to_string();
+    {
+        let mut stdout = std::io::stdout().lock();
+        // If nobody reads our endpoint there is nobody to tell.
+        let _ = writeln!(stdout, "{endpoint}");
+        let _ = stdout.flush();
+    }
+    tracing::info!(%endpoint, "serving");
+
+    let signal = wait_for_signal(&signals);
+    let objects = connector.object_count().unwrap_or(0);
+    let rejected = connector.rejected_requests();
+    connector.close()?;
+    tracing::info!(
+        signal,
+        %endpoint,
+        objects_dropped = objects,
+        rejected_requests = rejected,
+        "stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks SIGINT and SIGTERM in this thread, and so in every thread started after it (the
+/// server thread and libzmq's I/O threads), so that [`wait_for_signal`] receives them.
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: `sigset_t` is plain data that `sigemptyset` initialises; the calls only read
+    // and write the set and this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits until one of the signals in `set` arrives and returns it.
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut signal = 0;
+    // SAFETY: `set` is initialised and `signal` is a valid place to write the signal number.
+    while unsafe { libc::sigwait(set, &mut signal) } != 0 {}
+    signal
+}
