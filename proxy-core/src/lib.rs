@@ -60,7 +60,7 @@ pub use connectors::{FileConnector, LocalConnector, MultiConnector, RedisOptions
 pub use connectors::{ZmqConfig, ZmqConnector, ZmqOptions};
 pub use error::{Error, ErrorKind, KeyContext, Result};
 pub use key::Key;
-pub use metrics::{MetricsSnapshot, OpStats};
+pub use metrics::{KeyMetrics, MetricsSnapshot, OpStats, DEFAULT_METRICS_KEYS};
 pub use owned::OwnedProxy;
 pub use proxy::{Prefetch, Proxy};
 pub use registry::{

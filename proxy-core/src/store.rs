@@ -13,7 +13,7 @@ use crate::config::ConnectorConfig;
 use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::key::Key;
-use crate::metrics::{Metrics, MetricsSnapshot, Op};
+use crate::metrics::{Metrics, MetricsSnapshot, Op, DEFAULT_METRICS_KEYS};
 use crate::owned::OwnedProxy;
 use crate::proxy::Proxy;
 
@@ -32,6 +32,22 @@ pub struct StoreConfig {
     pub cache_size: usize,
     /// Whether to collect [`metrics`](Store::metrics).
     pub metrics: bool,
+    /// How many keys the metrics follow individually
+    /// ([`StoreBuilder::with_metrics_keys`]).
+    #[serde(default = "default_metrics_keys")]
+    pub metrics_keys: usize,
+    /// Whether [`Store::proxy`] returns proxies that already hold their value
+    /// ([`StoreBuilder::with_populate_target`]).
+    #[serde(default = "default_populate_target")]
+    pub populate_target: bool,
+}
+
+fn default_metrics_keys() -> usize {
+    DEFAULT_METRICS_KEYS
+}
+
+fn default_populate_target() -> bool {
+    true
 }
 
 /// A named store of Rust objects over a [`Connector`].
@@ -86,6 +102,8 @@ pub struct StoreBuilder {
     connector: Arc<dyn Connector>,
     cache_size: usize,
     metrics: bool,
+    metrics_keys: usize,
+    populate_target: bool,
 }
 
 impl StoreBuilder {
@@ -110,6 +128,25 @@ impl StoreBuilder {
         Ok(store)
     }
 
+    /// How many keys the metrics follow individually (default [`DEFAULT_METRICS_KEYS`]; the
+    /// least recently used key is forgotten when a new one comes; 0 turns the per-key view
+    /// off). The store-wide totals count every operation whatever this bound.
+    pub fn with_metrics_keys(mut self, keys: usize) -> Self {
+        self.metrics_keys = keys;
+        self
+    }
+
+    /// Whether [`Store::proxy`] (and [`proxy_with`](Store::proxy_with),
+    /// [`proxy_batch`](Store::proxy_batch), [`owned_proxy`](Store::owned_proxy)) returns a
+    /// proxy that already holds the value (`true`, the default, ProxyStore's
+    /// `populate_target=True`), or one that fetches it on first use like a proxy received
+    /// from elsewhere (`false`: the value is moved into the codec and not kept). Carried in
+    /// the store's config, so a rebuilt store behaves the same.
+    pub fn with_populate_target(mut self, populate: bool) -> Self {
+        self.populate_target = populate;
+        self
+    }
+
     /// The store.
     pub fn build(self) -> Store {
         let config = StoreConfig {
@@ -117,6 +154,8 @@ impl StoreBuilder {
             connector: self.connector.config(),
             cache_size: self.cache_size,
             metrics: self.metrics,
+            metrics_keys: self.metrics_keys,
+            populate_target: self.populate_target,
         };
         Store {
             inner: Arc::new(Inner {
@@ -124,7 +163,7 @@ impl StoreBuilder {
                 connector: self.connector,
                 config: Arc::new(config),
                 cache: ObjectCache::new(self.cache_size),
-                metrics: self.metrics.then(Metrics::default),
+                metrics: self.metrics.then(|| Metrics::new(self.metrics_keys)),
             }),
         }
     }
@@ -148,6 +187,8 @@ impl Store {
             connector,
             cache_size: DEFAULT_CACHE_SIZE,
             metrics: false,
+            metrics_keys: DEFAULT_METRICS_KEYS,
+            populate_target: true,
         }
     }
 
@@ -160,6 +201,8 @@ impl Store {
         Ok(Store::builder_arc(config.name.clone(), connector)
             .with_cache_size(config.cache_size)
             .with_metrics(config.metrics)
+            .with_metrics_keys(config.metrics_keys)
+            .with_populate_target(config.populate_target)
             .build())
     }
 
@@ -192,10 +235,18 @@ impl Store {
         move |e| e.in_store(&self.inner.name, key.as_ref())
     }
 
-    fn record(&self, op: Op, bytes: usize, started: Option<Instant>) {
+    /// Counts one operation on `keys` (a batch when several; none when unknown), store-wide
+    /// and per key.
+    fn record_keys(&self, op: Op, keys: &[&Key], bytes: usize, started: Option<Instant>) {
         if let (Some(metrics), Some(started)) = (&self.inner.metrics, started) {
-            metrics.record(op, bytes, started);
+            metrics.record_keys(op, keys, bytes, started);
         }
+    }
+
+    /// Whether [`proxy`](Store::proxy) returns proxies that hold their value
+    /// ([`StoreBuilder::with_populate_target`]).
+    pub fn populate_target(&self) -> bool {
+        self.inner.config.populate_target
     }
 
     fn start(&self) -> Option<Instant> {
@@ -216,7 +267,12 @@ impl Store {
             .connector
             .get(key)
             .map_err(self.context(Some(key)))?;
-        self.record(Op::Get, bytes.as_ref().map_or(0, Bytes::len), started);
+        self.record_keys(
+            Op::Get,
+            &[key],
+            bytes.as_ref().map_or(0, Bytes::len),
+            started,
+        );
         Ok(bytes)
     }
 
@@ -248,7 +304,7 @@ impl Store {
             .connector
             .put(bytes)
             .map_err(self.context(None))?;
-        self.record(Op::Put, len, started);
+        self.record_keys(Op::Put, &[&key], len, started);
         Ok(key)
     }
 
@@ -280,12 +336,12 @@ impl Store {
             .get(key)
             .map_err(self.context(Some(key)))?
         else {
-            self.record(Op::Get, 0, started);
+            self.record_keys(Op::Get, &[key], 0, started);
             return Ok(None);
         };
         let len = bytes.len();
         let value = Arc::new(C::decode(bytes).map_err(self.context(Some(key)))?);
-        self.record(Op::Get, len, started);
+        self.record_keys(Op::Get, &[key], len, started);
         self.cache_unless_evicted(epoch, key, &value);
         Ok(Some(value))
     }
@@ -318,7 +374,7 @@ impl Store {
                 out[i] = Some(value);
             }
         }
-        self.record(Op::Get, total, started);
+        self.record_keys(Op::Get, &asked.iter().collect::<Vec<_>>(), total, started);
         Ok(out)
     }
 
@@ -338,7 +394,7 @@ impl Store {
     fn cached<T: Send + Sync + 'static>(&self, key: &Key) -> Option<Arc<T>> {
         let hit = self.inner.cache.get::<T>(key);
         if let Some(metrics) = &self.inner.metrics {
-            metrics.cache(hit.is_some());
+            metrics.cache(key, hit.is_some());
         }
         hit
     }
@@ -346,6 +402,9 @@ impl Store {
     /// Whether an object is stored under `key` (a cached object counts as stored).
     pub fn exists(&self, key: &Key) -> Result<bool> {
         if self.inner.cache.contains(key) {
+            if let Some(metrics) = &self.inner.metrics {
+                metrics.exists_cached(key);
+            }
             return Ok(true);
         }
         let started = self.start();
@@ -354,7 +413,7 @@ impl Store {
             .connector
             .exists(key)
             .map_err(self.context(Some(key)))?;
-        self.record(Op::Exists, 0, started);
+        self.record_keys(Op::Exists, &[key], 0, started);
         Ok(found)
     }
 
@@ -369,7 +428,7 @@ impl Store {
             .connector
             .evict(key)
             .map_err(self.context(Some(key)))?;
-        self.record(Op::Evict, 0, started);
+        self.record_keys(Op::Evict, &[key], 0, started);
         Ok(())
     }
 
@@ -385,9 +444,11 @@ impl Store {
         self.inner.cache.contains(key)
     }
 
-    /// Stores `obj` and returns a proxy to it. The proxy starts resolved (it holds `obj`), so
-    /// using it in this process costs nothing; serializing it writes only the key and the
-    /// store's config, and a deserialized copy fetches the object on first use.
+    /// Stores `obj` and returns a proxy to it. By default the proxy starts resolved (it holds
+    /// `obj`), so using it in this process costs nothing; serializing it writes only the key
+    /// and the store's config, and a deserialized copy fetches the object on first use. A
+    /// store built [`with_populate_target(false)`](StoreBuilder::with_populate_target) returns
+    /// an unresolved proxy instead (like [`proxy_lazy`](Store::proxy_lazy)).
     pub fn proxy<T>(&self, obj: T) -> Result<Proxy<T>>
     where
         T: Send + Sync + 'static,
@@ -402,6 +463,10 @@ impl Store {
         T: Send + Sync + 'static,
         C: Codec<T>,
     {
+        if !self.populate_target() {
+            let key = self.put_owned::<T, C>(obj)?;
+            return Ok(Proxy::from_store(self.clone(), key));
+        }
         // Encode from a shared reference so the proxy can keep the value itself. Byte
         // buffers (`Bytes`) are shared, not copied, by the default codec.
         let key = self.put_with::<T, C>(&obj)?;
@@ -454,7 +519,9 @@ impl Store {
         Ok(Proxy::<T, C>::from_store(self.clone(), key).evicting_on_read())
     }
 
-    /// Stores several objects with one [`Connector::put_batch`] and returns their proxies.
+    /// Stores several objects with one [`Connector::put_batch`] and returns their proxies
+    /// (resolved unless the store was built
+    /// [`with_populate_target(false)`](StoreBuilder::with_populate_target)).
     pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T>>>
     where
         T: Send + Sync + 'static,
@@ -472,11 +539,18 @@ impl Store {
             .connector
             .put_batch(encoded)
             .map_err(self.context(None))?;
-        self.record(Op::Put, len, started);
+        self.record_keys(Op::Put, &keys.iter().collect::<Vec<_>>(), len, started);
+        let populate = self.populate_target();
         Ok(keys
             .into_iter()
             .zip(objs)
-            .map(|(key, obj)| Proxy::resolved(self.clone(), key, Arc::new(obj)))
+            .map(|(key, obj)| {
+                if populate {
+                    Proxy::resolved(self.clone(), key, Arc::new(obj))
+                } else {
+                    Proxy::from_store(self.clone(), key)
+                }
+            })
             .collect())
     }
 
