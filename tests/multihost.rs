@@ -1,0 +1,448 @@
+//! A timely cluster whose processes run on separate simulated hosts: each process in its own
+//! Linux network namespace, made by this test, with its own address on a bridge that only
+//! these namespaces share (loopback is not shared). The proxies cross between namespaces
+//! over ZeroMQ, to the addresses each process binds and advertises.
+//!
+//! The network: one "switch" namespace holding a bridge, and one namespace per host joined
+//! to it by a veth pair, with address `10.231.0.(N+1)/24` on its `eth0`. Nothing is added
+//! to the namespace the test runs in, and no traffic leaves the namespaces it made; they
+//! are removed at the end, also when the test fails. Names carry the test's PID, so
+//! parallel runs do not clash.
+//!
+//! Making namespaces needs root (CAP_NET_ADMIN) and `ip` (iproute2). Without them the tests
+//! skip with one printed line, unless `PROXYSTORE_TESTS_REQUIRE_ALL=1` (set by `.ci/run`)
+//! makes that a failure.
+//!
+//! The test re-executes its own binary inside each namespace: the `host_process` test
+//! (ignored unless run on purpose) plays one timely process, configured through environment
+//! variables (the `PROXYSTORE_ZMQ_*` ones, as a user would set them on each machine).
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dataflow_plugin::{ProxyRecords, Resolve};
+use proxy_core::testing::require_or_skip;
+use proxy_core::{register_store, Connector, Proxy, Store, ZmqOptions};
+use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
+
+const RECORDS: u64 = 24;
+const LEN: usize = 64 * 1024;
+/// Timely's port on every simulated host (each namespace has its own ports).
+const TIMELY_PORT: u16 = 2101;
+/// The ports the ZeroMQ peer of host `index` may bind: a range of its own, so that even the
+/// loopback mistake below gives every peer a different endpoint. (When every host binds
+/// 127.0.0.1 on the same port, other hosts' keys look like this host's own: see the README.)
+fn zmq_ports(index: usize) -> (u16, u16) {
+    let first = 7000 + 10 * index as u16;
+    (first, first + 9)
+}
+/// How long a whole cluster may take before the test calls it a hang.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn record(i: u64) -> Vec<u8> {
+    let mut data = vec![(i * 13 % 251) as u8; LEN];
+    data[..8].copy_from_slice(&i.to_le_bytes());
+    data
+}
+
+/// The address of simulated host `index`.
+fn host_address(index: usize) -> String {
+    format!("10.231.0.{}", index + 1)
+}
+
+/// Runs `ip` with `args`; `Err` with its error output if it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output: Output = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run `ip` (iproute2): {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// The namespaces of one simulated network; dropping it deletes them (and with them the
+/// bridge and the veth pairs).
+struct Network {
+    switch: String,
+    hosts: Vec<String>,
+}
+
+const PREFIX: &str = "pstest";
+
+impl Network {
+    /// `hosts` namespaces joined by a bridge in a switch namespace, named after this
+    /// process and `case`.
+    fn create(case: &str, hosts: usize) -> Result<Network, String> {
+        remove_stale_namespaces();
+        let base = format!("{PREFIX}-{}-{case}", std::process::id());
+        let mut network = Network {
+            switch: format!("{base}-sw"),
+            hosts: Vec::new(),
+        };
+        ip(&["netns", "add", &network.switch])?;
+        let sw = network.switch.clone();
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        for index in 0..hosts {
+            let host = format!("{base}-h{index}");
+            ip(&["netns", "add", &host])?;
+            network.hosts.push(host.clone());
+            let port = format!("p{index}");
+            ip(&[
+                "link", "add", "eth0", "netns", &host, "type", "veth", "peer", "name", &port,
+                "netns", &sw,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &sw, "link", "set", &port, "up"])?;
+            let address = format!("{}/24", host_address(index));
+            ip(&["-n", &host, "addr", "add", &address, "dev", "eth0"])?;
+            ip(&["-n", &host, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &host, "link", "set", "lo", "up"])?;
+        }
+        Ok(network)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for name in self.hosts.iter().chain(std::iter::once(&self.switch)) {
+            if let Err(e) = ip(&["netns", "delete", name]) {
+                // Not `eprintln!`: the harness would swallow it for a passing test.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "multihost: could not remove {name}: {e}");
+            }
+        }
+    }
+}
+
+/// Deletes namespaces left by earlier runs that were killed before they could clean up
+/// (their PID no longer exists).
+fn remove_stale_namespaces() {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid).exists();
+        if !alive {
+            let _ = ip(&["netns", "delete", name]);
+        }
+    }
+}
+
+/// The network for a test, or `None` (after printing a skip line) when this machine cannot
+/// make namespaces.
+fn network_or_skip(case: &str, hosts: usize) -> Option<Network> {
+    require_or_skip(
+        "the multi-host tests (tests/multihost.rs)",
+        "run them as root with iproute2 installed: sudo -E cargo test --test multihost",
+        Network::create(case, hosts),
+    )
+}
+
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How one cluster run ended.
+struct Run {
+    /// Each process's exit success, report and error output.
+    processes: Vec<(bool, String, String)>,
+    elapsed: Duration,
+}
+
+/// Starts one timely process per host of `network`, each inside its namespace with `env`
+/// (plus its own `PROXYSTORE_ZMQ_INTERFACE` if `bind_own_address`), and waits for all.
+/// When one fails the others are stopped.
+fn run_cluster(network: &Network, bind_own_address: bool, env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let processes = network.hosts.len();
+    let addresses: Vec<String> = (0..processes)
+        .map(|i| format!("{}:{TIMELY_PORT}", host_address(i)))
+        .collect();
+    let exe = std::env::current_exe().expect("test binary");
+    let started = Instant::now();
+    let mut children = Children(Vec::new());
+    for (process, namespace) in network.hosts.iter().enumerate() {
+        let stderr = File::create(stderr_path(dir.path(), process)).expect("stderr file");
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", namespace])
+            .arg(&exe)
+            .args([
+                "--exact",
+                "host_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("MH_PROCESS", process.to_string())
+            .env("MH_ADDRESSES", addresses.join(","))
+            .env("MH_REPORT", report_path(dir.path(), process))
+            // The same secret on every process of the cluster.
+            .env("PROXYSTORE_SECRET", "multihost-test-secret-4f1c9a")
+            .env("PROXYSTORE_ZMQ_PORT", {
+                let (first, last) = zmq_ports(process);
+                format!("{first}-{last}")
+            })
+            .env_remove("PROXYSTORE_ZMQ_INTERFACE")
+            .env_remove("PROXYSTORE_ZMQ_ADVERTISE")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr));
+        if bind_own_address {
+            command.env("PROXYSTORE_ZMQ_INTERFACE", host_address(process));
+        }
+        children
+            .0
+            .push(command.spawn().expect("start a process in its namespace"));
+    }
+    let mut status: Vec<Option<bool>> = vec![None; processes];
+    while status.iter().any(Option::is_none) {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the cluster hung: no result after {DEADLINE:?} (done: {status:?})"
+        );
+        for (process, child) in children.0.iter_mut().enumerate() {
+            if status[process].is_none() {
+                if let Some(exit) = child.try_wait().expect("wait") {
+                    status[process] = Some(exit.success());
+                }
+            }
+        }
+        if status.contains(&Some(false)) {
+            break; // the others may wait forever for the failed one
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    drop(children);
+    Run {
+        processes: (0..processes)
+            .map(|p| {
+                (
+                    status[p] == Some(true),
+                    std::fs::read_to_string(report_path(dir.path(), p)).unwrap_or_default(),
+                    std::fs::read_to_string(stderr_path(dir.path(), p)).unwrap_or_default(),
+                )
+            })
+            .collect(),
+        elapsed,
+    }
+}
+
+fn report_path(dir: &Path, process: usize) -> PathBuf {
+    dir.join(format!("report-{process}.txt"))
+}
+
+fn stderr_path(dir: &Path, process: usize) -> PathBuf {
+    dir.join(format!("stderr-{process}.txt"))
+}
+
+/// The words after `tag` on each line of `report` that starts with it.
+fn tagged<'a>(report: &'a str, tag: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    report
+        .lines()
+        .filter_map(move |line| line.strip_prefix(tag)?.strip_prefix(' '))
+}
+
+fn cluster_across_hosts(case: &str, hosts: usize) {
+    let Some(network) = network_or_skip(case, hosts) else {
+        return;
+    };
+    let run = run_cluster(&network, true, &[]);
+    for (process, (ok, report, stderr)) in run.processes.iter().enumerate() {
+        assert!(ok, "process {process} failed:\n{stderr}\nreport:\n{report}");
+    }
+    let mut seen: Vec<u64> = Vec::new();
+    let mut crossed = false;
+    for (process, (_, report, _)) in run.processes.iter().enumerate() {
+        let own = format!("tcp://{}:", host_address(process));
+        // The keys a process writes name its own namespace's address, in the port range.
+        let made: Vec<&str> = tagged(report, "made-on").collect();
+        assert!(!made.is_empty(), "process {process} made no proxies");
+        for peer in &made {
+            assert!(peer.starts_with(&own), "process {process} wrote {peer}");
+            let port: u16 = peer[own.len()..].parse().expect("port");
+            let (first, last) = zmq_ports(process);
+            assert!((first..=last).contains(&port), "{peer}");
+        }
+        for peer in tagged(report, "received-from") {
+            crossed |= !peer.starts_with(&own);
+        }
+        seen.extend(tagged(report, "seen").map(|id| id.parse::<u64>().expect("id")));
+        let left: Vec<&str> = tagged(report, "left").collect();
+        assert_eq!(left, ["0"], "process {process} ends with objects: {report}");
+    }
+    assert!(crossed, "no proxy crossed between hosts");
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..RECORDS).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
+    assert!(run.elapsed < DEADLINE);
+}
+
+#[test]
+fn two_hosts_every_record_once_and_every_peer_empty() {
+    cluster_across_hosts("two", 2);
+}
+
+#[test]
+fn three_hosts_every_record_once_and_every_peer_empty() {
+    cluster_across_hosts("three", 3);
+}
+
+#[test]
+fn binding_loopback_by_mistake_fails_naming_the_address_with_a_hint() {
+    let Some(network) = network_or_skip("loop", 2) else {
+        return;
+    };
+    // Nobody sets PROXYSTORE_ZMQ_INTERFACE: every peer binds (and advertises) 127.0.0.1 of
+    // its own namespace, which the other host cannot reach.
+    let run = run_cluster(&network, false, &[("PROXYSTORE_ZMQ_TIMEOUT", "1s")]);
+    let failed: Vec<&String> = run
+        .processes
+        .iter()
+        .filter(|(ok, _, _)| !ok)
+        .map(|(_, _, stderr)| stderr)
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "keys naming loopback crossed hosts without an error"
+    );
+    assert!(
+        failed.iter().any(|stderr| {
+            stderr.contains("peer tcp://127.0.0.1:7")
+                && stderr.contains("loopback address")
+                && stderr.contains("PROXYSTORE_ZMQ_INTERFACE")
+        }),
+        "no failure names the loopback peer with a hint: {failed:#?}"
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(30),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+/// One process of a cluster; does nothing unless started by `run_cluster`.
+#[test]
+#[ignore = "started by the multi-host tests inside a network namespace"]
+fn host_process() {
+    let Ok(process) = std::env::var("MH_PROCESS") else {
+        return;
+    };
+    let process: usize = process.parse().expect("MH_PROCESS");
+    let addresses: Vec<String> = std::env::var("MH_ADDRESSES")
+        .expect("MH_ADDRESSES")
+        .split(',')
+        .map(String::from)
+        .collect();
+    let processes = addresses.len() as u64;
+    let report = PathBuf::from(std::env::var("MH_REPORT").expect("MH_REPORT"));
+
+    // What a user writes on every machine: settings from the environment.
+    let connector = ZmqOptions::from_env()
+        .expect("PROXYSTORE_ZMQ_* variables")
+        .build()
+        .expect("zmq peer");
+    let connector: Arc<dyn Connector> = Arc::new(connector);
+    let store = Store::builder_arc("multihost", connector.clone())
+        .with_cache_size(0)
+        .build();
+    register_store(&store).expect("register");
+    let lines = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let sink = lines.clone();
+
+    let config = timely::Config {
+        communication: timely::CommunicationConfig::Cluster {
+            threads: 1,
+            process,
+            addresses,
+            report: false,
+            zerocopy: false,
+        },
+        worker: timely::WorkerConfig::default(),
+    };
+    timely::execute(config, move |worker| {
+        let store = store.clone();
+        let (made, received, seen) = (sink.clone(), sink.clone(), sink.clone());
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(move |scope| {
+            let (input, stream) = scope.new_input::<Vec<Vec<u8>>>();
+            let probe = stream
+                .proxy(&store)
+                .inspect(move |p| {
+                    let peer = Proxy::key(p).peer().unwrap_or("(none)");
+                    made.lock().expect("lock").insert(format!("made-on {peer}"));
+                })
+                .exchange(|p| Proxy::key(p).id() as u64)
+                .inspect(move |p| {
+                    let peer = Proxy::key(p).peer().unwrap_or("(none)");
+                    received
+                        .lock()
+                        .expect("lock")
+                        .insert(format!("received-from {peer}"));
+                })
+                .resolve()
+                .inspect(move |data| {
+                    let i = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
+                    assert!(*data == record(i), "record {i} corrupted");
+                    let fresh = seen.lock().expect("lock").insert(format!("seen {i}"));
+                    assert!(fresh, "record {i} arrived twice");
+                })
+                .probe()
+                .0;
+            (input, probe)
+        });
+        // Every host produces its share, so proxies cross in every direction.
+        for i in (0..RECORDS).filter(|i| i % processes == process as u64) {
+            input.send(record(i));
+        }
+        input.advance_to(1);
+        while probe.less_than(input.time()) {
+            worker.step_or_park(Some(Duration::from_millis(100)));
+        }
+    })
+    .expect("execute")
+    .join()
+    .into_iter()
+    .for_each(|r| r.expect("worker failed"));
+
+    let mut lines: Vec<String> = lines.lock().expect("lock").iter().cloned().collect();
+    lines.push(format!(
+        "left {}",
+        connector.object_count().unwrap_or(usize::MAX)
+    ));
+    std::fs::write(&report, lines.join("\n") + "\n").expect("write report");
+}
