@@ -1,7 +1,7 @@
 //! Set-up shared by the examples (not every example uses every item).
 #![allow(dead_code)]
 
-use proxy_core::{register_store, Store, ZmqConnector};
+use proxy_core::{register_store, Store, ZmqConnector, ZmqOptions};
 
 /// Timely's command-line arguments for this run: those given, or two worker threads.
 pub(crate) fn timely_args() -> Vec<String> {
@@ -15,8 +15,11 @@ pub(crate) fn timely_args() -> Vec<String> {
 
 /// A store named `name` over this process's embedded ZeroMQ peer, registered so that
 /// proxies arriving from other processes find it. No cache: each value is read once.
+///
+/// The peer binds and advertises as the `PROXYSTORE_ZMQ_*` variables say (loopback by
+/// default; on a cluster of machines set `PROXYSTORE_ZMQ_INTERFACE` on each one).
 pub(crate) fn embedded_store(name: &str) -> Result<(ZmqConnector, Store), proxy_core::Error> {
-    let connector = ZmqConnector::new()?;
+    let connector = ZmqOptions::from_env()?.build()?;
     let store = Store::builder(name, connector.clone())
         .with_cache_size(0)
         .build();
