@@ -54,12 +54,18 @@ pub fn main() -> ExitCode {
 
 /// Every point of the run, repetitions outermost and modes innermost, so that the modes of
 /// one (workload, size) run next to each other and share the machine's current noise.
+///
+/// Each repetition starts the list of modes one place further on (rep 0: `a b c`, rep 1:
+/// `b c a`, ...), so that no mode always runs right after the same other one: a mode that
+/// always ran second (after a mode that leaves the machine busy freeing memory, say) would
+/// carry that position's cost in every repetition and its median.
 pub fn points(options: &Options) -> Vec<Point> {
     let mut points = Vec::new();
+    let modes = options.modes.len().max(1);
     for rep in 0..options.reps {
         for &workload in &options.workloads {
             for &size in &options.sizes {
-                for &mode in &options.modes {
+                for &mode in options.modes.iter().cycle().skip(rep % modes).take(modes) {
                     points.push(Point {
                         workload,
                         mode,
@@ -158,4 +164,33 @@ fn write_reports(options: &Options, outcomes: &[Outcome]) -> Result<bool, String
         }
     }
     Ok(outcomes.iter().all(|o| o.result.is_ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workloads::{Mode, Workload};
+    use super::*;
+
+    #[test]
+    fn every_mode_takes_every_place_in_turn() {
+        let options = Options {
+            modes: vec![Mode::NativeBytes, Mode::Proxy, Mode::Auto],
+            workloads: vec![Workload::Scatter],
+            sizes: vec![1 << 20],
+            reps: 3,
+            ..Options::default()
+        };
+        let order: Vec<Vec<Mode>> = points(&options)
+            .chunks(3)
+            .map(|rep| rep.iter().map(|p| p.mode).collect())
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                vec![Mode::NativeBytes, Mode::Proxy, Mode::Auto],
+                vec![Mode::Proxy, Mode::Auto, Mode::NativeBytes],
+                vec![Mode::Auto, Mode::NativeBytes, Mode::Proxy],
+            ]
+        );
+    }
 }
