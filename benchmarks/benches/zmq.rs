@@ -16,6 +16,9 @@
 //!
 //! The two sides alternate get by get so that machine noise hits both alike; compare the
 //! ratios, which come from the same run. Set `ZMQ_BENCH_QUICK=1` for a short smoke run.
+//!
+//! Last, many readers: N = 1, 2, 4, 8 threads fetching distinct 1 MiB objects from one peer
+//! at once, aggregate GB/s against raw ZeroMQ with the same N (`zmq_bench/many_readers.rs`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::raw::c_void;
@@ -24,6 +27,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxy_core::{Connector, Key, ZmqConnector, ZmqOptions};
+
+#[path = "zmq_bench/many_readers.rs"]
+mod many_readers;
 
 const SIZES: [(usize, &str, usize); 3] = [
     (1 << 10, "1 KiB", 2000),
@@ -175,6 +181,9 @@ fn main() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return serve_peer();
     }
+    if std::env::var_os(many_readers::CHILD_ENV).is_some() {
+        return many_readers::serve_peer();
+    }
     let quick = std::env::var_os("ZMQ_BENCH_QUICK").is_some();
     let peer = Peer::spawn();
     let reader = ZmqConnector::client(ZmqOptions::default()).expect("reader");
@@ -283,4 +292,8 @@ fn main() {
         fmt_time(serial),
         serial.as_secs_f64() / batch.as_secs_f64()
     );
+
+    drop(peer);
+
+    many_readers::run(quick);
 }

@@ -1,6 +1,7 @@
 //! `ZmqConnector`: objects served peer to peer over ZeroMQ.
 //!
 //! - `options`: how a peer binds and waits ([`ZmqOptions`]) and what travels ([`ZmqConfig`]);
+//! - `context`: the process's ZeroMQ context and its I/O threads;
 //! - `wire`: the versioned wire format;
 //! - `frame`: payload frames without copies;
 //! - `objects`: the map of objects a peer serves;
@@ -8,6 +9,7 @@
 //! - `client`: per-thread `DEALER` sockets and pipelined requests.
 
 mod client;
+mod context;
 mod frame;
 mod objects;
 mod options;
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 
 use self::client::{exchange, Answer, Request};
+use self::context::context;
 use self::options::Placement;
 pub use self::options::{ZmqConfig, ZmqOptions};
 use self::server::PeerServer;
@@ -30,12 +33,6 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 
 const KIND: &str = "zmq";
-
-/// The process's one ZeroMQ context, shared by every server and client socket.
-fn context() -> zmq::Context {
-    static CONTEXT: OnceLock<zmq::Context> = OnceLock::new();
-    CONTEXT.get_or_init(zmq::Context::new).clone()
-}
 
 /// Objects served peer to peer: each process keeps the objects it puts and serves them to
 /// the others over ZeroMQ.
@@ -180,6 +177,42 @@ impl ZmqConnector {
     /// from [`ZmqOptions::default`] and finish with [`ZmqOptions::build`]).
     pub fn options(&self) -> &ZmqOptions {
         &self.inner.options
+    }
+
+    /// Sets how many libzmq I/O threads this process's ZeroMQ context runs (the threads that
+    /// move every byte of every connection, server and clients alike). It must be called
+    /// before the process first uses a ZeroMQ connector: the context is shared by all of
+    /// them and created then; afterwards asking for another count is an [`Error::Config`].
+    ///
+    /// Without it, `PROXYSTORE_ZMQ_IO_THREADS` (1 to 64) decides, else
+    /// [`default_io_threads`](Self::default_io_threads) (one per four cores, 1 to 4). A peer
+    /// that serves many readers at once needs several: with one, every reply goes out through
+    /// one thread.
+    ///
+    /// ```
+    /// use proxy_core::ZmqConnector;
+    ///
+    /// // Once the context exists, only the count it runs is accepted.
+    /// let running = ZmqConnector::io_threads();
+    /// assert!(ZmqConnector::set_io_threads(running).is_ok());
+    /// assert!(ZmqConnector::set_io_threads(running + 1).is_err());
+    /// ```
+    pub fn set_io_threads(threads: usize) -> Result<()> {
+        context::set_io_threads(threads)
+    }
+
+    /// The I/O thread count used when neither [`set_io_threads`](Self::set_io_threads) nor
+    /// `PROXYSTORE_ZMQ_IO_THREADS` says otherwise: one per four cores, from 1 to 4 (libzmq's
+    /// guide suggests about one per GB/s moved; on a small machine more threads only compete
+    /// with the application for the cores).
+    pub fn default_io_threads() -> usize {
+        context::default_io_threads()
+    }
+
+    /// How many libzmq I/O threads this process's ZeroMQ context runs (see
+    /// [`set_io_threads`](Self::set_io_threads)); creates the context if needed.
+    pub fn io_threads() -> usize {
+        context::io_threads()
     }
 
     /// How many malformed or refused requests this peer's server has answered with an error.
