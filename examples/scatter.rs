@@ -81,6 +81,7 @@ fn parse(args: &[String]) -> Result<Params, String> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
+    common::init_logging();
     if let Ok(process) = std::env::var("SCATTER_PROCESS") {
         return child(process.parse()?);
     }

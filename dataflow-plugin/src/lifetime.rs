@@ -126,7 +126,7 @@ impl<T: Timestamp> Tracker<T> {
             if let Err(e) = self.store.evict(&key) {
                 // Eviction runs inside the dataflow's scheduling, where no caller can receive an
                 // error: report it and go on (the object leaks rather than the dataflow failing).
-                eprintln!("dataflow-plugin: could not evict {key}: {e}");
+                tracing::warn!(store = %self.store.name(), %key, error = %e, "could not evict a released object: it leaks");
             }
         }
     }

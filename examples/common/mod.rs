@@ -3,6 +3,17 @@
 
 use proxy_core::{register_store, Store, ZmqConnector, ZmqOptions};
 
+/// Logs to standard error, filtered by `RUST_LOG` (default `warn`); `RUST_LOG=debug` shows
+/// every put, get, resolve and evict.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Timely's command-line arguments for this run: those given, or two worker threads.
 pub(crate) fn timely_args() -> Vec<String> {
     let args: Vec<String> = std::env::args().skip(1).collect();

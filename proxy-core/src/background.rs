@@ -37,7 +37,7 @@ fn pool() -> &'static Sender<Job> {
                     }
                 });
             if let Err(e) = spawned {
-                eprintln!("proxy-core: could not start fetch thread {i}: {e}");
+                tracing::warn!(thread = i, error = %e, "could not start a fetch thread");
             }
         }
         sender

@@ -58,7 +58,7 @@ where
         let evicted = Proxy::store(&self.proxy).and_then(|store| store.evict(key));
         if let Err(e) = evicted {
             // Drop cannot return an error; say what leaked and why.
-            eprintln!("proxy-core: could not evict owned object {key}: {e}");
+            tracing::warn!(%key, error = %e, "could not evict an owned object: it leaks");
         }
     }
 }

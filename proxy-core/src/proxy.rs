@@ -186,6 +186,7 @@ where
         }
         let store = Self::store(self)?;
         let key = &self.inner.key;
+        tracing::debug!(store = %store.name(), %key, "resolve");
         let value = store
             .get_with::<T, C>(key)?
             .ok_or_else(|| Error::NotFound {

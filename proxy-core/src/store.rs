@@ -267,6 +267,7 @@ impl Store {
             .connector
             .get(key)
             .map_err(self.context(Some(key)))?;
+        tracing::debug!(store = %self.inner.name, %key, bytes = ?len, "get bytes");
         self.record_keys(
             Op::Get,
             &[key],
@@ -304,6 +305,7 @@ impl Store {
             .connector
             .put(bytes)
             .map_err(self.context(None))?;
+        tracing::debug!(store = %self.inner.name, %key, bytes = len, "put");
         self.record_keys(Op::Put, &[&key], len, started);
         Ok(key)
     }
@@ -326,6 +328,7 @@ impl Store {
         C: Codec<T>,
     {
         if let Some(hit) = self.cached::<T>(key) {
+            tracing::debug!(store = %self.inner.name, %key, "get: cached");
             return Ok(Some(hit));
         }
         let started = self.start();
@@ -336,10 +339,12 @@ impl Store {
             .get(key)
             .map_err(self.context(Some(key)))?
         else {
+            tracing::debug!(store = %self.inner.name, %key, "get: not found");
             self.record_keys(Op::Get, &[key], 0, started);
             return Ok(None);
         };
         let len = bytes.len();
+        tracing::debug!(store = %self.inner.name, %key, bytes = len, "get");
         let value = Arc::new(C::decode(bytes).map_err(self.context(Some(key)))?);
         self.record_keys(Op::Get, &[key], len, started);
         self.cache_unless_evicted(epoch, key, &value);
@@ -374,6 +379,7 @@ impl Store {
                 out[i] = Some(value);
             }
         }
+        tracing::debug!(store = %self.inner.name, objects = asked.len(), bytes = total, "get batch");
         self.record_keys(Op::Get, &asked.iter().collect::<Vec<_>>(), total, started);
         Ok(out)
     }
@@ -428,6 +434,7 @@ impl Store {
             .connector
             .evict(key)
             .map_err(self.context(Some(key)))?;
+        tracing::debug!(store = %self.inner.name, %key, "evict");
         self.record_keys(Op::Evict, &[key], 0, started);
         Ok(())
     }
@@ -539,6 +546,7 @@ impl Store {
             .connector
             .put_batch(encoded)
             .map_err(self.context(None))?;
+        tracing::debug!(store = %self.inner.name, objects = keys.len(), bytes = len, "put batch");
         self.record_keys(Op::Put, &keys.iter().collect::<Vec<_>>(), len, started);
         let populate = self.populate_target();
         Ok(keys
