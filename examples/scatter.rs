@@ -16,7 +16,6 @@ mod common;
 
 use std::error::Error;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -106,7 +105,9 @@ fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
     std::fs::create_dir_all(&dir)?;
     let hostfile = dir.join("hosts");
     let mut hosts = String::new();
-    for port in free_ports(params.processes)? {
+    // Below the kernel's ephemeral range, so the OS-chosen ports of the ZeroMQ peers cannot
+    // take them before timely binds them.
+    for port in proxy_core::testing::free_loopback_ports(params.processes)? {
         hosts.push_str(&format!("127.0.0.1:{port}\n"));
     }
     std::fs::write(&hostfile, hosts)?;
@@ -156,23 +157,6 @@ fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
         return Err("a process of the cluster failed".into());
     }
     Ok(())
-}
-
-/// `n` free loopback ports for timely, below the kernel's ephemeral port range so that the
-/// OS-chosen ports of the ZeroMQ peers cannot take them before timely binds them.
-fn free_ports(n: usize) -> Result<Vec<u16>, Box<dyn Error>> {
-    let mut ports = Vec::new();
-    let mut candidate = 20_000 + (std::process::id() % 10_000) as u16;
-    while ports.len() < n {
-        if candidate >= 32_000 {
-            return Err("no free loopback ports between 20000 and 32000".into());
-        }
-        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
-            ports.push(candidate);
-        }
-        candidate += 1;
-    }
-    Ok(ports)
 }
 
 /// One process of the cluster.

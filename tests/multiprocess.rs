@@ -3,32 +3,17 @@
 //! The test re-executes its own binary: the `child` test (ignored unless run on purpose)
 //! plays one timely process, configured through environment variables.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dataflow_plugin::{ProxyRecords, Resolve};
+use proxy_core::testing::free_loopback_port;
 use proxy_core::{register_store, Connector, ConnectorConfig, Key, Proxy, Store, ZmqConnector};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
 const RECORDS: u64 = 32;
 const LEN: usize = 256 * 1024;
-
-/// A free loopback port below the kernel's ephemeral range, so that the OS-chosen ports of
-/// the ZeroMQ peers (taken from that range) cannot grab it before timely binds it.
-fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    for _ in 0..1000 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let port = 20_000 + (h.finish() % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port between 20000 and 32000")
-}
 
 /// Clusters run one at a time: their ports are picked before the processes bind them.
 static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -84,7 +69,7 @@ fn run_cluster_cached(
     let store_dir = dir.path().join("objects");
     std::fs::create_dir_all(&store_dir).expect("store dir");
     let addresses: Vec<String> = (0..processes)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .map(|_| format!("127.0.0.1:{}", free_loopback_port()))
         .collect();
     let exe = std::env::current_exe().expect("test binary");
     let mut children = Children(Vec::new());

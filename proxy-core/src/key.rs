@@ -126,6 +126,20 @@ impl Hash for Key {
     }
 }
 
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    /// By object id, then connector kind, peer and route (consistent with `Eq`).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (&*self.inner, &*other.inner);
+        (a.id, &a.connector, &a.peer, &a.route).cmp(&(b.id, &b.connector, &b.peer, &b.route))
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts = &*self.inner;
@@ -235,6 +249,18 @@ mod tests {
                 (key.connector(), key.peer(), key.route())
             );
         }
+    }
+
+    #[test]
+    fn ordering_is_consistent_with_equality() {
+        let a = Key::new("zmq", 1).with_peer("tcp://a:1");
+        let b = Key::new("zmq", 1).with_peer("tcp://b:1");
+        let c = Key::new("zmq", 2);
+        assert!(a < b && b < c, "id first, then peer");
+        assert_eq!(a.cmp(&a.clone()), std::cmp::Ordering::Equal);
+        let mut keys = vec![c.clone(), b.clone(), a.clone()];
+        keys.sort();
+        assert_eq!(keys, [a, b, c]);
     }
 
     #[test]

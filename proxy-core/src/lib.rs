@@ -68,3 +68,28 @@ pub use registry::{
     Registration, Registry,
 };
 pub use store::{Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
+
+// The types this crate promises can be shared between threads (and timely workers): a
+// change that breaks the promise fails to compile here, not in a user's program.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+    send_sync::<StoreConfig>();
+    send_sync::<Key>();
+    send_sync::<Proxy<Vec<u8>>>();
+    send_sync::<OwnedProxy<Vec<u8>>>();
+    send_sync::<Error>();
+    send_sync::<Registry>();
+    send_sync::<ConnectorConfig>();
+    send_sync::<std::sync::Arc<dyn Connector>>();
+    send_sync::<LocalConnector>();
+    send_sync::<FileConnector>();
+    send_sync::<MultiConnector>();
+    send_sync::<ZmqConnector>();
+    send_sync::<ZmqOptions>();
+    send_sync::<RedisOptions>();
+    send_sync::<RoutingPolicy>();
+    send_sync::<MetricsSnapshot>();
+    #[cfg(feature = "redis")]
+    send_sync::<RedisConnector>();
+};

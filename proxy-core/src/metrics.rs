@@ -209,6 +209,7 @@ impl Metrics {
 
 /// Totals for one kind of operation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpStats {
     /// How many operations ran (successful or not).
     pub count: u64,
@@ -239,6 +240,7 @@ impl OpStats {
 ///
 /// A batch operation gives each of its keys an equal share of its bytes and its time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyMetrics {
     /// The put that stored the object (a proxy's or a batch's put included).
     pub put: OpStats,
@@ -272,6 +274,7 @@ impl KeyMetrics {
 /// [`DEFAULT_METRICS_KEYS`] unless the store was built with another bound), so a key that was
 /// not used for a long time may be missing from it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MetricsSnapshot {
     /// Puts, including those made by `proxy` and `proxy_batch`.
     pub put: OpStats,

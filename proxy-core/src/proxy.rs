@@ -427,6 +427,31 @@ impl<T, C> PartialEq for Proxy<T, C> {
 
 impl<T, C> Eq for Proxy<T, C> {}
 
+impl<T, C> std::hash::Hash for Proxy<T, C> {
+    /// By key and store name, like `Eq`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.key.hash(state);
+        self.inner.config.name.hash(state);
+    }
+}
+
+impl<T, C> PartialOrd for Proxy<T, C> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T, C> Ord for Proxy<T, C> {
+    /// By key, then store name (consistent with `Eq`), never by value: sorting proxies (as
+    /// timely's `capture`/`extract` does) fetches nothing.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.inner
+            .key
+            .cmp(&other.inner.key)
+            .then_with(|| self.inner.config.name.cmp(&other.inner.config.name))
+    }
+}
+
 /// Marks one prefetch batch finished when dropped, also when the fetch panicked.
 struct BatchFinished {
     remaining: Arc<AtomicUsize>,

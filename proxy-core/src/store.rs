@@ -23,6 +23,7 @@ pub const DEFAULT_CACHE_SIZE: usize = 16;
 /// Everything needed to rebuild a store in another process: what a serialized
 /// [`Proxy`] carries besides its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StoreConfig {
     /// The store's name (its identity in a [`Registry`](crate::Registry)).
     pub name: String,
@@ -97,6 +98,7 @@ impl fmt::Debug for Store {
 
 /// Builds a [`Store`] with non-default settings ([`Store::builder`]).
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct StoreBuilder {
     name: String,
     connector: Arc<dyn Connector>,

@@ -175,7 +175,7 @@ impl RedisServer {
         // then the server exits at once and another port is tried.
         let mut last_failure = String::new();
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = free_loopback_port();
             match server.spawn() {
                 Ok(()) => return Ok(server),
                 Err(SpawnError::NotInstalled) => {
@@ -298,12 +298,56 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port that was free on the loopback interface a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("cannot bind a loopback port to find a free one: {e}"))
+/// Picks `n` distinct loopback ports that were free a moment ago (all held open while
+/// choosing, so none repeats), between 20000 and 31999: below the kernel's ephemeral range
+/// (32768 and up by default), from which ZeroMQ peers binding port 0 get theirs, so such a
+/// peer cannot take one of these before the process meant to listen on it does. Consecutive
+/// calls start their search at different ports. The one free-port helper of the tests, the
+/// examples and the benchmarks (timely host files, test servers).
+///
+/// # Errors
+/// [`Error::Config`](crate::Error::Config) when fewer than `n` ports are free there.
+pub fn free_loopback_ports(n: usize) -> Result<Vec<u16>> {
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(call.wrapping_mul(97))
+        % SPAN;
+    let mut listeners = Vec::with_capacity(n);
+    for offset in 0..SPAN {
+        if listeners.len() == n {
+            break;
+        }
+        let port = (LOW + (start + offset) % SPAN) as u16;
+        if let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            listeners.push((port, listener));
+        }
+    }
+    if listeners.len() < n {
+        return Err(crate::Error::Config {
+            what: format!("{n} free loopback ports"),
+            message: format!(
+                "only {} free between {LOW} and {}",
+                listeners.len(),
+                LOW + SPAN - 1
+            ),
+        });
+    }
+    Ok(listeners.into_iter().map(|(port, _)| port).collect())
+}
+
+/// One port from [`free_loopback_ports`].
+///
+/// # Panics
+/// If no port is free (a test cannot go on without one).
+pub fn free_loopback_port() -> u16 {
+    match free_loopback_ports(1) {
+        Ok(ports) => ports[0],
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Whether the redis server answering on `port` is the process `pid` (and not, say, a server

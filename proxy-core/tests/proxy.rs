@@ -542,3 +542,21 @@ fn an_evict_on_read_proxy_evicts_after_prefetch_and_extract() {
     Proxy::resolve(&plain).expect("resolve");
     assert!(store.exists(Proxy::key(&plain)).expect("exists"));
 }
+
+#[test]
+fn proxies_sort_and_hash_by_key_without_fetching() {
+    let store = Store::new(unique("order"), LocalConnector::new());
+    // Dangling proxies: any fetch would fail, so sorting and hashing must not fetch.
+    let mut proxies: Vec<Proxy<Vec<u64>>> = (0..8).map(|_| dangling(&store).0).collect();
+    proxies.push(proxies[3].clone());
+    proxies.sort();
+    let keys: Vec<Key> = proxies.iter().map(|p| Proxy::key(p).clone()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    // The lazily filled value is interior mutability, but hashing uses only the fixed key.
+    #[allow(clippy::mutable_key_type)]
+    let distinct: std::collections::HashSet<Proxy<Vec<u64>>> = proxies.into_iter().collect();
+    assert_eq!(distinct.len(), 8);
+    assert!(distinct.iter().all(|p| !Proxy::is_resolved(p)));
+}

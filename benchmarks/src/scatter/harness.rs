@@ -1,7 +1,6 @@
 //! The parent: runs every point as a fresh cluster of child processes, with a deadline.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -64,42 +63,10 @@ pub struct Outcome {
     pub result: Result<Measured, String>,
 }
 
-/// Picks `n` distinct free loopback ports (all held open while choosing, so none repeats),
-/// below the kernel's ephemeral range (32768 and up by default): the ZeroMQ peers of the
-/// children bind OS-chosen ports from that range, and could otherwise take one of these
-/// before the child meant to listen on it does.
+/// `n` distinct free loopback ports below the ephemeral range (see
+/// [`free_loopback_ports`](proxy_core::testing::free_loopback_ports)).
 fn free_ports(n: usize) -> Result<Vec<u16>, String> {
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    // Each point starts its search elsewhere, so consecutive points do not reuse ports.
-    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let start = std::process::id()
-        .wrapping_mul(7919)
-        .wrapping_add(call.wrapping_mul(97))
-        % SPAN;
-    let mut listeners = Vec::with_capacity(n);
-    for offset in 0..SPAN {
-        if listeners.len() == n {
-            break;
-        }
-        let port = (LOW + (start + offset) % SPAN) as u16;
-        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
-            listeners.push(listener);
-        }
-    }
-    if listeners.len() < n {
-        return Err(format!(
-            "finding {n} free loopback ports between {LOW} and {}: only {} free",
-            LOW + SPAN,
-            listeners.len()
-        ));
-    }
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| format!("finding free loopback ports: {e}"))
+    proxy_core::testing::free_loopback_ports(n).map_err(|e| e.to_string())
 }
 
 /// The children of one point; killed on drop unless they have exited.

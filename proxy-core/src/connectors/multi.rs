@@ -63,6 +63,7 @@ struct Child {
 
 /// One child of a [`ConnectorConfig::Multi`]: its name, policy and configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MultiChildConfig {
     /// The child's name, recorded in the route of its keys.
     pub name: String,
@@ -74,6 +75,7 @@ pub struct MultiChildConfig {
 
 /// Declares the children of a [`MultiConnector`]; made by [`MultiConnector::builder`].
 #[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct MultiConnectorBuilder {
     children: Vec<Child>,
 }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 /// assert!(!small.admits(10, &["durable"]));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[must_use = "a policy does nothing until given to a MultiConnector child"]
 pub struct RoutingPolicy {
     min_size: u64,
     max_size: Option<u64>,

@@ -33,6 +33,7 @@ pub const DEFAULT_REDIS_PREFIX: &str = "proxystore:";
 /// assert!(!format!("{options:?}").contains("s3cret"));
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[must_use = "options do nothing until a connector is built from them"]
 pub struct RedisOptions {
     url: String,
     prefix: String,

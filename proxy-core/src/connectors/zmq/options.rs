@@ -55,6 +55,7 @@ pub(crate) const ENV_MAX_MESSAGE_SIZE: &str = "PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE";
 /// # Ok::<(), proxy_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[must_use = "options do nothing until a connector is built from them"]
 pub struct ZmqOptions {
     interface: String,
     address: Option<String>,
@@ -526,6 +527,7 @@ fn bracket_ipv6(host: &str) -> String {
 /// with the same options that reads any peer's objects (the keys name their peers) and starts
 /// its own server on its first `put`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ZmqConfig {
     /// The options of the original connector.
     pub options: ZmqOptions,
@@ -534,6 +536,12 @@ pub struct ZmqConfig {
 }
 
 impl ZmqConfig {
+    /// The configuration of a connector with `options` whose peer server, if it started
+    /// one, listens on `endpoint`.
+    pub fn new(options: ZmqOptions, endpoint: Option<String>) -> Self {
+        ZmqConfig { options, endpoint }
+    }
+
     /// Builds the connector this configuration describes (see the type's documentation).
     pub fn build(&self) -> Result<ZmqConnector> {
         ZmqConnector::from_config(self)
