@@ -28,55 +28,24 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
 /// What to run, from the command line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    version,
+    about = "Scatter large payloads from worker 0 to every worker of a cluster on loopback"
+)]
 struct Params {
-    processes: usize,
-    workers: usize,
+    /// Timely processes on loopback
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    processes: u64,
+    /// Worker threads per process
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    workers: u64,
+    /// Payloads to scatter
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
-    size: usize,
-}
-
-const USAGE: &str = "usage: scatter [--processes N] [--workers W] [--count C] [--size-kib K]
-  --processes N   timely processes on loopback (default 2)
-  --workers W     worker threads per process (default 1)
-  --count C       payloads to scatter (default 256)
-  --size-kib K    payload size in KiB (default 1024)";
-
-fn parse(args: &[String]) -> Result<Params, String> {
-    let mut params = Params {
-        processes: 2,
-        workers: 1,
-        count: 256,
-        size: 1 << 20,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| -> Result<u64, String> {
-            it.next()
-                .ok_or(format!("{name} needs a value"))?
-                .parse::<u64>()
-                .map_err(|e| format!("{name}: {e}"))
-                .and_then(|v| {
-                    if v == 0 {
-                        Err(format!("{name} must be positive"))
-                    } else {
-                        Ok(v)
-                    }
-                })
-        };
-        match flag.as_str() {
-            "--processes" => params.processes = value("--processes")? as usize,
-            "--workers" => params.workers = value("--workers")? as usize,
-            "--count" => params.count = value("--count")?,
-            "--size-kib" => params.size = (value("--size-kib")? as usize) * 1024,
-            "--help" | "-h" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    if params.size < 16 {
-        return Err("--size-kib must give at least 16 bytes".into());
-    }
-    Ok(params)
+    /// Payload size in KiB
+    #[arg(long = "size-kib", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    size_kib: u64,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -84,19 +53,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     if let Ok(process) = std::env::var("SCATTER_PROCESS") {
         return child(process.parse()?);
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let params = match parse(&args) {
-        Ok(params) => params,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(if args.iter().any(|a| a == "--help" || a == "-h") {
-                0
-            } else {
-                2
-            });
-        }
-    };
-    parent(&params)
+    parent(&<Params as clap::Parser>::parse())
 }
 
 /// Starts the cluster's processes (copies of this program) and prints their summary.
@@ -107,7 +64,7 @@ fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
     let mut hosts = String::new();
     // Below the kernel's ephemeral range, so the OS-chosen ports of the ZeroMQ peers cannot
     // take them before timely binds them.
-    for port in proxy_core::testing::free_loopback_ports(params.processes)? {
+    for port in proxy_core::testing::free_loopback_ports(params.processes as usize)? {
         hosts.push_str(&format!("127.0.0.1:{port}\n"));
     }
     std::fs::write(&hostfile, hosts)?;
@@ -115,7 +72,7 @@ fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
     println!(
         "scatter: {} payloads of {} KiB from worker 0 to {} workers ({} processes x {} workers)",
         params.count,
-        params.size / 1024,
+        params.size_kib,
         params.processes * params.workers,
         params.processes,
         params.workers
@@ -126,7 +83,7 @@ fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
         let child = Command::new(&exe)
             .env("SCATTER_PROCESS", process.to_string())
             .env("SCATTER_COUNT", params.count.to_string())
-            .env("SCATTER_SIZE", params.size.to_string())
+            .env("SCATTER_SIZE", (params.size_kib * 1024).to_string())
             .args([
                 "-w",
                 &params.workers.to_string(),

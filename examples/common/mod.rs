@@ -14,14 +14,67 @@ pub(crate) fn init_logging() {
         .init();
 }
 
-/// Timely's command-line arguments for this run: those given, or two worker threads.
-pub(crate) fn timely_args() -> Vec<String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        vec!["-w".into(), "2".into()]
-    } else {
+/// Timely's own command-line arguments, parsed with clap (so `--help`, `--version` and
+/// `--threads=4` work) and handed on to `timely::execute_from_args`. `-h` is timely's host
+/// file, so help is `--help` only.
+#[derive(Debug, clap::Parser)]
+#[command(
+    version,
+    disable_help_flag = true,
+    about = "Runs this example on a timely cluster; the options are timely's own",
+    long_about = None
+)]
+pub(crate) struct TimelyCli {
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Worker threads per process
+    #[arg(short = 'w', long = "threads", value_name = "NUM", default_value_t = 2)]
+    threads: usize,
+    /// Processes in the cluster
+    #[arg(
+        short = 'n',
+        long = "processes",
+        value_name = "NUM",
+        default_value_t = 1
+    )]
+    processes: usize,
+    /// This process's index in the cluster
+    #[arg(short = 'p', long = "process", value_name = "IDX", default_value_t = 0)]
+    process: usize,
+    /// Text file whose lines are the processes' addresses (host:port)
+    #[arg(short = 'h', long = "hostfile", value_name = "FILE")]
+    hostfile: Option<std::path::PathBuf>,
+    /// Report connection progress
+    #[arg(short = 'r', long = "report")]
+    report: bool,
+}
+
+impl TimelyCli {
+    /// The arguments as timely's own parser expects them.
+    pub(crate) fn timely_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "-w".to_string(),
+            self.threads.to_string(),
+            "-n".to_string(),
+            self.processes.to_string(),
+            "-p".to_string(),
+            self.process.to_string(),
+        ];
+        if let Some(hostfile) = &self.hostfile {
+            args.push("-h".to_string());
+            args.push(hostfile.to_string_lossy().into_owned());
+        }
+        if self.report {
+            args.push("-r".to_string());
+        }
         args
     }
+}
+
+/// Timely's arguments for this run, from the command line (default: two worker threads).
+pub(crate) fn timely_args() -> Vec<String> {
+    <TimelyCli as clap::Parser>::parse().timely_args()
 }
 
 /// A store named `name` over this process's embedded ZeroMQ peer, registered so that

@@ -269,13 +269,9 @@ impl Store {
             .connector
             .get(key)
             .map_err(self.context(Some(key)))?;
+        let len = bytes.as_ref().map(Bytes::len);
         tracing::debug!(store = %self.inner.name, %key, bytes = ?len, "get bytes");
-        self.record_keys(
-            Op::Get,
-            &[key],
-            bytes.as_ref().map_or(0, Bytes::len),
-            started,
-        );
+        self.record_keys(Op::Get, &[key], len.unwrap_or(0), started);
         Ok(bytes)
     }
 
