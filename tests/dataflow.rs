@@ -265,3 +265,88 @@ fn a_missing_object_fails_the_consumer_naming_the_key() {
     );
     assert!(message.contains("not found"), "message says why: {message}");
 }
+
+/// Text as raw UTF-8, no framing: a store default codec other than `DefaultCodec`.
+struct Utf8;
+
+impl proxy_core::Codec<String> for Utf8 {
+    fn encode(value: &String) -> proxy_core::Result<bytes::Bytes> {
+        Ok(bytes::Bytes::copy_from_slice(value.as_bytes()))
+    }
+    fn decode(bytes: bytes::Bytes) -> proxy_core::Result<String> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| proxy_core::Error::Codec {
+            action: "decode",
+            type_name: "String",
+            message: e.to_string(),
+        })
+    }
+    fn encoded_len(value: &String) -> Option<u64> {
+        Some(value.len() as u64)
+    }
+}
+
+#[test]
+fn proxy_auto_proxy_and_resolve_use_the_store_codec() {
+    let connector = LocalConnector::new();
+    let store: Store<Utf8> = Store::builder("df-codec", connector.clone())
+        .with_codec::<Utf8>()
+        .build();
+    register_store(&store).expect("register");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let raw = Arc::new(Mutex::new(Vec::new()));
+    let (sink, raw_sink) = (Arc::clone(&seen), Arc::clone(&raw));
+    // ProcessBinary: the proxies are serialized between workers and decoded with Utf8.
+    timely::execute(process_binary(2), move |worker| {
+        let (sink, raw_sink, store) = (Arc::clone(&sink), Arc::clone(&raw_sink), store.clone());
+        let index = worker.index();
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (mut input, stream) = scope.new_input::<Vec<String>>();
+            let raw_store = store.clone();
+            let proxied = stream
+                .clone()
+                .proxy(&store)
+                .inspect(move |p: &Proxy<String, Utf8>| {
+                    let bytes = raw_store
+                        .get_bytes(Proxy::key(p))
+                        .expect("raw")
+                        .expect("stored");
+                    raw_sink.lock().expect("lock").push(bytes.len());
+                });
+            let auto = stream
+                .auto_proxy(&store, 4)
+                .map(|p: Proxied<String, Utf8>| p);
+            let sink2 = Arc::clone(&sink);
+            proxied
+                .exchange(|p| Proxy::key(p).id() as u64)
+                .resolve()
+                .inspect(move |s| sink.lock().expect("lock").push(format!("p:{s}")));
+            auto.exchange(|p| p.len() as u64)
+                .resolve()
+                .inspect(move |s| sink2.lock().expect("lock").push(format!("a:{s}")));
+            if index == 0 {
+                for text in ["ab", "text that is stored"] {
+                    input.send(text.to_string());
+                }
+            }
+        });
+    })
+    .expect("execute")
+    .join()
+    .into_iter()
+    .for_each(|r| r.expect("worker failed"));
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            "a:ab",
+            "a:text that is stored",
+            "p:ab",
+            "p:text that is stored"
+        ]
+    );
+    let mut raw = raw.lock().expect("lock").clone();
+    raw.sort();
+    assert_eq!(raw, vec![2, 19], "stored unframed by the store's codec");
+    assert_eq!(connector.object_count(), Some(0));
+}

@@ -28,6 +28,53 @@
 //! assert_eq!(received.len(), 1 << 16);
 //! # Ok::<(), proxy_core::Error>(())
 //! ```
+//!
+//! # A default codec per store
+//!
+//! A store encodes with its default codec: [`DefaultCodec`] unless the builder names another
+//! ([`StoreBuilder::with_codec`]). Every typed call that names no codec uses it (`put`, `get`,
+//! `put_batch`, `get_batch`, `proxy`, `proxy_lazy`, `proxy_batch`, `owned_proxy`, ...), and each
+//! has a `_with` variant for a one-off codec. The codec is part of the types (`Store<C>`,
+//! `Proxy<T, C>`), so a proxy cannot be decoded with another codec by mistake, in this process
+//! or another:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use proxy_core::{Codec, Error, LocalConnector, Proxy, Store};
+//!
+//! /// Text as raw UTF-8, with no serde framing.
+//! struct Utf8;
+//!
+//! impl Codec<String> for Utf8 {
+//!     fn encode(value: &String) -> Result<Bytes, Error> {
+//!         Ok(Bytes::copy_from_slice(value.as_bytes()))
+//!     }
+//!     fn decode(bytes: Bytes) -> Result<String, Error> {
+//!         String::from_utf8(bytes.to_vec()).map_err(|e| Error::Codec {
+//!             action: "decode",
+//!             type_name: "String",
+//!             message: e.to_string(),
+//!         })
+//!     }
+//! }
+//!
+//! let store: Store<Utf8> = Store::builder("utf8-lib-doc", LocalConnector::new())
+//!     .with_codec::<Utf8>()
+//!     .build_registered()?;
+//! let key = store.put(&"plain text".to_string())?; // no codec named: Utf8
+//! assert_eq!(store.get_bytes(&key)?.as_deref(), Some(&b"plain text"[..]));
+//!
+//! let proxy: Proxy<String, Utf8> = store.proxy("sent as a proxy".to_string())?;
+//! let wire = bincode::serialize(&proxy).unwrap();
+//! let received: Proxy<String, Utf8> = bincode::deserialize(&wire).unwrap();
+//! assert_eq!(*received, "sent as a proxy"); // decoded with Utf8 wherever it resolves
+//!
+//! // Another codec for one call: the `_with` variants.
+//! let framed = store.put_with::<Vec<u32>, proxy_core::DefaultCodec>(&vec![1, 2])?;
+//! assert_eq!(*store.get_with::<Vec<u32>, proxy_core::DefaultCodec>(&framed)?.unwrap(), vec![1, 2]);
+//! store.close()?; // also unregisters it
+//! # Ok::<(), proxy_core::Error>(())
+//! ```
 
 mod background;
 mod cache;
@@ -67,7 +114,7 @@ pub use registry::{
     get_store, register_store, register_store_exist_ok, register_store_scoped, unregister_store,
     Registration, Registry,
 };
-pub use store::{Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
+pub use store::{CodecStoreBuilder, Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
 
 // The types this crate promises can be shared between threads (and timely workers): a
 // change that breaks the promise fails to compile here, not in a user's program.

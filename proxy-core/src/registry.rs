@@ -99,24 +99,24 @@ impl Registry {
     /// Registers `store` under its name. Fails with [`Error::StoreExists`] if the name is
     /// taken (even by a clone of the same store), except by a store this registry rebuilt
     /// from a proxy's config: `store` replaces that one.
-    pub fn register(&self, store: &Store) -> Result<()> {
-        self.insert(store, false)
+    pub fn register<C: 'static>(&self, store: &Store<C>) -> Result<()> {
+        self.insert(&store.erased(), false)
     }
 
     /// Like [`register`](Registry::register), but registering a store that is already
     /// registered under its name (a clone of it) is not an error (ProxyStore's `exist_ok`).
     /// A different store holding the name still is.
-    pub fn register_exist_ok(&self, store: &Store) -> Result<()> {
-        self.insert(store, true)
+    pub fn register_exist_ok<C: 'static>(&self, store: &Store<C>) -> Result<()> {
+        self.insert(&store.erased(), true)
     }
 
     /// Registers `store` for as long as the returned guard lives: dropping the guard
     /// unregisters it (if it is still the store registered under its name).
-    pub fn register_scoped(&self, store: &Store) -> Result<Registration<'_>> {
+    pub fn register_scoped<C: 'static>(&self, store: &Store<C>) -> Result<Registration<'_>> {
         self.register(store)?;
         Ok(Registration {
             registry: self,
-            store: store.clone(),
+            store: store.erased(),
         })
     }
 
@@ -132,7 +132,7 @@ impl Registry {
 
     /// Unregisters `store` if it is the store registered under its name; returns whether it
     /// was. A different store registered under the same name stays.
-    pub fn unregister_if_same(&self, store: &Store) -> bool {
+    pub fn unregister_if_same<C: 'static>(&self, store: &Store<C>) -> bool {
         let mut stores = self.write();
         match stores.get(store.name()) {
             Some(entry) if entry.store.same_store(store) => {
@@ -193,19 +193,19 @@ impl Drop for Registration<'_> {
 }
 
 /// Registers `store` in the process-wide registry ([`Registry::register`]).
-pub fn register_store(store: &Store) -> Result<()> {
+pub fn register_store<C: 'static>(store: &Store<C>) -> Result<()> {
     Registry::global().register(store)
 }
 
 /// Registers `store` in the process-wide registry, accepting a store that is already
 /// registered ([`Registry::register_exist_ok`]).
-pub fn register_store_exist_ok(store: &Store) -> Result<()> {
+pub fn register_store_exist_ok<C: 'static>(store: &Store<C>) -> Result<()> {
     Registry::global().register_exist_ok(store)
 }
 
 /// Registers `store` in the process-wide registry until the returned guard is dropped
 /// ([`Registry::register_scoped`]).
-pub fn register_store_scoped(store: &Store) -> Result<Registration<'static>> {
+pub fn register_store_scoped<C: 'static>(store: &Store<C>) -> Result<Registration<'static>> {
     Registry::global().register_scoped(store)
 }
 

@@ -1,6 +1,7 @@
 //! The `Store`: typed objects over a connector, with a codec, a cache and metrics.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -73,9 +74,19 @@ fn default_populate_target() -> bool {
 /// assert!(!store.exists(&key)?);
 /// # Ok::<(), proxy_core::Error>(())
 /// ```
-#[derive(Clone)]
-pub struct Store {
+pub struct Store<C = DefaultCodec> {
     inner: Arc<Inner>,
+    /// The store's default codec: used by every typed call that does not name another.
+    codec: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for Store<C> {
+    fn clone(&self) -> Self {
+        Store {
+            inner: Arc::clone(&self.inner),
+            codec: PhantomData,
+        }
+    }
 }
 
 struct Inner {
@@ -86,7 +97,7 @@ struct Inner {
     metrics: Option<Metrics>,
 }
 
-impl fmt::Debug for Store {
+impl<C> fmt::Debug for Store<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("name", &self.inner.name)
@@ -149,6 +160,15 @@ impl StoreBuilder {
         self
     }
 
+    /// Makes `C` the store's default codec: the typed calls that name no codec (`put`, `get`,
+    /// `proxy`, ...) use it ([`Store::with_codec`]).
+    pub fn with_codec<C>(self) -> CodecStoreBuilder<C> {
+        CodecStoreBuilder {
+            builder: self,
+            codec: PhantomData,
+        }
+    }
+
     /// The store.
     pub fn build(self) -> Store {
         let config = StoreConfig {
@@ -160,6 +180,7 @@ impl StoreBuilder {
             populate_target: self.populate_target,
         };
         Store {
+            codec: PhantomData,
             inner: Arc::new(Inner {
                 name: self.name,
                 connector: self.connector,
@@ -168,6 +189,26 @@ impl StoreBuilder {
                 metrics: self.metrics.then(|| Metrics::new(self.metrics_keys)),
             }),
         }
+    }
+}
+
+/// A [`StoreBuilder`] whose store gets a default codec `C` ([`StoreBuilder::with_codec`]).
+#[derive(Debug)]
+pub struct CodecStoreBuilder<C> {
+    builder: StoreBuilder,
+    codec: PhantomData<fn() -> C>,
+}
+
+impl<C> CodecStoreBuilder<C> {
+    /// The store.
+    pub fn build(self) -> Store<C> {
+        self.builder.build().with_codec::<C>()
+    }
+
+    /// The store, registered in the process-wide registry
+    /// ([`StoreBuilder::build_registered`]).
+    pub fn build_registered(self) -> Result<Store<C>> {
+        Ok(self.builder.build_registered()?.with_codec::<C>())
     }
 }
 
@@ -207,6 +248,23 @@ impl Store {
             .with_populate_target(config.populate_target)
             .build())
     }
+}
+
+impl<Dc: 'static> Store<Dc> {
+    /// The same store (same connector, cache and metrics) with `C` as its default codec:
+    /// typed calls without a codec of their own use `C`. This is how a store gets a default
+    /// codec other than [`DefaultCodec`] (or use [`StoreBuilder::with_codec`]).
+    pub fn with_codec<C>(&self) -> Store<C> {
+        Store {
+            inner: Arc::clone(&self.inner),
+            codec: PhantomData,
+        }
+    }
+
+    /// This store with the [`DefaultCodec`], as the registry and proxies hold it.
+    pub(crate) fn erased(&self) -> Store {
+        self.with_codec::<DefaultCodec>()
+    }
 
     /// The store's name.
     pub fn name(&self) -> &str {
@@ -228,7 +286,7 @@ impl Store {
     }
 
     /// Whether two handles are clones of the same store.
-    pub fn same_store(&self, other: &Store) -> bool {
+    pub fn same_store<C>(&self, other: &Store<C>) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
@@ -278,9 +336,9 @@ impl Store {
     /// Encodes `obj` with the default codec and stores it.
     pub fn put<T>(&self, obj: &T) -> Result<Key>
     where
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
-        self.put_with::<T, DefaultCodec>(obj)
+        self.put_with::<T, Dc>(obj)
     }
 
     /// Encodes `obj` with codec `C` and stores it.
@@ -314,9 +372,9 @@ impl Store {
     pub fn get<T>(&self, key: &Key) -> Result<Option<Arc<T>>>
     where
         T: Send + Sync + 'static,
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
-        self.get_with::<T, DefaultCodec>(key)
+        self.get_with::<T, Dc>(key)
     }
 
     /// The object under `key`, decoded with codec `C`.
@@ -349,7 +407,17 @@ impl Store {
         Ok(Some(value))
     }
 
-    /// Several objects at once: one [`Connector::get_batch`] for those not cached.
+    /// Several objects at once, decoded with the store's codec: one
+    /// [`Connector::get_batch`] for those not cached; `None` for those not stored.
+    pub fn get_batch<T>(&self, keys: &[Key]) -> Result<Vec<Option<Arc<T>>>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        self.get_batch_with::<T, Dc>(keys)
+    }
+
+    /// Like [`get_batch`](Store::get_batch), with codec `C`.
     pub fn get_batch_with<T, C>(&self, keys: &[Key]) -> Result<Vec<Option<Arc<T>>>>
     where
         T: Send + Sync + 'static,
@@ -454,12 +522,12 @@ impl Store {
     /// and the store's config, and a deserialized copy fetches the object on first use. A
     /// store built [`with_populate_target(false)`](StoreBuilder::with_populate_target) returns
     /// an unresolved proxy instead (like [`proxy_lazy`](Store::proxy_lazy)).
-    pub fn proxy<T>(&self, obj: T) -> Result<Proxy<T>>
+    pub fn proxy<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
     where
         T: Send + Sync + 'static,
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
-        self.proxy_with::<T, DefaultCodec>(obj)
+        self.proxy_with::<T, Dc>(obj)
     }
 
     /// Like [`proxy`](Store::proxy), with codec `C`.
@@ -470,23 +538,32 @@ impl Store {
     {
         if !self.populate_target() {
             let key = self.put_owned::<T, C>(obj)?;
-            return Ok(Proxy::from_store(self.clone(), key));
+            return Ok(Proxy::from_store(self.erased(), key));
         }
         // Encode from a shared reference so the proxy can keep the value itself. Byte
         // buffers (`Bytes`) are shared, not copied, by the default codec.
         let key = self.put_with::<T, C>(&obj)?;
-        Ok(Proxy::resolved(self.clone(), key, Arc::new(obj)))
+        Ok(Proxy::resolved(self.erased(), key, Arc::new(obj)))
     }
 
     /// Stores `obj`, moving it into the codec (no copy for `Vec<u8>` with the default codec),
     /// and returns an unresolved proxy: the first use fetches the object back.
-    pub fn proxy_lazy<T>(&self, obj: T) -> Result<Proxy<T>>
+    pub fn proxy_lazy<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
     where
         T: Send + Sync + 'static,
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
-        let key = self.put_owned::<T, DefaultCodec>(obj)?;
-        Ok(Proxy::from_store(self.clone(), key))
+        self.proxy_lazy_with::<T, Dc>(obj)
+    }
+
+    /// Like [`proxy_lazy`](Store::proxy_lazy), with codec `C`.
+    pub fn proxy_lazy_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let key = self.put_owned::<T, C>(obj)?;
+        Ok(Proxy::from_store(self.erased(), key))
     }
 
     /// Stores `obj` and returns an unresolved proxy whose object is evicted right after its
@@ -506,12 +583,12 @@ impl Store {
     /// assert_eq!(proxy[2], 3); // the resolved proxy keeps its value
     /// # Ok::<(), proxy_core::Error>(())
     /// ```
-    pub fn proxy_evict_on_read<T>(&self, obj: T) -> Result<Proxy<T>>
+    pub fn proxy_evict_on_read<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
     where
         T: Send + Sync + 'static,
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
-        self.proxy_evict_on_read_with::<T, DefaultCodec>(obj)
+        self.proxy_evict_on_read_with::<T, Dc>(obj)
     }
 
     /// Like [`proxy_evict_on_read`](Store::proxy_evict_on_read), with codec `C`.
@@ -521,21 +598,56 @@ impl Store {
         C: Codec<T>,
     {
         let key = self.put_owned::<T, C>(obj)?;
-        Ok(Proxy::<T, C>::from_store(self.clone(), key).evicting_on_read())
+        Ok(Proxy::<T, C>::from_store(self.erased(), key).evicting_on_read())
     }
 
     /// Stores several objects with one [`Connector::put_batch`] and returns their proxies
     /// (resolved unless the store was built
     /// [`with_populate_target(false)`](StoreBuilder::with_populate_target)).
-    pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T>>>
+    pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T, Dc>>>
     where
         T: Send + Sync + 'static,
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
+        self.proxy_batch_with::<T, Dc>(objs)
+    }
+
+    /// Like [`proxy_batch`](Store::proxy_batch), with codec `C`.
+    pub fn proxy_batch_with<T, C>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T, C>>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let keys = self.put_batch_with::<T, C>(&objs)?;
+        let populate = self.populate_target();
+        Ok(keys
+            .into_iter()
+            .zip(objs)
+            .map(|(key, obj)| {
+                if populate {
+                    Proxy::resolved(self.erased(), key, Arc::new(obj))
+                } else {
+                    Proxy::from_store(self.erased(), key)
+                }
+            })
+            .collect())
+    }
+
+    /// Encodes several objects with the store's codec and stores them with one
+    /// [`Connector::put_batch`]; the keys come back in the same order.
+    pub fn put_batch<T>(&self, objs: &[T]) -> Result<Vec<Key>>
+    where
+        Dc: Codec<T>,
+    {
+        self.put_batch_with::<T, Dc>(objs)
+    }
+
+    /// Like [`put_batch`](Store::put_batch), with codec `C`.
+    pub fn put_batch_with<T, C: Codec<T>>(&self, objs: &[T]) -> Result<Vec<Key>> {
         let started = self.start();
         let encoded = objs
             .iter()
-            .map(|o| <DefaultCodec as Codec<T>>::encode(o))
+            .map(|o| C::encode(o))
             .collect::<Result<Vec<Bytes>>>()
             .map_err(self.context(None))?;
         let len = encoded.iter().map(Bytes::len).sum();
@@ -546,27 +658,16 @@ impl Store {
             .map_err(self.context(None))?;
         tracing::debug!(store = %self.inner.name, objects = keys.len(), bytes = len, "put batch");
         self.record_keys(Op::Put, &keys.iter().collect::<Vec<_>>(), len, started);
-        let populate = self.populate_target();
-        Ok(keys
-            .into_iter()
-            .zip(objs)
-            .map(|(key, obj)| {
-                if populate {
-                    Proxy::resolved(self.clone(), key, Arc::new(obj))
-                } else {
-                    Proxy::from_store(self.clone(), key)
-                }
-            })
-            .collect())
+        Ok(keys)
     }
 
     /// A proxy to an object already stored under `key` (nothing is fetched until first use).
-    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T>
+    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T, Dc>
     where
         T: Send + Sync + 'static,
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
-        Proxy::from_store(self.clone(), key)
+        Proxy::from_store(self.erased(), key)
     }
 
     /// Like [`proxy_from_key`](Store::proxy_from_key), with codec `C`.
@@ -575,17 +676,26 @@ impl Store {
         T: Send + Sync + 'static,
         C: Codec<T>,
     {
-        Proxy::from_store(self.clone(), key)
+        Proxy::from_store(self.erased(), key)
     }
 
     /// Stores `obj` and returns an [`OwnedProxy`]: the object is evicted when the last
     /// clone of the owned proxy is dropped.
-    pub fn owned_proxy<T>(&self, obj: T) -> Result<OwnedProxy<T>>
+    pub fn owned_proxy<T>(&self, obj: T) -> Result<OwnedProxy<T, Dc>>
     where
         T: Send + Sync + 'static,
-        DefaultCodec: Codec<T>,
+        Dc: Codec<T>,
     {
-        Ok(OwnedProxy::new(self.proxy(obj)?))
+        self.owned_proxy_with::<T, Dc>(obj)
+    }
+
+    /// Like [`owned_proxy`](Store::owned_proxy), with codec `C`.
+    pub fn owned_proxy_with<T, C>(&self, obj: T) -> Result<OwnedProxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        Ok(OwnedProxy::new(self.proxy_with::<T, C>(obj)?))
     }
 
     /// Closes the connector, empties the cache, and unregisters the store from the
@@ -593,7 +703,7 @@ impl Store {
     /// name.
     pub fn close(&self) -> Result<()> {
         self.inner.cache.clear();
-        crate::Registry::global().unregister_if_same(self);
+        crate::Registry::global().unregister_if_same(&self.erased());
         self.inner.connector.close().map_err(self.context(None))
     }
 

@@ -161,3 +161,92 @@ fn the_bincode_format_is_unchanged_by_strict_decoding() {
     let new = <BincodeCodec as Codec<_>>::encode(&value).expect("encode");
     assert_eq!(&new[..], &old[..]);
 }
+
+/// Text as raw UTF-8 bytes, with no framing: a non-default codec for the tests below.
+struct Utf8;
+
+impl Codec<String> for Utf8 {
+    fn encode(value: &String) -> Result<Bytes, Error> {
+        Ok(Bytes::copy_from_slice(value.as_bytes()))
+    }
+    fn decode(bytes: Bytes) -> Result<String, Error> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| Error::Codec {
+            action: "decode",
+            type_name: "String",
+            message: e.to_string(),
+        })
+    }
+}
+
+#[test]
+fn a_store_default_codec_is_used_by_every_typed_call() {
+    let store: Store<Utf8> = Store::builder(unique("default-codec"), LocalConnector::new())
+        .with_codec::<Utf8>()
+        .build();
+    let raw = |key: &proxy_core::Key| store.get_bytes(key).expect("raw").expect("present");
+    let s = |t: &str| t.to_string();
+
+    let key = store.put(&s("put")).expect("put");
+    assert_eq!(&raw(&key)[..], b"put");
+    assert_eq!(
+        *store.get::<String>(&key).expect("get").expect("some"),
+        "put"
+    );
+
+    let keys = store.put_batch(&[s("a"), s("b")]).expect("put_batch");
+    assert_eq!(&raw(&keys[1])[..], b"b");
+    let got = store.get_batch::<String>(&keys).expect("get_batch");
+    assert_eq!(*got[0].clone().expect("a"), "a");
+
+    let proxy = store.proxy(s("proxy")).expect("proxy");
+    assert_eq!(&raw(Proxy::key(&proxy))[..], b"proxy");
+    let lazy = store.proxy_lazy(s("lazy")).expect("proxy_lazy");
+    assert_eq!(&raw(Proxy::key(&lazy))[..], b"lazy");
+    assert_eq!(*lazy, "lazy");
+    let batch = store
+        .proxy_batch(vec![s("x"), s("y")])
+        .expect("proxy_batch");
+    assert_eq!(&raw(Proxy::key(&batch[0]))[..], b"x");
+    let owned = store.owned_proxy(s("owned")).expect("owned_proxy");
+    assert_eq!(
+        &raw(Proxy::key(proxy_core::OwnedProxy::borrow(&owned)))[..],
+        b"owned"
+    );
+    let from_key: Proxy<String, Utf8> = store.proxy_from_key(key.clone());
+    assert_eq!(*from_key, "put");
+
+    // A serialized proxy decodes with the codec in its type after a rebuild elsewhere.
+    let wire = bincode::serialize(&proxy).expect("serialize");
+    let received: Proxy<String, Utf8> = bincode::deserialize(&wire).expect("deserialize");
+    assert_eq!(*received, "proxy");
+
+    // The `_with` variants override the default for one call.
+    let framed = store
+        .put_with::<String, DefaultCodec>(&s("framed"))
+        .expect("put_with");
+    assert_eq!(raw(&framed).len(), 8 + 6, "bincode frames the string");
+    let framed_proxies = store
+        .proxy_batch_with::<String, DefaultCodec>(vec![s("f")])
+        .expect("proxy_batch_with");
+    assert_eq!(raw(Proxy::key(&framed_proxies[0])).len(), 9);
+    let lazy_framed = store
+        .proxy_lazy_with::<String, DefaultCodec>(s("lf"))
+        .expect("proxy_lazy_with");
+    assert_eq!(*lazy_framed, "lf");
+    let owned_framed = store
+        .owned_proxy_with::<String, DefaultCodec>(s("of"))
+        .expect("owned_proxy_with");
+    assert_eq!(*owned_framed, "of");
+    let framed_keys = store
+        .put_batch_with::<String, DefaultCodec>(&[s("p")])
+        .expect("put_batch_with");
+    assert_eq!(raw(&framed_keys[0]).len(), 9);
+
+    // The same store seen with the default codec shares everything.
+    let plain: Store = store.with_codec();
+    assert!(plain.same_store(&store));
+    assert_eq!(
+        *plain.get::<String>(&framed).expect("get").expect("some"),
+        "framed"
+    );
+}

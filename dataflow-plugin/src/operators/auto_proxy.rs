@@ -1,6 +1,6 @@
 //! Proxy only the records that are worth it.
 
-use proxy_core::{Codec, DefaultCodec, Proxy, Store};
+use proxy_core::{Codec, Proxy, Store};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
@@ -40,18 +40,28 @@ pub trait AutoProxy<'scope, T: Timestamp, D> {
     /// lens.sort();
     /// assert_eq!(lens, vec![10, 100_000]);
     /// ```
-    fn auto_proxy(self, store: &Store, threshold_bytes: u64) -> StreamVec<'scope, T, Proxied<D>>;
+    ///
+    /// Records are encoded with the store's default codec `C` (`Store<C>`), which the
+    /// [`Proxied<D, C>`] records carry in their type.
+    fn auto_proxy<C: Codec<D>>(
+        self,
+        store: &Store<C>,
+        threshold_bytes: u64,
+    ) -> StreamVec<'scope, T, Proxied<D, C>>;
 }
 
 impl<'scope, T, D> AutoProxy<'scope, T, D> for StreamVec<'scope, T, D>
 where
     T: Timestamp + TotalOrder,
     D: Clone + Send + Sync + 'static,
-    DefaultCodec: Codec<D>,
 {
-    fn auto_proxy(self, store: &Store, threshold_bytes: u64) -> StreamVec<'scope, T, Proxied<D>> {
-        let tracker = Tracker::register(&self.scope(), store.clone());
-        let keys_store = store.clone();
+    fn auto_proxy<C: Codec<D>>(
+        self,
+        store: &Store<C>,
+        threshold_bytes: u64,
+    ) -> StreamVec<'scope, T, Proxied<D, C>> {
+        let tracker = Tracker::register(&self.scope(), store.with_codec());
+        let keys_store = store.with_codec();
         let store = store.clone();
         let records = self.unary(Pipeline, "AutoProxy", move |_, _| {
             move |input, output| {
@@ -60,12 +70,12 @@ where
                         untimed_batch("auto_proxy", data.len())
                     };
                     let mut stored = Vec::new();
-                    let mut records: Vec<Proxied<D>> = data
+                    let mut records: Vec<Proxied<D, C>> = data
                         .drain(..)
                         .map(|record| {
                             // A codec that cannot tell the size without encoding is assumed
                             // to produce large records: proxying is the safe choice.
-                            let len = <DefaultCodec as Codec<D>>::encoded_len(&record);
+                            let len = C::encoded_len(&record);
                             if len.is_some_and(|len| len <= threshold_bytes) {
                                 return Proxied::Inline(record);
                             }

@@ -1,6 +1,6 @@
 //! Replace every record of a stream with a proxy.
 
-use proxy_core::{Codec, DefaultCodec, Proxy, Store};
+use proxy_core::{Codec, Proxy, Store};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
@@ -42,18 +42,22 @@ pub trait ProxyRecords<'scope, T: Timestamp, D> {
     /// assert!(records.iter().all(|r| r.len() == 1000));
     /// assert_eq!(connector.object_count(), Some(0)); // nothing left behind
     /// ```
-    fn proxy(self, store: &Store) -> StreamVec<'scope, T, Proxy<D>>;
+    ///
+    /// The records are encoded with the store's default codec (`Store<C>`, see
+    /// [`StoreBuilder::with_codec`](proxy_core::StoreBuilder::with_codec)), and the proxies
+    /// carry it in their type (`Proxy<D, C>`), so [`resolve`](crate::Resolve::resolve)
+    /// decodes with the same one.
+    fn proxy<C: Codec<D>>(self, store: &Store<C>) -> StreamVec<'scope, T, Proxy<D, C>>;
 }
 
 impl<'scope, T, D> ProxyRecords<'scope, T, D> for StreamVec<'scope, T, D>
 where
     T: Timestamp + TotalOrder,
     D: Send + Sync + 'static,
-    DefaultCodec: Codec<D>,
 {
-    fn proxy(self, store: &Store) -> StreamVec<'scope, T, Proxy<D>> {
-        let tracker = Tracker::register(&self.scope(), store.clone());
-        let keys_store = store.clone();
+    fn proxy<C: Codec<D>>(self, store: &Store<C>) -> StreamVec<'scope, T, Proxy<D, C>> {
+        let tracker = Tracker::register(&self.scope(), store.with_codec());
+        let keys_store = store.with_codec();
         let store = store.clone();
         let proxies = self.unary(Pipeline, "Proxy", move |_, _| {
             move |input, output| {
