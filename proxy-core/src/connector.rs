@@ -44,6 +44,23 @@ pub trait Connector: Send + Sync + Debug {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
+    /// Replaces the object stored under `key` with `data`, atomically for readers (they see
+    /// the old bytes or the new ones, never a mix). Fails with [`Error::NotFound`] when no
+    /// object is stored under `key` (an overwrite never brings an evicted object back).
+    ///
+    /// Keys are write-once everywhere else: this is the one overwrite path, used by
+    /// [`OwnedProxy::borrow_mut`](crate::OwnedProxy::borrow_mut) to write a changed object
+    /// back under its key (ProxyStore's `update`). Proxies that already resolved the old
+    /// object elsewhere keep the value they hold. The default refuses with
+    /// [`Error::Config`]: a connector opts in by implementing it.
+    fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
+        let _ = data;
+        Err(Error::Config {
+            what: format!("connector {self:?}"),
+            message: format!("it cannot overwrite objects (key {key})"),
+        })
+    }
+
     /// Releases the connector's resources. Operations after `close` may fail with
     /// [`Error::Closed`]. Closing twice is not an error.
     fn close(&self) -> Result<()> {
@@ -93,6 +110,9 @@ macro_rules! forward_connector {
             }
             fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
                 (**self).get_batch(keys)
+            }
+            fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
+                (**self).overwrite(key, data)
             }
             fn close(&self) -> Result<()> {
                 (**self).close()

@@ -80,6 +80,7 @@ mod background;
 mod cache;
 mod codec;
 mod config;
+mod config_file;
 mod connector;
 mod connector_kinds;
 pub mod connectors;
@@ -108,7 +109,7 @@ pub use connectors::{ZmqConfig, ZmqConnector, ZmqOptions};
 pub use error::{Error, ErrorKind, KeyContext, Result};
 pub use key::Key;
 pub use metrics::{KeyMetrics, MetricsSnapshot, OpStats, DEFAULT_METRICS_KEYS};
-pub use owned::OwnedProxy;
+pub use owned::{OwnedProxy, OwnedProxyMut};
 pub use proxy::{Prefetch, Proxy};
 pub use registry::{
     get_store, register_store, register_store_exist_ok, register_store_scoped, unregister_store,

@@ -113,6 +113,25 @@ impl FileConnector {
         }
     }
 
+    /// Writes `data` to a temporary file in the directory and renames it to `path`, so a
+    /// reader sees the whole object or none of it (or the previous one, when replacing).
+    fn write_into_place(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!(".tmp-{:032x}", new_id()));
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(data)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", &tmp, e));
+        }
+        fs::rename(&tmp, path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io("rename into place", path, e)
+        })
+    }
+
     fn path_of(&self, key: &Key) -> Result<PathBuf> {
         check_kind(key, KIND)?;
         // The file name comes from the numeric id only, never from a string in the key, so a
@@ -125,21 +144,21 @@ impl Connector for FileConnector {
     fn put(&self, data: Bytes) -> Result<Key> {
         let key = Key::random(KIND);
         let path = self.dir.join(key.id_hex());
-        let tmp = self.dir.join(format!(".tmp-{:032x}", new_id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&data)?;
-            Ok(())
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io("write", &tmp, e));
-        }
-        fs::rename(&tmp, &path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Error::io("rename into place", &path, e)
-        })?;
+        self.write_into_place(&path, &data)?;
         Ok(key)
+    }
+
+    /// Writes the new bytes under a temporary name and renames them over the old file, so
+    /// readers see one or the other.
+    fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
+        let path = self.path_of(key)?;
+        if !self.exists(key)? {
+            return Err(Error::NotFound {
+                store: format!("file connector at {}", self.dir.display()),
+                key: key.clone(),
+            });
+        }
+        self.write_into_place(&path, &data)
     }
 
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {

@@ -127,6 +127,20 @@ impl Connector for LocalConnector {
         Ok(())
     }
 
+    fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
+        check_kind(key, KIND)?;
+        match self.write().get_mut(&key.id()) {
+            Some(slot) => {
+                *slot = data;
+                Ok(())
+            }
+            None => Err(crate::error::Error::NotFound {
+                store: format!("local connector {}", self.shared.id),
+                key: key.clone(),
+            }),
+        }
+    }
+
     fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
         let keys: Vec<Key> = data.iter().map(|_| Key::random(KIND)).collect();
         let mut objects = self.write();

@@ -26,6 +26,10 @@ pub use policy::RoutingPolicy;
 /// and use the children's batch operations. The [`config`](Connector::config) nests the
 /// children's configurations, so another process rebuilds the whole tree.
 ///
+/// A child whose policy names [host patterns](RoutingPolicy::with_host_pattern) is used only
+/// on matching hosts ([`MultiConnectorBuilder::with_hostname`] injects the name, for tests);
+/// rebuilt from a config on another host, it stays dormant and is not built.
+///
 /// ```
 /// use bytes::Bytes;
 /// use proxy_core::{Connector, FileConnector, LocalConnector, MultiConnector, RoutingPolicy};
@@ -52,13 +56,33 @@ pub use policy::RoutingPolicy;
 #[derive(Clone)]
 pub struct MultiConnector {
     children: Arc<[Child]>,
+    hostname: Arc<str>,
 }
 
 #[derive(Debug)]
 struct Child {
     name: String,
     policy: RoutingPolicy,
-    connector: Arc<dyn Connector>,
+    connector: ChildConnector,
+}
+
+#[derive(Debug)]
+enum ChildConnector {
+    /// A built connector (given to the builder, or built from a config on a host where the
+    /// child is active).
+    Built(Arc<dyn Connector>),
+    /// A child whose host patterns do not match this host, rebuilt from a config: it is not
+    /// built here; its config is kept so that [`Connector::config`] still describes it.
+    Dormant(ConnectorConfig),
+}
+
+impl Child {
+    fn built(&self) -> Option<&Arc<dyn Connector>> {
+        match &self.connector {
+            ChildConnector::Built(connector) => Some(connector),
+            ChildConnector::Dormant(_) => None,
+        }
+    }
 }
 
 /// One child of a [`ConnectorConfig::Multi`]: its name, policy and configuration.
@@ -78,6 +102,7 @@ pub struct MultiChildConfig {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct MultiConnectorBuilder {
     children: Vec<Child>,
+    hostname: Option<String>,
 }
 
 impl MultiConnectorBuilder {
@@ -101,8 +126,16 @@ impl MultiConnectorBuilder {
         self.children.push(Child {
             name: name.into(),
             policy,
-            connector,
+            connector: ChildConnector::Built(connector),
         });
+        self
+    }
+
+    /// The host name that [host patterns](RoutingPolicy::with_host_pattern) are matched
+    /// against (default: this machine's, from `gethostname`). For tests, and for machines
+    /// known under another name than their own.
+    pub fn with_hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
         self
     }
 
@@ -132,6 +165,7 @@ impl MultiConnectorBuilder {
         }
         Ok(MultiConnector {
             children: self.children.into(),
+            hostname: self.hostname.unwrap_or_else(system_hostname).into(),
         })
     }
 }
@@ -142,25 +176,53 @@ impl MultiConnector {
         MultiConnectorBuilder::default()
     }
 
-    /// Rebuilds a connector from its children's configurations.
+    /// Rebuilds a connector from its children's configurations, on this machine.
     pub(crate) fn from_configs(children: &[MultiChildConfig]) -> Result<Self> {
-        let mut builder = Self::builder();
+        Self::from_configs_on_host(children, &system_hostname())
+    }
+
+    /// Rebuilds a connector from its children's configurations as on the host `hostname`:
+    /// children whose host patterns do not match it stay dormant (not built); nested multi
+    /// connectors are rebuilt for the same host.
+    pub fn from_configs_on_host(children: &[MultiChildConfig], hostname: &str) -> Result<Self> {
+        let mut builder = Self::builder().with_hostname(hostname);
         for child in children {
-            builder = builder.child_arc(
-                child.name.clone(),
-                child.connector.build()?,
-                child.policy.clone(),
-            );
+            let connector = if !child.policy.active_on(hostname) {
+                ChildConnector::Dormant(child.connector.clone())
+            } else if let ConnectorConfig::Multi { children } = &child.connector {
+                ChildConnector::Built(Arc::new(Self::from_configs_on_host(children, hostname)?))
+            } else {
+                ChildConnector::Built(child.connector.build()?)
+            };
+            builder.children.push(Child {
+                name: child.name.clone(),
+                policy: child.policy.clone(),
+                connector,
+            });
         }
         builder.build()
     }
 
-    /// The child named `name`.
+    /// The host name the children's host patterns are matched against.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The names of the children that are dormant here (their host patterns do not match
+    /// [`hostname`](MultiConnector::hostname)), in declaration order.
+    pub fn dormant_children(&self) -> impl Iterator<Item = &str> {
+        self.children
+            .iter()
+            .filter(|c| !c.policy.active_on(&self.hostname))
+            .map(|c| c.name.as_str())
+    }
+
+    /// The child named `name` (`None` also for a dormant child that was not built).
     pub fn child(&self, name: &str) -> Option<&Arc<dyn Connector>> {
         self.children
             .iter()
             .find(|c| c.name == name)
-            .map(|c| &c.connector)
+            .and_then(Child::built)
     }
 
     /// The children's names and policies, in declaration order.
@@ -179,7 +241,7 @@ impl MultiConnector {
     /// Stores `data` in the child chosen for its size among those carrying all of `tags`.
     pub fn put_tagged(&self, data: Bytes, tags: &[&str]) -> Result<Key> {
         let child = &self.children[self.choose(data.len(), tags)?];
-        let key = child.connector.put(data)?;
+        let key = self.connector_of(child)?.put(data)?;
         Ok(add_route(&child.name, key))
     }
 
@@ -199,7 +261,10 @@ impl MultiConnector {
             if positions.is_empty() {
                 continue;
             }
-            let child_keys = match child.connector.put_batch(payloads) {
+            let child_keys = match self
+                .connector_of(child)
+                .and_then(|connector| connector.put_batch(payloads))
+            {
                 Ok(child_keys) if child_keys.len() == positions.len() => child_keys,
                 failed => {
                     // Do not leave the objects already stored in other children behind.
@@ -235,15 +300,39 @@ impl MultiConnector {
         self.children
             .iter()
             .enumerate()
-            .filter(|(_, child)| child.policy.admits(size, tags))
+            .filter(|(_, child)| {
+                child.policy.admits(size, tags) && child.policy.active_on(&self.hostname)
+            })
             // `max_by_key` keeps the last of equal maxima; reversing keeps the first declared.
             .rev()
             .max_by_key(|(_, child)| child.policy.priority())
             .map(|(i, _)| i)
             .ok_or_else(|| Error::Config {
                 what: format!("multi connector {}", self.description()),
-                message: format!("no child admits an object of {size} bytes with tags {tags:?}"),
+                message: format!(
+                    "no child active on host `{}` admits an object of {size} bytes with tags {tags:?}",
+                    self.hostname
+                ),
             })
+    }
+
+    /// The child's connector, or an error naming it if it is dormant here.
+    fn connector_of<'a>(&self, child: &'a Child) -> Result<&'a Arc<dyn Connector>> {
+        child.built().ok_or_else(|| Error::Config {
+            what: format!("multi connector {}", self.description()),
+            message: format!(
+                "child `{}` is dormant on host `{}` (its host patterns: {:?})",
+                child.name,
+                self.hostname,
+                child.policy.host_patterns().collect::<Vec<_>>()
+            ),
+        })
+    }
+
+    /// The connector of the child owning `key`, and the key as that child made it.
+    fn owner_connector(&self, key: &Key) -> Result<(&Arc<dyn Connector>, Key)> {
+        let (index, child_key) = self.owner(key)?;
+        Ok((self.connector_of(&self.children[index])?, child_key))
     }
 
     /// The index of the child owning `key`, and the key as that child made it.
@@ -300,18 +389,30 @@ impl Connector for MultiConnector {
     }
 
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        let (index, child_key) = self.owner(key)?;
-        self.children[index].connector.get(&child_key)
+        let (connector, child_key) = self.owner_connector(key)?;
+        connector.get(&child_key)
     }
 
     fn exists(&self, key: &Key) -> Result<bool> {
-        let (index, child_key) = self.owner(key)?;
-        self.children[index].connector.exists(&child_key)
+        let (connector, child_key) = self.owner_connector(key)?;
+        connector.exists(&child_key)
     }
 
     fn evict(&self, key: &Key) -> Result<()> {
-        let (index, child_key) = self.owner(key)?;
-        self.children[index].connector.evict(&child_key)
+        let (connector, child_key) = self.owner_connector(key)?;
+        connector.evict(&child_key)
+    }
+
+    fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
+        let (connector, child_key) = self.owner_connector(key)?;
+        connector.overwrite(&child_key, data).map_err(|e| match e {
+            // Name the key the caller used, with its route.
+            Error::NotFound { store, .. } => Error::NotFound {
+                store,
+                key: key.clone(),
+            },
+            other => other,
+        })
     }
 
     fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
@@ -331,7 +432,7 @@ impl Connector for MultiConnector {
             if positions.is_empty() {
                 continue;
             }
-            let objects = child.connector.get_batch(&child_keys)?;
+            let objects = self.connector_of(child)?.get_batch(&child_keys)?;
             if objects.len() != positions.len() {
                 return Err(self.batch_length_error(
                     child,
@@ -351,7 +452,10 @@ impl Connector for MultiConnector {
         // Close every child even if one fails; report the first failure.
         let mut first_failure = None;
         for child in self.children.iter() {
-            if let Err(error) = child.connector.close() {
+            let Some(connector) = child.built() else {
+                continue;
+            };
+            if let Err(error) = connector.close() {
                 first_failure.get_or_insert(error);
             }
         }
@@ -366,7 +470,10 @@ impl Connector for MultiConnector {
                 .map(|child| MultiChildConfig {
                     name: child.name.clone(),
                     policy: child.policy.clone(),
-                    connector: child.connector.config(),
+                    connector: match &child.connector {
+                        ChildConnector::Built(connector) => connector.config(),
+                        ChildConnector::Dormant(config) => config.clone(),
+                    },
                 })
                 .collect(),
         }
@@ -375,7 +482,8 @@ impl Connector for MultiConnector {
     fn object_count(&self) -> Option<usize> {
         self.children
             .iter()
-            .map(|c| c.connector.object_count())
+            .filter_map(Child::built)
+            .map(|connector| connector.object_count())
             .sum()
     }
 }
@@ -384,8 +492,22 @@ impl fmt::Debug for MultiConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MultiConnector")
             .field("children", &self.children)
+            .field("hostname", &self.hostname)
             .finish()
     }
+}
+
+/// This machine's host name (`gethostname`), or an empty name if it cannot be read (then
+/// only children without host patterns, or with a pattern matching "", are active).
+fn system_hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the pointer and length describe `buffer`, which outlives the call.
+    let rc = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
 
 #[cfg(test)]

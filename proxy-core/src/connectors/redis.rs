@@ -228,6 +228,24 @@ mod connector {
             }
         }
 
+        /// `SET key data XX`: replaces the value only if the key exists.
+        fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
+            let mut command = redis::cmd("SET");
+            command
+                .arg(self.redis_key(key)?)
+                .arg(data.as_ref())
+                .arg("XX");
+            let operation = Operation::One("SET XX", key);
+            match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Okay => Ok(()),
+                Value::Nil => Err(Error::NotFound {
+                    store: self.pool.server().to_string(),
+                    key: key.clone(),
+                }),
+                other => Err(self.protocol_error(operation, &other)),
+            }
+        }
+
         fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
             if data.is_empty() {
                 return Ok(Vec::new());

@@ -8,9 +8,16 @@ use serde::{Deserialize, Serialize};
 /// much it is preferred over the others.
 ///
 /// A child admits an object when its size lies within `[min_size, max_size]` (both
-/// inclusive; no maximum unless set) and the child carries every tag the put asked for
-/// (a put without tags asks for none). Among the children that admit an object, the one with
-/// the highest priority takes it; on a tie, the one declared first.
+/// inclusive; no maximum unless set), the child carries every tag the put asked for
+/// (a put without tags asks for none), and the put asked for every tag the child
+/// [requires](RoutingPolicy::with_required_tag) (ProxyStore's `superset_tags`). Among the
+/// children that admit an object, the one with the highest priority takes it; on a tie, the
+/// one declared first.
+///
+/// A policy with [host patterns](RoutingPolicy::with_host_pattern) makes its child active only
+/// on machines whose host name matches one of them; elsewhere the child is *dormant*: it takes
+/// no puts, and a connector rebuilt from a config on such a host does not even build it (a
+/// key routed to it is refused with an error naming the child and the host).
 ///
 /// ```
 /// use proxy_core::RoutingPolicy;
@@ -22,6 +29,14 @@ use serde::{Deserialize, Serialize};
 /// let archive = RoutingPolicy::new().with_tag("durable");
 /// assert!(archive.admits(10, &["durable"]));
 /// assert!(!small.admits(10, &["durable"]));
+///
+/// let gpu_only = RoutingPolicy::new().with_required_tag("gpu");
+/// assert!(gpu_only.admits(10, &["gpu"]));
+/// assert!(!gpu_only.admits(10, &[]), "a put that does not ask for `gpu` goes elsewhere");
+///
+/// let cluster = RoutingPolicy::new().with_host_pattern("node-*.cluster");
+/// assert!(cluster.active_on("node-17.cluster"));
+/// assert!(!cluster.active_on("laptop"));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[must_use = "a policy does nothing until given to a MultiConnector child"]
@@ -30,6 +45,10 @@ pub struct RoutingPolicy {
     max_size: Option<u64>,
     tags: BTreeSet<String>,
     priority: i32,
+    #[serde(default)]
+    required_tags: BTreeSet<String>,
+    #[serde(default)]
+    host_patterns: Vec<String>,
 }
 
 impl RoutingPolicy {
@@ -53,6 +72,23 @@ impl RoutingPolicy {
     /// Adds `tag` to the tags this child carries.
     pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.insert(tag.into());
+        self
+    }
+
+    /// Requires `tag`: the child takes only puts that ask for it (and carries it). Several
+    /// required tags must all be asked for: the put's tags are a superset of them.
+    pub fn with_required_tag(mut self, tag: impl Into<String>) -> Self {
+        let tag = tag.into();
+        self.tags.insert(tag.clone());
+        self.required_tags.insert(tag);
+        self
+    }
+
+    /// Makes the child active only on hosts whose name matches `pattern` (or another pattern
+    /// given the same way). A pattern is matched against the whole host name, ASCII case
+    /// insensitively; `*` stands for any run of characters and `?` for one character.
+    pub fn with_host_pattern(mut self, pattern: impl Into<String>) -> Self {
+        self.host_patterns.push(pattern.into());
         self
     }
 
@@ -82,13 +118,64 @@ impl RoutingPolicy {
         self.priority
     }
 
+    /// The tags a put must ask for.
+    pub fn required_tags(&self) -> impl Iterator<Item = &str> {
+        self.required_tags.iter().map(String::as_str)
+    }
+
+    /// The host patterns (none: active everywhere).
+    pub fn host_patterns(&self) -> impl Iterator<Item = &str> {
+        self.host_patterns.iter().map(String::as_str)
+    }
+
+    /// Whether the child is active on the host named `hostname` (always, without patterns).
+    pub fn active_on(&self, hostname: &str) -> bool {
+        self.host_patterns.is_empty()
+            || self
+                .host_patterns
+                .iter()
+                .any(|pattern| wildcard_match(pattern.as_bytes(), hostname.as_bytes()))
+    }
+
     /// Whether an object of `size` bytes, put with `tags`, may go to this child.
     pub fn admits(&self, size: usize, tags: &[&str]) -> bool {
         let size = size as u64;
         size >= self.min_size
             && self.max_size.is_none_or(|max| size <= max)
             && tags.iter().all(|tag| self.tags.contains(*tag))
+            && self
+                .required_tags
+                .iter()
+                .all(|required| tags.contains(&required.as_str()))
     }
+}
+
+/// Whether `text` matches `pattern` as a whole (`*`: any run, `?`: one byte), ignoring ASCII
+/// case. Greedy with one backtrack point, so linear in practice and never recursive.
+fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&text[t]) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -102,6 +189,51 @@ mod tests {
         assert!(policy.admits(10, &[]));
         assert!(policy.admits(20, &[]));
         assert!(!policy.admits(21, &[]));
+    }
+
+    #[test]
+    fn required_tags_must_all_be_asked_for() {
+        let policy = RoutingPolicy::new()
+            .with_required_tag("gpu")
+            .with_required_tag("fast")
+            .with_tag("spare");
+        assert!(!policy.admits(1, &[]));
+        assert!(!policy.admits(1, &["gpu"]));
+        assert!(policy.admits(1, &["fast", "gpu"]));
+        assert!(policy.admits(1, &["fast", "gpu", "spare"]));
+        assert!(
+            !policy.admits(1, &["fast", "gpu", "other"]),
+            "still carried tags only"
+        );
+    }
+
+    #[test]
+    fn host_patterns_match_whole_names_with_wildcards() {
+        let any = RoutingPolicy::new();
+        assert!(any.active_on("whatever"));
+        let policy = RoutingPolicy::new()
+            .with_host_pattern("node-*.cluster")
+            .with_host_pattern("gpu??");
+        for host in [
+            "node-1.cluster",
+            "NODE-abc.Cluster",
+            "node-.cluster",
+            "gpu01",
+        ] {
+            assert!(policy.active_on(host), "{host}");
+        }
+        for host in [
+            "node-1.cluster.org",
+            "xnode-1.cluster",
+            "gpu1",
+            "gpu001",
+            "",
+        ] {
+            assert!(!policy.active_on(host), "{host}");
+        }
+        assert!(wildcard_match(b"*", b""));
+        assert!(wildcard_match(b"a*b*c", b"axxbyybc"));
+        assert!(!wildcard_match(b"a*b*c", b"axxbyyb"));
     }
 
     #[test]

@@ -346,3 +346,138 @@ fn a_failed_batch_leaves_no_objects_behind() {
         "objects stored before the failure were left behind"
     );
 }
+
+/// A local child active on `node-*` hosts and a file child active on `login*` hosts.
+fn by_host(hostname: &str, dir: &std::path::Path) -> MultiConnector {
+    MultiConnector::builder()
+        .with_hostname(hostname)
+        .child(
+            "compute",
+            LocalConnector::new(),
+            RoutingPolicy::new().with_host_pattern("node-*"),
+        )
+        .child(
+            "login",
+            FileConnector::new(dir).expect("file"),
+            RoutingPolicy::new().with_host_pattern("login*"),
+        )
+        .build()
+        .expect("build")
+}
+
+#[test]
+fn host_patterns_pick_the_child_active_on_this_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let on_node = by_host("node-7", dir.path());
+    assert_eq!(on_node.hostname(), "node-7");
+    assert_eq!(on_node.dormant_children().collect::<Vec<_>>(), ["login"]);
+    let key = on_node.put(Bytes::from_static(b"n")).expect("put");
+    assert_eq!(key.route(), Some("compute"));
+
+    let on_login = by_host("login2", dir.path());
+    let key = on_login.put(Bytes::from_static(b"l")).expect("put");
+    assert_eq!(key.route(), Some("login"));
+
+    let elsewhere = by_host("laptop", dir.path());
+    let err = elsewhere
+        .put(Bytes::from_static(b"x"))
+        .expect_err("no active child");
+    assert!(err.to_string().contains("laptop"), "{err}");
+}
+
+#[test]
+fn a_dormant_child_rebuilt_from_a_config_is_not_built() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let on_login = by_host("login1", dir.path());
+    let key = on_login.put(Bytes::from_static(b"on login")).expect("put");
+    let ConnectorConfig::Multi { children } = on_login.config() else {
+        panic!("a multi config");
+    };
+    // The login child's directory does not exist on a compute node: it must not be built.
+    dir.close().expect("remove");
+
+    let on_node = MultiConnector::from_configs_on_host(&children, "node-3").expect("rebuild");
+    assert!(
+        on_node.child("login").is_none(),
+        "dormant children are not built"
+    );
+    assert!(on_node.child("compute").is_some());
+    let err = on_node.get(&key).expect_err("dormant child");
+    let text = err.to_string();
+    assert!(
+        text.contains("dormant") && text.contains("login") && text.contains("node-3"),
+        "{text}"
+    );
+    assert_eq!(
+        on_node.config(),
+        ConnectorConfig::Multi { children },
+        "the config still describes the dormant child"
+    );
+    assert_eq!(on_node.object_count(), Some(0));
+    on_node.close().expect("close skips dormant children");
+}
+
+#[test]
+fn nested_multi_connectors_are_rebuilt_for_the_same_host() {
+    let inner = MultiConnector::builder()
+        .child(
+            "gpu",
+            LocalConnector::new(),
+            RoutingPolicy::new().with_host_pattern("gpu*"),
+        )
+        .child("any", LocalConnector::new(), RoutingPolicy::new())
+        .build()
+        .expect("inner");
+    let outer = MultiConnector::builder()
+        .child("inner", inner, RoutingPolicy::new())
+        .build()
+        .expect("outer");
+    let ConnectorConfig::Multi { children } = outer.config() else {
+        panic!("a multi config");
+    };
+    let on_gpu = MultiConnector::from_configs_on_host(&children, "gpu01").expect("rebuild");
+    assert_eq!(
+        on_gpu.put(Bytes::from_static(b"g")).expect("put").route(),
+        Some("inner/gpu")
+    );
+    let on_cpu = MultiConnector::from_configs_on_host(&children, "cpu01").expect("rebuild");
+    assert_eq!(
+        on_cpu.put(Bytes::from_static(b"c")).expect("put").route(),
+        Some("inner/any")
+    );
+}
+
+#[test]
+fn required_tags_keep_a_child_for_the_puts_that_ask_for_them() {
+    let multi = MultiConnector::builder()
+        .child(
+            "archive",
+            LocalConnector::new(),
+            RoutingPolicy::new()
+                .with_required_tag("archive")
+                .with_priority(9),
+        )
+        .child(
+            "default",
+            LocalConnector::new(),
+            RoutingPolicy::new().with_tag("fast"),
+        )
+        .build()
+        .expect("build");
+    let plain = multi.put(Bytes::from_static(b"p")).expect("put");
+    assert_eq!(
+        plain.route(),
+        Some("default"),
+        "despite the archive's priority"
+    );
+    let archived = multi
+        .put_tagged(Bytes::from_static(b"a"), &["archive"])
+        .expect("put");
+    assert_eq!(archived.route(), Some("archive"));
+    assert!(
+        multi
+            .put_tagged(Bytes::from_static(b"x"), &["archive", "fast"])
+            .is_err(),
+        "no child carries both"
+    );
+}
