@@ -219,9 +219,10 @@ where
     fn drop(&mut self) {
         if let Err(e) = self.write_back() {
             // Drop cannot return an error; `commit` is the way to see it.
-            eprintln!(
-                "proxy-core: could not write back owned object {}: {e}",
-                Proxy::key(&self.owner.proxy)
+            tracing::warn!(
+                key = %Proxy::key(&self.owner.proxy),
+                error = %e,
+                "could not write back an owned object (use commit() to see the error)"
             );
         }
     }

@@ -69,15 +69,13 @@ fn a_zmq_store_round_trips() {
 
 #[test]
 fn a_redis_config_round_trips_without_a_server() {
-    let config = StoreConfig {
-        connector: ConnectorConfig::Redis(
-            RedisOptions::new("redis://127.0.0.1:6379/0")
-                .with_prefix("cluster-a:")
-                .with_io_timeout(Duration::from_millis(2500))
-                .with_clear_on_close(true),
-        ),
-        ..store_config("toml-redis", LocalConnector::new())
-    };
+    let mut config = store_config("toml-redis", LocalConnector::new());
+    config.connector = ConnectorConfig::Redis(
+        RedisOptions::new("redis://127.0.0.1:6379/0")
+            .with_prefix("cluster-a:")
+            .with_io_timeout(Duration::from_millis(2500))
+            .with_clear_on_close(true),
+    );
     round_trip(&config);
 }
 
