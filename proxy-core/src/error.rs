@@ -79,6 +79,50 @@ pub enum Error {
         message: String,
     },
 
+    /// An object is larger than a maximum message size: the peer's (a put) or this
+    /// process's (a get), so it was refused rather than sent.
+    #[error("peer {peer}: {operation} refused: {size} bytes is larger than the maximum message size of {limit} bytes ({whose})")]
+    TooLarge {
+        /// The peer's endpoint.
+        peer: String,
+        /// The operation, with its object.
+        operation: String,
+        /// The object's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// Whose limit it is (`"the peer's"` or `"this process's"`).
+        whose: &'static str,
+    },
+
+    /// A peer refused a put because the bytes it holds for remote puts would exceed its
+    /// limit (`--max-bytes`, `ZmqOptions::with_max_bytes`); nothing was stored.
+    #[error("peer {peer}: {operation} refused: {size} more bytes would exceed its limit of {limit} bytes for objects stored by other processes ({message})")]
+    QuotaExceeded {
+        /// The peer's endpoint.
+        peer: String,
+        /// The operation, with its object.
+        operation: String,
+        /// The object's size in bytes.
+        size: u64,
+        /// The peer's limit in bytes.
+        limit: u64,
+        /// The peer's own words (how much it holds).
+        message: String,
+    },
+
+    /// A peer refused a request that did not prove knowledge of its cluster secret (or
+    /// replayed an earlier one); nothing was done.
+    #[error("peer {peer}: {operation} refused: not authenticated: {message}")]
+    Unauthenticated {
+        /// The peer's endpoint.
+        peer: String,
+        /// The operation, with its object.
+        operation: String,
+        /// The peer's reason (never the secret).
+        message: String,
+    },
+
     /// A message on the wire did not follow the protocol.
     #[error("protocol error with {peer}: {message}")]
     Protocol {
@@ -139,7 +183,9 @@ pub enum ErrorKind {
     NotFound,
     /// A peer, a server or a wait did not finish in time ([`Error::Timeout`]).
     Timeout,
-    /// A peer or server answered with an error or could not be reached ([`Error::Peer`]).
+    /// A peer or server answered with an error or could not be reached ([`Error::Peer`]),
+    /// or refused a request for its size, its quota or its authentication
+    /// ([`Error::TooLarge`], [`Error::QuotaExceeded`], [`Error::Unauthenticated`]).
     Refused,
     /// A value could not be encoded or decoded, e.g. read as the wrong type
     /// ([`Error::Codec`]).
@@ -234,7 +280,10 @@ impl Error {
         match self.root() {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Timeout { .. } => ErrorKind::Timeout,
-            Error::Peer { .. } => ErrorKind::Refused,
+            Error::Peer { .. }
+            | Error::TooLarge { .. }
+            | Error::QuotaExceeded { .. }
+            | Error::Unauthenticated { .. } => ErrorKind::Refused,
             Error::Codec { .. } => ErrorKind::Codec,
             Error::Io { .. } => ErrorKind::Io,
             Error::Protocol { .. } => ErrorKind::Protocol,

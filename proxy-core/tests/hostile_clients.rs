@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use proxy_core::{Connector, ZmqConnector, ZmqOptions};
+use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
 
 const PEER: &str = env!("CARGO_BIN_EXE_proxy-peer");
 
@@ -50,7 +50,8 @@ impl Drop for Peer {
 }
 
 fn client() -> ZmqConnector {
-    ZmqConnector::client(ZmqOptions::default().timeout(Duration::from_secs(3))).expect("client")
+    ZmqConnector::client(ZmqOptions::default().with_timeout(Duration::from_secs(3)))
+        .expect("client")
 }
 
 /// An ordinary client stores and reads back an object: the peer serves.
@@ -116,4 +117,183 @@ fn a_spray_of_claimed_routing_ids_does_not_crash_the_peer() {
     drop(claimed);
     drop(plain);
     assert_serves(&mut peer);
+}
+
+/// A secret file in a temporary directory (kept alive by the returned guard).
+fn secret_file(secret: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("secret");
+    std::fs::write(&path, format!("{secret}\n")).expect("write the secret");
+    let path = path.to_str().expect("utf-8 path").to_string();
+    (dir, path)
+}
+
+fn client_with(options: ZmqOptions) -> ZmqConnector {
+    ZmqConnector::client(options.with_timeout(Duration::from_secs(3))).expect("client")
+}
+
+/// A peer with a secret refuses clients without it (or with another), with an error that
+/// says so; nothing is stored or read; clients with the secret are served.
+#[test]
+fn a_peer_with_a_secret_refuses_requests_without_proof() {
+    let (_dir, path) = secret_file("correct horse battery staple");
+    let mut peer = Peer::start(&["--secret-file", &path]);
+    let member = client_with(ZmqOptions::default().with_secret("correct horse battery staple"));
+    let key = member
+        .put_to(&peer.endpoint, Bytes::from_static(b"members only"))
+        .expect("put with the secret");
+    assert_eq!(
+        member.get(&key).expect("get with the secret"),
+        Some(Bytes::from_static(b"members only"))
+    );
+
+    for (who, stranger) in [
+        ("no secret", client()),
+        (
+            "another secret",
+            client_with(ZmqOptions::default().with_secret("guess")),
+        ),
+    ] {
+        for result in [
+            stranger.get(&key).map(|_| ()),
+            stranger.exists(&key).map(|_| ()),
+            stranger.evict(&key),
+            stranger
+                .put_to(&peer.endpoint, Bytes::from_static(b"intruder"))
+                .map(|_| ()),
+        ] {
+            match result {
+                Err(Error::Unauthenticated {
+                    peer: p, message, ..
+                }) => {
+                    assert_eq!(p, peer.endpoint, "{who}");
+                    assert!(!message.contains("correct horse"), "{message}");
+                }
+                other => panic!("{who}: {other:?}"),
+            }
+        }
+    }
+    // Nothing was evicted.
+    assert_eq!(
+        member.get(&key).expect("get"),
+        Some(Bytes::from_static(b"members only"))
+    );
+    peer.assert_alive();
+}
+
+/// Frames a man in the middle saw, by request.
+fn relay(listen: zmq::Socket, upstream: zmq::Socket, requests: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut seen = Vec::new();
+    for _ in 0..requests {
+        let mut frames = listen.recv_multipart(0).expect("a request to relay");
+        let identity = frames.remove(0);
+        upstream.send_multipart(&frames, 0).expect("forward");
+        let mut reply = upstream.recv_multipart(0).expect("a reply to relay");
+        reply.insert(0, identity);
+        listen.send_multipart(reply, 0).expect("relay back");
+        seen.push(frames);
+    }
+    seen
+}
+
+/// An eavesdropper who recorded a member's put and evict cannot play them again.
+#[test]
+fn replayed_requests_are_refused() {
+    let mut peer = Peer::start(&["--secret-file", &secret_file("s3cret").1]);
+    let context = zmq::Context::new();
+    let listen = context.socket(zmq::ROUTER).expect("socket");
+    listen.set_linger(0).expect("linger");
+    listen.set_rcvtimeo(5000).expect("rcvtimeo");
+    listen.bind("tcp://127.0.0.1:*").expect("bind");
+    let middle = listen
+        .get_last_endpoint()
+        .expect("endpoint")
+        .expect("utf-8");
+    let upstream = context.socket(zmq::DEALER).expect("socket");
+    upstream.set_linger(0).expect("linger");
+    upstream.set_rcvtimeo(5000).expect("rcvtimeo");
+    upstream.connect(&peer.endpoint).expect("connect");
+    // limits, put, evict
+    let recorder = std::thread::spawn(move || relay(listen, upstream, 3));
+
+    let member = client_with(ZmqOptions::default().with_secret("s3cret"));
+    let key = member
+        .put_to(&middle, Bytes::from_static(b"recorded"))
+        .expect("put through the middle");
+    member.evict(&key).expect("evict through the middle");
+    let seen = recorder.join().expect("relay");
+    assert_eq!(seen.len(), 3);
+
+    let replayer = context.socket(zmq::DEALER).expect("socket");
+    replayer.set_linger(0).expect("linger");
+    replayer.set_rcvtimeo(3000).expect("rcvtimeo");
+    replayer.connect(&peer.endpoint).expect("connect");
+    for recorded in &seen[1..] {
+        replayer.send_multipart(recorded, 0).expect("replay");
+        let reply = replayer.recv_multipart(0).expect("a reply to the replay");
+        assert_eq!(
+            reply[0][5], 5,
+            "a replay was not refused as unauthenticated"
+        );
+        assert!(
+            String::from_utf8_lossy(&reply[1]).contains("replayed"),
+            "{:?}",
+            String::from_utf8_lossy(&reply[1])
+        );
+    }
+    peer.assert_alive();
+}
+
+/// Binding a non-loopback interface without a secret is refused, unless `--insecure`.
+#[test]
+fn exposing_a_peer_without_a_secret_is_refused() {
+    let output = Command::new(PEER)
+        .args(["--bind", "0.0.0.0", "--address", "127.0.0.1"])
+        .env_remove("PROXYSTORE_SECRET")
+        .env_remove("PROXYSTORE_SECRET_FILE")
+        .env_remove("PROXYSTORE_INSECURE")
+        .output()
+        .expect("run proxy-peer");
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "it served anyway");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("without a secret") && said.contains("--insecure"),
+        "{said}"
+    );
+}
+
+/// A peer holds at most `--max-bytes` for remote puts; a put beyond gets a quota error
+/// naming the peer, the limit and the size, and nothing is stored.
+#[test]
+fn remote_puts_beyond_the_quota_are_refused() {
+    let mut peer = Peer::start(&["--max-bytes", "1000000"]);
+    let client = client();
+    let first = client
+        .put_to(&peer.endpoint, Bytes::from(vec![1u8; 600_000]))
+        .expect("first put fits");
+    for _ in 0..3 {
+        match client.put_to(&peer.endpoint, Bytes::from(vec![2u8; 600_000])) {
+            Err(Error::QuotaExceeded {
+                peer: p,
+                size,
+                limit,
+                ..
+            }) => {
+                assert_eq!(p, peer.endpoint);
+                assert_eq!((size, limit), (600_000, 1_000_000));
+            }
+            other => panic!("over quota: {other:?}"),
+        }
+    }
+    // Evicting frees the quota.
+    client.evict(&first).expect("evict");
+    let second = client
+        .put_to(&peer.endpoint, Bytes::from(vec![3u8; 600_000]))
+        .expect("fits again after the evict");
+    assert_eq!(
+        client.get(&second).expect("get").map(|b| b.len()),
+        Some(600_000)
+    );
+    peer.assert_alive();
 }

@@ -50,6 +50,14 @@ pub(crate) struct ServeArgs {
     /// TCP port, or a range A-B of ports to try [default: 0, chosen by the OS]
     #[arg(long, value_name = "PORT|A-B", value_parser = parse_ports)]
     pub(crate) port: Option<(u16, u16)>,
+    /// Most bytes held for objects other processes store here [default:
+    /// PROXYSTORE_ZMQ_MAX_BYTES, else 4294967296]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_bytes: Option<u64>,
+    /// Allow binding an interface other than loopback without a secret (anyone who can
+    /// reach the port can then read, store and evict objects) [default: PROXYSTORE_INSECURE]
+    #[arg(long)]
+    pub(crate) insecure: bool,
     #[command(flatten)]
     pub(crate) limits: Limits,
 }
@@ -63,6 +71,10 @@ pub(crate) struct Limits {
     /// Largest message (frame) accepted from the network, in bytes [default: 1073741824]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_size: Option<u64>,
+    /// File holding the cluster secret that requests prove [default: PROXYSTORE_SECRET,
+    /// else PROXYSTORE_SECRET_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_file: Option<PathBuf>,
 }
 
 /// Client commands: each talks to the peer named in its key, or to `--peer`.
@@ -113,6 +125,9 @@ impl Limits {
         if let Some(size) = self.max_message_size {
             options = options.with_max_message_size(size);
         }
+        if let Some(path) = &self.secret_file {
+            options = options.with_secret_file(path);
+        }
         options
     }
 }
@@ -130,6 +145,12 @@ impl ServeArgs {
             Some((port, last)) if port == last => options = options.with_port(port),
             Some((first, last)) => options = options.with_port_range(first, last),
             None => {}
+        }
+        if let Some(bytes) = self.max_bytes {
+            options = options.with_max_bytes(bytes);
+        }
+        if self.insecure {
+            options = options.insecure();
         }
         self.limits.apply(options)
     }
@@ -213,6 +234,23 @@ mod tests {
     }
 
     #[test]
+    fn security_options() {
+        let cli = parse(&[
+            "--insecure",
+            "--max-bytes=4096",
+            "--secret-file",
+            "/run/secrets/proxystore",
+        ])
+        .expect("valid");
+        let expected = ZmqOptions::default()
+            .insecure()
+            .with_max_bytes(4096)
+            .with_secret_file("/run/secrets/proxystore");
+        assert_eq!(cli.serve.apply(ZmqOptions::default()), expected);
+        assert!(parse(&["--max-bytes=lots"]).is_err());
+    }
+
+    #[test]
     fn a_port_range() {
         let cli = parse(&["--port=7000-7099"]).expect("valid");
         assert_eq!(cli.serve.apply(ZmqOptions::default()).ports(), (7000, 7099));
@@ -230,7 +268,8 @@ mod tests {
                 output: Some("out.bin".into()),
                 limits: Limits {
                     timeout: Some(Duration::from_secs(2)),
-                    max_message_size: None
+                    max_message_size: None,
+                    secret_file: None,
                 },
             })
         );

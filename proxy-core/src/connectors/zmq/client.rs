@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::auth::Secret;
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::options::ZmqOptions;
@@ -47,6 +48,8 @@ pub(crate) enum Answer {
     Ok(Option<Bytes>),
     /// The object is not stored there.
     NotFound,
+    /// The peer's maximum message size (answer to `LIMITS`).
+    Limit(u64),
 }
 
 /// A client socket connected to one peer.
@@ -55,6 +58,9 @@ struct PeerSocket {
     next_request_id: u64,
     timeout: Duration,
     max_message_size: i64,
+    secret: Option<Secret>,
+    /// The peer's maximum message size, once asked (before the first put).
+    peer_max_message_size: Option<u64>,
 }
 
 thread_local! {
@@ -76,6 +82,7 @@ pub(crate) fn exchange(
         let reusable = sockets.get(peer).is_some_and(|s| {
             s.timeout == options.request_timeout()
                 && s.max_message_size == options.max_message_size_option()
+                && s.secret.as_ref() == options.secret()
         });
         if !reusable {
             sockets.remove(peer);
@@ -92,7 +99,7 @@ pub(crate) fn exchange(
                 "client socket vanished from the thread's table".to_string(),
             ));
         };
-        let result = run(socket, peer, requests);
+        let result = check_puts(socket, peer, requests).and_then(|()| run(socket, peer, requests));
         if result.is_err() {
             sockets.remove(peer);
         }
@@ -104,6 +111,48 @@ pub(crate) fn exchange(
             "this thread is exiting and has no client sockets left".to_string(),
         ))
     })
+}
+
+/// Refuses puts larger than the peer accepts, asking the peer its limit on first use (one
+/// round trip per socket), so that a size refusal is an error naming the limit and never a
+/// dropped connection.
+fn check_puts(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<()> {
+    let puts = requests.iter().filter(|r| r.op == Op::Put);
+    let Some(largest) = puts.max_by_key(|r| r.payload.as_ref().map_or(0, Bytes::len)) else {
+        return Ok(());
+    };
+    let limit = match socket.peer_max_message_size {
+        Some(limit) => limit,
+        None => {
+            let ask = Request {
+                op: Op::Limits,
+                object_id: 0,
+                payload: None,
+            };
+            let limit = match run(socket, peer, std::slice::from_ref(&ask))?.pop() {
+                Some(Answer::Limit(limit)) => limit,
+                other => {
+                    return Err(protocol_error(
+                        peer,
+                        format!("unexpected answer to a limits request: {other:?}"),
+                    ))
+                }
+            };
+            socket.peer_max_message_size = Some(limit);
+            limit
+        }
+    };
+    let size = largest.payload.as_ref().map_or(0, Bytes::len) as u64;
+    if size > limit {
+        return Err(Error::TooLarge {
+            peer: peer.to_string(),
+            operation: describe(std::slice::from_ref(largest), 0),
+            size,
+            limit,
+            whose: "the peer's",
+        });
+    }
+    Ok(())
 }
 
 fn peer_error(peer: &str, message: String) -> Error {
@@ -152,6 +201,8 @@ fn connect(peer: &str, options: &ZmqOptions) -> Result<PeerSocket> {
         next_request_id: 1,
         timeout,
         max_message_size: options.max_message_size_option(),
+        secret: options.secret().cloned(),
+        peer_max_message_size: None,
     })
 }
 
@@ -183,7 +234,14 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
     while answered < requests.len() {
         while sent < requests.len() && sent - answered < WINDOW {
             let request_id = first_id.wrapping_add(sent as u64);
-            match send_request(&mut socket.socket, request_id, &requests[sent]) {
+            let sent_request = send_request(
+                &mut socket.socket,
+                request_id,
+                &requests[sent],
+                socket.max_message_size as u64,
+                socket.secret.as_ref(),
+            );
+            match sent_request {
                 Ok(()) => sent += 1,
                 Err(zmq::Error::EAGAIN) => return Err(timed_out(answered)),
                 Err(e) => {
@@ -228,7 +286,13 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                     ),
                 ));
             }
-            answers[index] = Some(read_answer(peer, request, header.status, payload)?);
+            answers[index] = Some(read_answer(
+                peer,
+                request,
+                &header,
+                payload,
+                socket.max_message_size as u64,
+            )?);
             answered += 1;
             deadline = Instant::now() + timeout;
         }
@@ -241,8 +305,23 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
         .collect()
 }
 
-fn send_request(socket: &mut zmq::Socket, request_id: u64, request: &Request) -> zmq::Result<()> {
-    let header = Header::request(request.op, request_id, request.object_id).encode();
+fn send_request(
+    socket: &mut zmq::Socket,
+    request_id: u64,
+    request: &Request,
+    accepted: u64,
+    secret: Option<&Secret>,
+) -> zmq::Result<()> {
+    let mut header = Header::request(request.op, request_id, request.object_id);
+    header.size = match (&request.payload, request.op) {
+        (Some(payload), _) => payload.len() as u64,
+        (None, Op::Get) => accepted,
+        (None, _) => 0,
+    };
+    if let Some(secret) = secret {
+        secret.sign(&mut header, request.payload.as_deref());
+    }
+    let header = header.encode();
     match &request.payload {
         Some(payload) => {
             socket.send(&header[..], zmq::SNDMORE)?;
@@ -292,22 +371,49 @@ fn receive_reply(socket: &zmq::Socket, peer: &str) -> Result<Option<(Header, Opt
 fn read_answer(
     peer: &str,
     request: &Request,
-    status: Status,
+    header: &Header,
     payload: Option<Bytes>,
+    accepted: u64,
 ) -> Result<Answer> {
     let what = describe(std::slice::from_ref(request), 0);
-    match (status, payload) {
+    let said = |payload: &Option<Bytes>| payload.as_ref().map(|p| excerpt(p)).unwrap_or_default();
+    let request_size = request.payload.as_ref().map_or(0, Bytes::len) as u64;
+    match (header.status, payload) {
         (Status::Error, payload) => Err(peer_error(
             peer,
-            format!(
-                "refused {what}: {}",
-                payload.as_ref().map(|p| excerpt(p)).unwrap_or_default()
-            ),
+            format!("refused {what}: {}", said(&payload)),
         )),
+        (Status::TooLarge, _) if request.op == Op::Get => Err(Error::TooLarge {
+            peer: peer.to_string(),
+            operation: what,
+            size: header.size,
+            limit: accepted,
+            whose: "this process's",
+        }),
+        (Status::TooLarge, _) => Err(Error::TooLarge {
+            peer: peer.to_string(),
+            operation: what,
+            size: request_size,
+            limit: header.size,
+            whose: "the peer's",
+        }),
+        (Status::OverQuota, payload) => Err(Error::QuotaExceeded {
+            peer: peer.to_string(),
+            operation: what,
+            size: request_size,
+            limit: header.size,
+            message: said(&payload),
+        }),
+        (Status::Unauthenticated, payload) => Err(Error::Unauthenticated {
+            peer: peer.to_string(),
+            operation: what,
+            message: said(&payload),
+        }),
         (Status::NotFound, None) if matches!(request.op, Op::Get | Op::Exists) => {
             Ok(Answer::NotFound)
         }
         (Status::Ok, Some(data)) if request.op == Op::Get => Ok(Answer::Ok(Some(data))),
+        (Status::Ok, None) if request.op == Op::Limits => Ok(Answer::Limit(header.size)),
         (Status::Ok, None) if request.op != Op::Get => Ok(Answer::Ok(None)),
         (status, payload) => Err(protocol_error(
             peer,

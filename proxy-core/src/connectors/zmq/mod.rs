@@ -2,12 +2,14 @@
 //!
 //! - `options`: how a peer binds and waits ([`ZmqOptions`]) and what travels ([`ZmqConfig`]);
 //! - `context`: the process's ZeroMQ context and its I/O threads;
+//! - `auth`: the cluster secret and the per-request proof of it;
 //! - `wire`: the versioned wire format;
 //! - `frame`: payload frames without copies;
 //! - `objects`: the map of objects a peer serves;
 //! - `server`: the peer server thread (`ROUTER`);
 //! - `client`: per-thread `DEALER` sockets and pipelined requests.
 
+mod auth;
 mod client;
 mod context;
 mod frame;
@@ -139,6 +141,7 @@ impl ZmqConnector {
     /// first stores one.
     pub fn client(options: ZmqOptions) -> Result<Self> {
         options.validate()?;
+        let options = options.resolve()?;
         Ok(ZmqConnector {
             inner: Arc::new(Inner {
                 options,
@@ -151,13 +154,18 @@ impl ZmqConnector {
 
     /// The connector a [`ZmqConfig`] made elsewhere describes, rebuilt here: this process's
     /// own settings for where to bind, what to advertise and where puts go
-    /// ([`ZmqOptions::rebuilt_here`], with variables from `lookup`).
+    /// ([`ZmqOptions::rebuilt_here`], with variables from `lookup`). The secret never
+    /// travels in a configuration: next to the live server it came from the connector
+    /// takes that server's secret, elsewhere this process's own.
     pub(crate) fn from_config_with(
         config: &ZmqConfig,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
-        let connector = Self::client(ZmqOptions::rebuilt_here(&config.options, lookup)?)?;
-        if let Some(server) = config.endpoint.as_deref().and_then(server::live_server) {
+        let live = config.endpoint.as_deref().and_then(server::live_server);
+        let options = ZmqOptions::rebuilt_here(&config.options, lookup)?
+            .or_secret(live.as_ref().and_then(|server| server.secret()));
+        let connector = Self::client(options)?;
+        if let Some(server) = live {
             // Same process: share the server and its objects, do not start another.
             let _ = connector.inner.server.set(server);
         }
@@ -223,6 +231,15 @@ impl ZmqConnector {
             .map_or(0, |server| server.rejected())
     }
 
+    /// Bytes this peer's server holds for objects other processes stored on it (remote
+    /// puts), which [`ZmqOptions::with_max_bytes`] limits.
+    pub fn remote_bytes(&self) -> u64 {
+        self.inner
+            .server
+            .get()
+            .map_or(0, |server| server.objects().remote_bytes())
+    }
+
     /// Stores `data` on the peer at `peer` (for example a standalone `proxy-peer`) instead of
     /// in this process, and returns its key.
     pub fn put_to(&self, peer: &str, data: Bytes) -> Result<Key> {
@@ -248,12 +265,12 @@ impl ZmqConnector {
         }
         let limit = self.inner.options.get_max_message_size();
         if let Some(large) = data.iter().find(|d| d.len() as u64 > limit) {
-            return Err(Error::Peer {
+            return Err(Error::TooLarge {
                 peer: peer.to_string(),
-                message: format!(
-                    "refusing to send an object of {} bytes, larger than the maximum message size ({limit} bytes)",
-                    large.len()
-                ),
+                operation: format!("put of an object of {} bytes", large.len()),
+                size: large.len() as u64,
+                limit,
+                whose: "this process's",
             });
         }
         let requests: Vec<Request> = keys
@@ -376,7 +393,7 @@ impl Connector for ZmqConnector {
             Owner::Here(server) => Ok(server.objects().get(key.id())),
             Owner::Peer(peer) => match self.ask(peer, Op::Get, key)? {
                 Answer::Ok(data) => Ok(data),
-                Answer::NotFound => Ok(None),
+                Answer::NotFound | Answer::Limit(_) => Ok(None),
             },
         }
     }

@@ -1,6 +1,10 @@
 //! `ObjectMap`: the objects a peer serves, shared by its connectors and its server thread.
+//!
+//! The map also counts the bytes of objects that other processes stored here (remote puts),
+//! so that the server can hold them to a quota.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -10,6 +14,18 @@ use bytes::Bytes;
 #[derive(Debug, Default)]
 pub(crate) struct ObjectMap {
     objects: RwLock<HashMap<u128, Bytes>>,
+    /// Ids of objects stored by remote puts (their bytes count against the quota).
+    remote: RwLock<HashMap<u128, u64>>,
+    remote_bytes: AtomicU64,
+}
+
+/// Why [`ObjectMap::insert_remote`] did not store an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The id is taken.
+    Taken,
+    /// The quota would be exceeded; the bytes already held.
+    OverQuota(u64),
 }
 
 impl ObjectMap {
@@ -41,25 +57,42 @@ impl ObjectMap {
         self.read().contains_key(&id)
     }
 
-    /// Stores `data` under `id` unless the id is taken; says whether it stored it.
-    pub(crate) fn insert_new(&self, id: u128, data: Bytes) -> bool {
-        match self.write().entry(id) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(data);
-                true
-            }
-        }
-    }
-
     /// Stores several objects under fresh ids.
     pub(crate) fn insert_many(&self, items: impl Iterator<Item = (u128, Bytes)>) {
         self.write().extend(items);
     }
 
+    /// Stores `data` from a remote put under `id` if the id is free and the bytes held for
+    /// remote puts stay within `quota`.
+    pub(crate) fn insert_remote(&self, id: u128, data: Bytes, quota: u64) -> Result<(), Refused> {
+        let mut objects = self.write();
+        if objects.contains_key(&id) {
+            return Err(Refused::Taken);
+        }
+        let size = data.len() as u64;
+        let held = self.remote_bytes.load(Ordering::Acquire);
+        if held.saturating_add(size) > quota {
+            return Err(Refused::OverQuota(held));
+        }
+        self.remote_bytes.fetch_add(size, Ordering::AcqRel);
+        lock_remote(&self.remote).insert(id, size);
+        objects.insert(id, data);
+        Ok(())
+    }
+
+    /// Bytes held for remote puts.
+    pub(crate) fn remote_bytes(&self) -> u64 {
+        self.remote_bytes.load(Ordering::Acquire)
+    }
+
     /// Removes the object, if any.
     pub(crate) fn remove(&self, id: u128) {
-        self.write().remove(&id);
+        let mut objects = self.write();
+        if objects.remove(&id).is_some() {
+            if let Some(size) = lock_remote(&self.remote).remove(&id) {
+                self.remote_bytes.fetch_sub(size, Ordering::AcqRel);
+            }
+        }
     }
 
     /// How many objects are stored.
@@ -69,6 +102,16 @@ impl ObjectMap {
 
     /// Removes every object.
     pub(crate) fn clear(&self) {
-        self.write().clear();
+        let mut objects = self.write();
+        objects.clear();
+        lock_remote(&self.remote).clear();
+        self.remote_bytes.store(0, Ordering::Release);
     }
+}
+
+/// Written only while the object map's write lock is held, so never contended.
+fn lock_remote(remote: &RwLock<HashMap<u128, u64>>) -> RwLockWriteGuard<'_, HashMap<u128, u64>> {
+    remote
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -4,10 +4,12 @@
 //! from [`ZmqOptions::from_env`] and call `with_*` for what the program decides itself.
 
 use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::Secret;
 use super::ZmqConnector;
 use crate::error::{Error, Result};
 
@@ -26,6 +28,17 @@ pub(crate) const ENV_PORT: &str = "PROXYSTORE_ZMQ_PORT";
 pub(crate) const ENV_TIMEOUT: &str = "PROXYSTORE_ZMQ_TIMEOUT";
 /// The largest message accepted, in bytes (`PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE`).
 pub(crate) const ENV_MAX_MESSAGE_SIZE: &str = "PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE";
+/// The most bytes held for remote puts (`PROXYSTORE_ZMQ_MAX_BYTES`).
+pub(crate) const ENV_MAX_BYTES: &str = "PROXYSTORE_ZMQ_MAX_BYTES";
+/// The cluster secret (`PROXYSTORE_SECRET`), read when a connector is built.
+pub(crate) const ENV_SECRET: &str = "PROXYSTORE_SECRET";
+/// A file holding the cluster secret (`PROXYSTORE_SECRET_FILE`), read when a connector is
+/// built.
+pub(crate) const ENV_SECRET_FILE: &str = "PROXYSTORE_SECRET_FILE";
+/// `1` allows binding a non-loopback interface without a secret (`PROXYSTORE_INSECURE`).
+pub(crate) const ENV_INSECURE: &str = "PROXYSTORE_INSECURE";
+/// Default limit on the bytes a peer holds for remote puts: 4 GiB.
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 4 << 30;
 
 /// Options of a [`ZmqConnector`], set builder style and finished with [`build`](Self::build).
 ///
@@ -54,6 +67,13 @@ pub(crate) const ENV_MAX_MESSAGE_SIZE: &str = "PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE";
 /// assert_eq!(options.ports(), (0, 0));
 /// # Ok::<(), proxy_core::Error>(())
 /// ```
+///
+/// Security options: [`with_secret`](Self::with_secret) /
+/// [`with_secret_file`](Self::with_secret_file) (else `PROXYSTORE_SECRET`, else
+/// `PROXYSTORE_SECRET_FILE`, read when the connector is built), [`insecure`](Self::insecure)
+/// (else `PROXYSTORE_INSECURE=1`) and [`with_max_bytes`](Self::with_max_bytes). The secret
+/// is never serialized nor shown by `Debug`: a connector rebuilt from a configuration in
+/// another process takes that process's own secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[must_use = "options do nothing until a connector is built from them"]
 pub struct ZmqOptions {
@@ -65,6 +85,16 @@ pub struct ZmqOptions {
     max_message_size: u64,
     /// Where this connector's puts go.
     placement: Placement,
+    /// Limit on bytes held for remote puts.
+    #[serde(default = "default_max_bytes")]
+    max_bytes: u64,
+    /// Binding a non-loopback interface without a secret is allowed.
+    #[serde(default)]
+    insecure: bool,
+    #[serde(skip)]
+    secret: Option<Secret>,
+    #[serde(skip)]
+    secret_file: Option<PathBuf>,
 }
 
 /// Where the puts of a [`ZmqConnector`] go.
@@ -78,6 +108,10 @@ pub(crate) enum Placement {
     ClientOnly,
 }
 
+fn default_max_bytes() -> u64 {
+    DEFAULT_MAX_BYTES
+}
+
 impl Default for ZmqOptions {
     fn default() -> Self {
         ZmqOptions {
@@ -87,6 +121,10 @@ impl Default for ZmqOptions {
             timeout: DEFAULT_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             placement: Placement::Here,
+            max_bytes: DEFAULT_MAX_BYTES,
+            insecure: false,
+            secret: None,
+            secret_file: None,
         }
     }
 }
@@ -102,6 +140,11 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_PORT` | [`with_port`](Self::with_port) or [`with_port_range`](Self::with_port_range) | `7000`, `7000-7099` |
     /// | `PROXYSTORE_ZMQ_TIMEOUT` | [`with_timeout`](Self::with_timeout) | `5s`, `250ms`, `1m 30s` |
     /// | `PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE` | [`with_max_message_size`](Self::with_max_message_size) | `268435456` |
+    /// | `PROXYSTORE_ZMQ_MAX_BYTES` | [`with_max_bytes`](Self::with_max_bytes) | `8589934592` |
+    ///
+    /// The secret (`PROXYSTORE_SECRET`, `PROXYSTORE_SECRET_FILE`) and
+    /// `PROXYSTORE_INSECURE` are read by every connector when it is built, whether its
+    /// options came from here or not, unless set explicitly.
     ///
     /// Explicit options beat the environment: call `with_*` on the result. A malformed
     /// variable is an [`Error::Config`] naming it.
@@ -154,6 +197,11 @@ impl ZmqOptions {
                 )
             })?;
             self = checked(self, ENV_MAX_MESSAGE_SIZE)?;
+        }
+        if let Some(bytes) = var(ENV_MAX_BYTES) {
+            self.max_bytes = bytes.trim().parse().map_err(|_| {
+                env_error(ENV_MAX_BYTES, format!("{bytes:?} is not a number of bytes"))
+            })?;
         }
         Ok(self)
     }
@@ -278,6 +326,105 @@ impl ZmqOptions {
             ..ZmqOptions::default()
         }
         .with_vars(lookup)
+    }
+
+    /// The cluster secret: every request this connector makes proves it (a MAC; the secret
+    /// never travels), and its peer server refuses requests that do not. Every process of
+    /// a cluster needs the same secret. Overrides `PROXYSTORE_SECRET` and
+    /// `PROXYSTORE_SECRET_FILE`, and an earlier [`with_secret_file`](Self::with_secret_file).
+    pub fn with_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(Secret::new(secret.as_ref()));
+        self.secret_file = None;
+        self
+    }
+
+    /// The cluster secret, read from `path` when the connector is built (its content
+    /// without a trailing newline). See [`with_secret`](Self::with_secret).
+    pub fn with_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.secret_file = Some(path.into());
+        self.secret = None;
+        self
+    }
+
+    /// Allows binding an interface other than loopback without a secret, so that anyone
+    /// who can reach the port can read, store and evict objects. Without this (or
+    /// `PROXYSTORE_INSECURE=1`) such a peer refuses to start.
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
+    /// The most bytes this peer holds for objects other processes store on it (remote
+    /// puts); a put beyond it is refused with [`Error::QuotaExceeded`] and nothing is
+    /// stored. Objects this process puts itself do not count. Default 4 GiB
+    /// (`PROXYSTORE_ZMQ_MAX_BYTES` through [`from_env`](Self::from_env)).
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Whether a secret is set (explicitly; the environment is read when building).
+    pub fn has_secret(&self) -> bool {
+        self.secret.is_some() || self.secret_file.is_some()
+    }
+
+    /// Fills what was not set explicitly from the environment: the secret
+    /// (`PROXYSTORE_SECRET`, then `PROXYSTORE_SECRET_FILE`), `PROXYSTORE_INSECURE` and
+    /// `PROXYSTORE_ZMQ_MAX_BYTES`. Reads a secret file.
+    pub(crate) fn resolve(mut self) -> Result<ZmqOptions> {
+        if let Some(path) = self.secret_file.take() {
+            self.secret = Some(Secret::from_file(&path)?);
+        } else if self.secret.is_none() {
+            match std::env::var_os(ENV_SECRET) {
+                Some(value) if !value.is_empty() => {
+                    self.secret = Some(Secret::new(value.as_encoded_bytes()));
+                }
+                _ => {
+                    if let Some(path) = std::env::var_os(ENV_SECRET_FILE).filter(|p| !p.is_empty())
+                    {
+                        self.secret = Some(Secret::from_file(std::path::Path::new(&path))?);
+                    }
+                }
+            }
+        }
+        if !self.insecure {
+            self.insecure = std::env::var(ENV_INSECURE)
+                .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
+                .unwrap_or(false);
+        }
+        Ok(self)
+    }
+
+    /// The secret, once [resolved](Self::resolve).
+    pub(crate) fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+
+    /// Uses `secret` if none is set (a connector rebuilt next to a live server).
+    pub(crate) fn or_secret(mut self, secret: Option<&Secret>) -> Self {
+        if self.secret.is_none() && self.secret_file.is_none() {
+            self.secret = secret.cloned();
+        }
+        self
+    }
+
+    /// The most bytes held for objects other processes store here.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Refuses to serve a non-loopback interface without a secret, unless insecure.
+    pub(crate) fn check_exposure(&self) -> Result<()> {
+        if self.secret.is_some() || self.insecure || is_loopback(&self.interface) {
+            return Ok(());
+        }
+        Err(Error::Config {
+            what: "zmq connector".to_string(),
+            message: format!(
+                "refusing to serve interface {:?} without a secret: anyone who can reach it could read, store and evict objects. Set a cluster secret (ZmqOptions::with_secret_file, PROXYSTORE_SECRET_FILE or PROXYSTORE_SECRET, --secret-file) or say insecure (ZmqOptions::insecure, PROXYSTORE_INSECURE=1, --insecure)",
+                self.interface
+            ),
+        })
     }
 
     /// A connector with these options, its peer server started and bound (unless its puts
@@ -507,6 +654,11 @@ fn is_tcp_endpoint(endpoint: &str) -> bool {
         })
 }
 
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn is_wildcard(host: &str) -> bool {
     matches!(host, "*" | "0.0.0.0" | "::" | "[::]")
 }
@@ -717,5 +869,42 @@ mod tests {
             }
             Err(other) => panic!("unexpected error {other:?}"),
         }
+    }
+
+    #[test]
+    fn exposed_interfaces_need_a_secret_or_insecure() {
+        for loopback in ["127.0.0.1", "127.0.0.2", "::1", "localhost"] {
+            let options = ZmqOptions::default().with_interface(loopback);
+            assert!(options.check_exposure().is_ok(), "{loopback}");
+        }
+        let exposed = ZmqOptions::default()
+            .with_interface("0.0.0.0")
+            .with_address("node-1");
+        match exposed.check_exposure() {
+            Err(Error::Config { message, .. }) => {
+                assert!(message.contains("--insecure"), "{message}")
+            }
+            other => panic!("gave {other:?}"),
+        }
+        assert!(exposed.clone().insecure().check_exposure().is_ok());
+        assert!(exposed.with_secret("s").check_exposure().is_ok());
+    }
+
+    #[test]
+    fn secrets_are_neither_printed_nor_serialized() {
+        let options = ZmqOptions::default().with_secret("hunter2-secret");
+        assert!(!format!("{options:?}").contains("hunter2"));
+        let bytes = bincode::serialize(&options).expect("serialize");
+        let back: ZmqOptions = bincode::deserialize(&bytes).expect("deserialize");
+        assert!(!back.has_secret());
+        assert_eq!(back, ZmqOptions::default());
+    }
+
+    #[test]
+    fn the_environment_sets_the_byte_limit() {
+        let options = from_vars(&[(ENV_MAX_BYTES, "4096")]).expect("valid");
+        assert_eq!(options.max_bytes(), 4096);
+        assert_eq!(options.with_max_bytes(10).max_bytes(), 10, "explicit wins");
+        assert!(from_vars(&[(ENV_MAX_BYTES, "lots")]).is_err());
     }
 }

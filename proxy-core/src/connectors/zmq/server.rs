@@ -14,13 +14,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::auth::{Secret, Verifier};
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
-use super::objects::ObjectMap;
+use super::objects::{ObjectMap, Refused};
 use super::options::ZmqOptions;
 use super::wire::{error_reply_header, Header, Op, Status, HEADER_LEN};
 use crate::error::{Error, Result};
@@ -28,9 +29,13 @@ use crate::error::{Error, Result};
 /// How often the server thread looks at its stop flag if the stop message went missing.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Rejected requests logged per second at most; the rest are counted and summarised.
+const LOGGED_REJECTIONS_PER_SECOND: u32 = 10;
+
 /// A running (or stopped) peer server.
 pub(crate) struct PeerServer {
     endpoint: String,
+    secret: Option<Secret>,
     objects: Arc<ObjectMap>,
     control_endpoint: String,
     shared: Arc<ServerShared>,
@@ -74,8 +79,10 @@ pub(crate) fn live_server(endpoint: &str) -> Option<Arc<PeerServer>> {
 }
 
 impl PeerServer {
-    /// Binds a `ROUTER` socket as `options` say and starts serving on a new thread.
+    /// Binds a `ROUTER` socket as `options` (already [resolved](ZmqOptions::resolve)) say
+    /// and starts serving on a new thread.
     pub(crate) fn start(options: &ZmqOptions) -> Result<Arc<PeerServer>> {
+        options.check_exposure()?;
         let bind = options.bind_description();
         let zmq_error = |action: &str, e: zmq::Error| Error::Peer {
             peer: bind.clone(),
@@ -111,19 +118,32 @@ impl PeerServer {
 
         let objects = Arc::new(ObjectMap::default());
         let shared = Arc::new(ServerShared::default());
+        let mut limits = Limits {
+            endpoint: endpoint.clone(),
+            max_message_size: options.get_max_message_size(),
+            max_bytes: options.max_bytes(),
+            verifier: options.secret().cloned().map(Verifier::new),
+            log: RejectionLog::default(),
+        };
         let thread = {
             let objects = Arc::clone(&objects);
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("zmq-peer-{port}"))
-                .spawn(move || serve(router, control, &objects, &shared))
+                .spawn(move || serve(router, control, &objects, &shared, &mut limits))
                 .map_err(|e| Error::Peer {
                     peer: endpoint.clone(),
                     message: format!("could not start the peer server thread: {e}"),
                 })?
         };
+        tracing::debug!(
+            peer = %endpoint,
+            authenticated = options.secret().is_some(),
+            "zmq peer server started"
+        );
         let server = Arc::new(PeerServer {
             endpoint: endpoint.clone(),
+            secret: options.secret().cloned(),
             objects,
             control_endpoint,
             shared,
@@ -136,6 +156,11 @@ impl PeerServer {
     /// The endpoint other peers reach this server at (the one written into keys).
     pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The secret this server requires, if any.
+    pub(crate) fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
     }
 
     /// The objects this server serves.
@@ -194,12 +219,58 @@ fn bound_port(socket: &zmq::Socket) -> Option<u16> {
     endpoint.rsplit(':').next()?.parse().ok()
 }
 
+/// What the server thread enforces.
+struct Limits {
+    endpoint: String,
+    max_message_size: u64,
+    max_bytes: u64,
+    verifier: Option<Verifier>,
+    log: RejectionLog,
+}
+
+/// Logs rejected requests at `warn`, at most [`LOGGED_REJECTIONS_PER_SECOND`] a second (a
+/// client can trigger them at will), and how many were left out.
+#[derive(Debug, Default)]
+struct RejectionLog {
+    second: Option<Instant>,
+    logged: u32,
+    skipped: u64,
+}
+
+impl RejectionLog {
+    fn rejected(&mut self, endpoint: &str, from: &str, reason: &str) {
+        let now = Instant::now();
+        if self
+            .second
+            .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1))
+        {
+            if self.skipped > 0 {
+                tracing::warn!(
+                    peer = %endpoint,
+                    skipped = self.skipped,
+                    "zmq peer: more rejected requests were not logged"
+                );
+            }
+            self.second = Some(now);
+            self.logged = 0;
+            self.skipped = 0;
+        }
+        if self.logged < LOGGED_REJECTIONS_PER_SECOND {
+            self.logged += 1;
+            tracing::warn!(peer = %endpoint, from = %from, reason = %reason, "zmq peer: request rejected");
+        } else {
+            self.skipped += 1;
+        }
+    }
+}
+
 /// The server thread's loop.
 fn serve(
     mut router: zmq::Socket,
     control: zmq::Socket,
     objects: &ObjectMap,
     shared: &ServerShared,
+    limits: &mut Limits,
 ) {
     let interval = STOP_CHECK_INTERVAL.as_millis() as i64;
     while !shared.stopping.load(Ordering::Acquire) {
@@ -220,10 +291,17 @@ fn serve(
         }
         if request_ready {
             // Answer everything already queued before polling again (pipelined batches).
-            while let Some((identity, request)) = receive_request(&router) {
-                let reply = answer(request, objects);
-                if reply.rejected {
+            while let Some((identity, mut request)) = receive_request(&router) {
+                let from = request
+                    .header
+                    .as_mut()
+                    .and_then(|frame| frame.gets("Peer-Address"))
+                    .unwrap_or("unknown address")
+                    .to_string();
+                let reply = answer(request, objects, limits);
+                if let Some(reason) = &reply.rejected {
                     shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    limits.log.rejected(&limits.endpoint, &from, reason);
                 }
                 send_reply(&mut router, identity, &reply);
             }
@@ -270,8 +348,8 @@ fn receive_request(router: &zmq::Socket) -> Option<(zmq::Message, Incoming)> {
 struct Reply {
     header: [u8; HEADER_LEN],
     payload: Option<Bytes>,
-    /// Whether the request was malformed or refused.
-    rejected: bool,
+    /// Why the request was malformed or refused, if it was.
+    rejected: Option<String>,
 }
 
 impl Reply {
@@ -279,20 +357,27 @@ impl Reply {
         Reply {
             header: header.reply(status).encode(),
             payload,
-            rejected: false,
+            rejected: None,
         }
     }
 
     fn error(header: [u8; HEADER_LEN], message: String) -> Reply {
         Reply {
             header,
-            payload: Some(Bytes::from(message)),
-            rejected: true,
+            payload: Some(Bytes::from(message.clone())),
+            rejected: Some(message),
         }
+    }
+
+    /// A refusal with `status` whose size field carries `size`.
+    fn refusal(request: &Header, status: Status, size: u64, message: String) -> Reply {
+        let mut header = request.reply(status);
+        header.size = size;
+        Reply::error(header.encode(), message)
     }
 }
 
-fn answer(request: Incoming, objects: &ObjectMap) -> Reply {
+fn answer(request: Incoming, objects: &ObjectMap, limits: &mut Limits) -> Reply {
     let Some(frame) = &request.header else {
         return Reply::error(
             error_reply_header(&Default::default()),
@@ -304,6 +389,12 @@ fn answer(request: Incoming, objects: &ObjectMap) -> Reply {
         Err(error) => return Reply::error(error_reply_header(&error), error.message),
     };
     let refuse = |message: String| Reply::error(header.reply(Status::Error).encode(), message);
+    if header.status != Status::Ok {
+        return refuse(format!(
+            "{} request has status {:?}; requests must have status 0",
+            header.op, header.status
+        ));
+    }
     if request.extra_frames > 0 {
         return refuse(format!(
             "{} request has {} frames too many",
@@ -321,9 +412,24 @@ fn answer(request: Incoming, objects: &ObjectMap) -> Reply {
             }
         ));
     }
+    if let Some(verifier) = &mut limits.verifier {
+        if let Err(reason) = verifier.check(&header, request.payload.as_deref()) {
+            return Reply::refusal(&header, Status::Unauthenticated, 0, reason);
+        }
+    }
     let id = header.object_id;
     match header.op {
         Op::Get => match objects.get(id) {
+            Some(data) if data.len() as u64 > header.size => Reply::refusal(
+                &header,
+                Status::TooLarge,
+                data.len() as u64,
+                format!(
+                    "object {id:032x} is {} bytes, more than the {} bytes the client accepts",
+                    data.len(),
+                    header.size
+                ),
+            ),
             Some(data) => Reply::to(&header, Status::Ok, Some(data)),
             None => Reply::to(&header, Status::NotFound, None),
         },
@@ -339,14 +445,39 @@ fn answer(request: Incoming, objects: &ObjectMap) -> Reply {
             objects.remove(id);
             Reply::to(&header, Status::Ok, None)
         }
+        Op::Limits => {
+            let mut reply = header.reply(Status::Ok);
+            reply.size = limits.max_message_size;
+            Reply {
+                header: reply.encode(),
+                payload: None,
+                rejected: None,
+            }
+        }
         Op::Put => {
             let data = request.payload.map(message_into_bytes).unwrap_or_default();
-            if objects.insert_new(id, data) {
-                Reply::to(&header, Status::Ok, None)
-            } else {
-                refuse(format!(
+            if data.len() as u64 != header.size {
+                return refuse(format!(
+                    "put header says {} bytes, the payload has {}",
+                    header.size,
+                    data.len()
+                ));
+            }
+            let size = data.len() as u64;
+            match objects.insert_remote(id, data, limits.max_bytes) {
+                Ok(()) => Reply::to(&header, Status::Ok, None),
+                Err(Refused::Taken) => refuse(format!(
                     "object {id:032x} is already stored (keys are write-once)"
-                ))
+                )),
+                Err(Refused::OverQuota(held)) => Reply::refusal(
+                    &header,
+                    Status::OverQuota,
+                    limits.max_bytes,
+                    format!(
+                        "storing {size} bytes would exceed this peer's limit of {} bytes for remote puts ({held} bytes held)",
+                        limits.max_bytes
+                    ),
+                ),
             }
         }
     }

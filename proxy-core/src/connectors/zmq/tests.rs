@@ -451,6 +451,10 @@ fn header_bytes(op: u8, request_id: u64, object_id: u128) -> Vec<u8> {
         .encode()
         .to_vec();
     bytes[4] = op;
+    // A put's size field gives its payload's length: the 9-byte payloads below.
+    if op == 4 {
+        bytes[32..40].copy_from_slice(&9u64.to_le_bytes());
+    }
     bytes
 }
 
@@ -462,7 +466,11 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
     let raw = raw_socket(&endpoint(&server));
 
     let mut wrong_version = header_bytes(1, 5, 6);
-    wrong_version[3] = 2;
+    wrong_version[3] = 1;
+    let mut nonzero_status = header_bytes(2, 13, 1);
+    nonzero_status[5] = 1;
+    let mut nonzero_reserved = header_bytes(2, 14, 1);
+    nonzero_reserved[6] = 7;
     let duplicate_put = header_bytes(4, 9, key.id());
     let cases: Vec<(&str, Vec<Vec<u8>>, u64)> = vec![
         ("garbage", vec![b"\xff\x00garbage".to_vec()], 0),
@@ -490,6 +498,8 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
             vec![duplicate_put, b"overwrite".to_vec()],
             9,
         ),
+        ("request with a status", vec![nonzero_status], 13),
+        ("request with a reserved byte", vec![nonzero_reserved], 14),
     ];
     let count = cases.len() as u64;
     for (what, frames, request_id) in cases {
@@ -498,7 +508,7 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
             .recv_multipart(0)
             .unwrap_or_else(|e| panic!("{what}: no reply ({e})"));
         assert_eq!(reply.len(), 2, "{what}: reply {reply:?}");
-        assert_eq!(&reply[0][..4], b"PXZ\x01", "{what}");
+        assert_eq!(&reply[0][..4], b"PXZ\x02", "{what}");
         assert_eq!(reply[0][5], Status::Error as u8, "{what}: status");
         assert_eq!(
             u64::from_le_bytes(reply[0][8..16].try_into().expect("8 bytes")),
@@ -545,14 +555,34 @@ fn oversized_requests_are_refused_and_the_server_keeps_serving() {
         &endpoint(&small).replace("127.0.0.1", "localhost"),
         Bytes::from(vec![0u8; 1 << 20]),
     ) {
-        Err(Error::Peer { message, .. }) => assert!(message.contains("larger than"), "{message}"),
+        Err(Error::TooLarge {
+            size, limit, whose, ..
+        }) => assert_eq!((size, limit, whose), (1 << 20, 64 << 10, "this process's")),
         other => panic!("oversized put_to gave {other:?}"),
     }
-    // A client with a larger limit is cut off by the server's and times out, naming it.
+    // A client with a larger limit learns the peer's limit first and says so, without
+    // sending the object.
     let big = peer_with_timeout(SHORT);
     match big.put_to(&endpoint(&small), Bytes::from(vec![0u8; 1 << 20])) {
-        Err(Error::Timeout { peer, .. }) => assert_eq!(peer, endpoint(&small)),
+        Err(Error::TooLarge {
+            peer,
+            size,
+            limit,
+            whose,
+            ..
+        }) => {
+            assert_eq!(peer, endpoint(&small));
+            assert_eq!((size, limit, whose), (1 << 20, 64 << 10, "the peer's"));
+        }
         other => panic!("oversized put_to gave {other:?}"),
+    }
+    // A reply larger than the reader's limit is refused by the peer, naming the limit.
+    let large = big.put(Bytes::from(vec![1u8; 1 << 20])).expect("put");
+    match small.get(&large) {
+        Err(Error::TooLarge {
+            size, limit, whose, ..
+        }) => assert_eq!((size, limit, whose), (1 << 20, 64 << 10, "this process's")),
+        other => panic!("oversized get gave {other:?}"),
     }
     assert_eq!(
         big.get(&key).expect("get after the oversized request"),

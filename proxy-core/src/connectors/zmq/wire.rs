@@ -1,25 +1,39 @@
-//! The peer protocol's wire format, version 1.
+//! The peer protocol's wire format, version 2.
 //!
 //! A request is one ZeroMQ multipart message sent by a `DEALER` socket to a peer's `ROUTER`;
 //! the reply is one multipart message back. Each message has:
 //!
-//! 1. a **header frame** of exactly [`HEADER_LEN`] (32) bytes, all integers little endian:
+//! 1. a **header frame** of exactly [`HEADER_LEN`] (96) bytes, all integers little endian:
 //!
 //!    | bytes  | field      | meaning                                                      |
 //!    |--------|------------|--------------------------------------------------------------|
 //!    | 0..3   | magic      | `b"PXZ"`                                                     |
-//!    | 3      | version    | [`VERSION`] (1)                                              |
-//!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`                      |
-//!    | 5      | status     | requests: 0; replies: 0 ok, 1 not found, 2 error             |
-//!    | 6..8   | reserved   | 0 (ignored by readers of version 1)                          |
+//!    | 3      | version    | [`VERSION`] (2)                                              |
+//!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`, 5 `LIMITS`          |
+//!    | 5      | status     | requests: 0; replies: see [`Status`]                         |
+//!    | 6..8   | reserved   | 0 (a request with anything else is refused)                  |
 //!    | 8..16  | request id | chosen by the client, echoed by the reply (u64)              |
 //!    | 16..32 | object id  | the [`Key`](crate::Key)'s 128-bit id (u128)                  |
+//!    | 32..40 | size       | see below (u64)                                              |
+//!    | 40..48 | time       | request: the sender's clock, microseconds since the Unix epoch; reply: 0 |
+//!    | 48..64 | nonce      | request: 16 random bytes; reply: 0                           |
+//!    | 64..96 | proof      | request to a peer with a secret: the MAC (see below); else 0 |
+//!
+//!    The size field: in a `PUT` request, the payload's length; in a `GET` request, the
+//!    largest object the client accepts (its maximum message size); in a `LIMITS` reply, the
+//!    peer's maximum message size; in a `TOO LARGE` or `OVER QUOTA` reply, the limit that
+//!    refused the request; otherwise 0.
 //!
 //! 2. at most one **payload frame**, sent as its own frame so that it is never copied into a
 //!    buffer together with the header:
 //!    - a `PUT` request carries the object; a `GET` reply with status ok carries the object;
 //!    - an error reply carries a UTF-8 message saying what was wrong;
 //!    - every other message has no payload frame.
+//!
+//! **Proof**: when peers share a secret, every request carries
+//! `BLAKE3-keyed(key, header[0..64] ‖ payload)` with `key = BLAKE3-derive_key(context,
+//! secret)` (see [`auth`](super::auth)). The secret itself never travels. The time and nonce
+//! inside the proven bytes let a peer refuse replays of destructive requests.
 //!
 //! A reply echoes the request's operation, request id and object id. A request the server
 //! cannot parse gets an error reply; when even the request id cannot be read (garbage,
@@ -33,9 +47,13 @@ use std::fmt;
 /// The bytes every header starts with.
 pub(crate) const MAGIC: [u8; 3] = *b"PXZ";
 /// The version of the wire format this module reads and writes.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 /// Size of a header frame.
-pub(crate) const HEADER_LEN: usize = 32;
+pub(crate) const HEADER_LEN: usize = 96;
+/// The part of the header a proof covers (everything before the proof).
+pub(crate) const PROVEN_LEN: usize = 64;
+/// Size of a proof.
+pub(crate) const PROOF_LEN: usize = 32;
 
 /// What a request asks the peer to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +66,8 @@ pub(crate) enum Op {
     Evict = 3,
     /// Store the payload under the object id.
     Put = 4,
+    /// Say what the peer accepts (its maximum message size), before a put.
+    Limits = 5,
 }
 
 impl Op {
@@ -57,6 +77,7 @@ impl Op {
             2 => Some(Op::Exists),
             3 => Some(Op::Evict),
             4 => Some(Op::Put),
+            5 => Some(Op::Limits),
             _ => None,
         }
     }
@@ -64,6 +85,11 @@ impl Op {
     /// Whether a request of this operation carries a payload frame.
     pub(crate) fn request_has_payload(self) -> bool {
         self == Op::Put
+    }
+
+    /// Whether the operation changes what the peer stores (replays of these are refused).
+    pub(crate) fn is_destructive(self) -> bool {
+        matches!(self, Op::Put | Op::Evict)
     }
 }
 
@@ -74,6 +100,7 @@ impl fmt::Display for Op {
             Op::Exists => "exists",
             Op::Evict => "evict",
             Op::Put => "put",
+            Op::Limits => "limits",
         })
     }
 }
@@ -85,8 +112,14 @@ pub(crate) enum Status {
     Ok = 0,
     /// No object is stored under the id.
     NotFound = 1,
-    /// The request was refused; the payload frame says why.
+    /// The request was malformed or refused; the payload frame says why.
     Error = 2,
+    /// The object is larger than a maximum message size (the size field gives it).
+    TooLarge = 3,
+    /// Storing the object would exceed the peer's byte quota (the size field gives it).
+    OverQuota = 4,
+    /// The request did not prove knowledge of the peer's secret (or was a replay).
+    Unauthenticated = 5,
 }
 
 impl Status {
@@ -95,6 +128,9 @@ impl Status {
             0 => Some(Status::Ok),
             1 => Some(Status::NotFound),
             2 => Some(Status::Error),
+            3 => Some(Status::TooLarge),
+            4 => Some(Status::OverQuota),
+            5 => Some(Status::Unauthenticated),
             _ => None,
         }
     }
@@ -111,6 +147,14 @@ pub(crate) struct Header {
     pub(crate) request_id: u64,
     /// The object's id.
     pub(crate) object_id: u128,
+    /// Payload length, accepted size or limit (see the module documentation).
+    pub(crate) size: u64,
+    /// Microseconds since the Unix epoch on the sender's clock (requests).
+    pub(crate) time: u64,
+    /// Random bytes that make each request unique (requests).
+    pub(crate) nonce: [u8; 16],
+    /// The proof of the secret, or zeros.
+    pub(crate) proof: [u8; PROOF_LEN],
 }
 
 /// Why a header frame could not be decoded, with what could still be read of it so that
@@ -126,24 +170,40 @@ pub(crate) struct HeaderError {
 }
 
 impl Header {
-    /// A request header.
+    /// A request header (time, nonce and proof still zero).
     pub(crate) fn request(op: Op, request_id: u64, object_id: u128) -> Header {
         Header {
             op,
             status: Status::Ok,
             request_id,
             object_id,
+            size: 0,
+            time: 0,
+            nonce: [0; 16],
+            proof: [0; PROOF_LEN],
         }
     }
 
-    /// The header of the reply to `self` with `status`.
+    /// The header of the reply to `self` with `status` (size 0, no time, nonce or proof).
     pub(crate) fn reply(&self, status: Status) -> Header {
-        Header { status, ..*self }
+        Header {
+            status,
+            size: 0,
+            time: 0,
+            nonce: [0; 16],
+            proof: [0; PROOF_LEN],
+            ..*self
+        }
     }
 
-    /// The header's 32 bytes.
+    /// The header's bytes.
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
-        encode_raw(self.op as u8, self.status, self.request_id, self.object_id)
+        let mut out = encode_raw(self.op as u8, self.status, self.request_id, self.object_id);
+        out[32..40].copy_from_slice(&self.size.to_le_bytes());
+        out[40..48].copy_from_slice(&self.time.to_le_bytes());
+        out[48..64].copy_from_slice(&self.nonce);
+        out[64..96].copy_from_slice(&self.proof);
+        out
     }
 
     /// Reads a header frame received from the network (never panics).
@@ -199,11 +259,22 @@ impl Header {
                 format!("unknown status {}", fixed[5]),
             ));
         };
+        if fixed[6..8] != [0, 0] {
+            return Err(fail(
+                request_id,
+                object_id,
+                format!("reserved bytes are {:?}, not zero", &fixed[6..8]),
+            ));
+        }
         Ok(Header {
             op,
             status,
             request_id,
             object_id,
+            size: u64::from_le_bytes(read_array(fixed, 32)),
+            time: u64::from_le_bytes(read_array(fixed, 40)),
+            nonce: read_array(fixed, 48),
+            proof: read_array(fixed, 64),
         })
     }
 }
@@ -233,15 +304,24 @@ fn read_array<const N: usize>(frame: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn headers_round_trip() {
-        let header = Header::request(Op::Put, 0x0102_0304_0506_0708, u128::MAX - 5);
+        let mut header = Header::request(Op::Put, 0x0102_0304_0506_0708, u128::MAX - 5);
+        header.size = 77;
+        header.time = 1_700_000_000_000_000;
+        header.nonce = [3; 16];
+        header.proof = [9; PROOF_LEN];
         let bytes = header.encode();
-        assert_eq!(&bytes[..4], b"PXZ\x01");
+        assert_eq!(&bytes[..4], b"PXZ\x02");
         assert_eq!(Header::decode(&bytes), Ok(header));
         let reply = header.reply(Status::NotFound);
         assert_eq!(Header::decode(&reply.encode()), Ok(reply));
+        assert_eq!(
+            (reply.size, reply.time, reply.proof),
+            (0, 0, [0; PROOF_LEN])
+        );
     }
 
     #[test]
@@ -268,11 +348,77 @@ mod tests {
         assert!(err.message.contains("operation 77"), "{}", err.message);
 
         let mut status = good;
-        status[5] = 3;
+        status[5] = 6;
         assert!(Header::decode(&status).is_err());
+
+        let mut reserved = good;
+        reserved[7] = 1;
+        let err = Header::decode(&reserved).expect_err("reserved");
+        assert!(err.message.contains("reserved"), "{}", err.message);
 
         let mut long = good.to_vec();
         long.push(0);
         assert!(Header::decode(&long).is_err());
+    }
+
+    fn any_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Get),
+            Just(Op::Exists),
+            Just(Op::Evict),
+            Just(Op::Put),
+            Just(Op::Limits)
+        ]
+    }
+
+    fn any_status() -> impl Strategy<Value = Status> {
+        (0u8..6).prop_map(|b| Status::from_byte(b).unwrap_or(Status::Error))
+    }
+
+    proptest! {
+        /// Any byte string decodes without panicking, and whatever decodes re-encodes to
+        /// the same bytes (the decoder accepts nothing it would not write).
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(frame in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(header) = Header::decode(&frame) {
+                prop_assert_eq!(&header.encode()[..], &frame[..]);
+            }
+        }
+
+        /// Valid headers with some bytes changed: decoded exactly when the change keeps
+        /// every field valid, and then to what the bytes say.
+        #[test]
+        fn mutated_headers_decode_to_their_bytes_or_fail(
+            op in any_op(),
+            status in any_status(),
+            request_id in any::<u64>(),
+            object_id in any::<u128>(),
+            size in any::<u64>(),
+            flips in proptest::collection::vec((0usize..HEADER_LEN, any::<u8>()), 0..4),
+        ) {
+            let mut header = Header::request(op, request_id, object_id);
+            header.status = status;
+            header.size = size;
+            let mut bytes = header.encode();
+            prop_assert_eq!(Header::decode(&bytes), Ok(header));
+            for (at, value) in flips {
+                bytes[at] = value;
+            }
+            let valid = bytes[..3] == MAGIC
+                && bytes[3] == VERSION
+                && Op::from_byte(bytes[4]).is_some()
+                && Status::from_byte(bytes[5]).is_some()
+                && bytes[6..8] == [0, 0];
+            match Header::decode(&bytes) {
+                Ok(decoded) => {
+                    prop_assert!(valid);
+                    prop_assert_eq!(decoded.encode(), bytes);
+                }
+                Err(error) => {
+                    prop_assert!(!valid);
+                    prop_assert!(!error.message.is_empty());
+                }
+            }
+        }
     }
 }
