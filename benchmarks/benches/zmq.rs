@@ -14,7 +14,12 @@
 //! receive buffer of 64 MiB is 16 384 of them, on both sides, and it is what bounds the
 //! 64 MiB figure on this machine (the kernel zeroes and maps those pages on every get).
 //!
-//! The two sides alternate get by get so that machine noise hits both alike; compare the
+//! The authenticated column fetches the same objects from a second `ZmqConnector` in the
+//! child that requires a cluster secret, with a reader that has it: every request carries a
+//! BLAKE3 proof and the peer checks it (replies are not authenticated, so the payload is not
+//! hashed on a get).
+//!
+//! The sides alternate get by get so that machine noise hits them alike; compare the
 //! ratios, which come from the same run. Set `ZMQ_BENCH_QUICK=1` for a short smoke run.
 //!
 //! Last, many readers: N = 1, 2, 4, 8 threads fetching distinct 1 MiB objects from one peer
@@ -40,6 +45,8 @@ const BATCH: usize = 64;
 
 /// Set in the child process that owns the objects.
 const CHILD_ENV: &str = "ZMQ_BENCH_PEER";
+/// The cluster secret of the authenticated peer (a benchmark, not a secret).
+const SECRET: &str = "zmq benchmark cluster secret";
 
 fn payload(size: usize) -> &'static [u8] {
     Box::leak(vec![0xabu8; size].into_boxed_slice())
@@ -49,7 +56,18 @@ fn payload(size: usize) -> &'static [u8] {
 /// `REP` socket, prints where to find them, and exits when its standard input closes.
 fn serve_peer() {
     let owner = ZmqConnector::new().expect("owner peer");
+    let guarded = ZmqOptions::default()
+        .with_secret(SECRET)
+        .build()
+        .expect("authenticated peer");
     let payloads: Vec<&'static [u8]> = SIZES.iter().map(|&(size, _, _)| payload(size)).collect();
+    let guarded_ids: Vec<String> = payloads
+        .iter()
+        .map(|p| {
+            let id = guarded.put(Bytes::from_static(p)).expect("put").id();
+            format!("{id:x}")
+        })
+        .collect();
     let mut ids: Vec<u128> = payloads
         .iter()
         .map(|p| owner.put(Bytes::from_static(p)).expect("put").id())
@@ -90,8 +108,10 @@ fn serve_peer() {
 
     let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
     println!(
-        "{} {raw_endpoint} {}",
+        "{} {} {raw_endpoint} {} {}",
         owner.endpoint().expect("endpoint"),
+        guarded.endpoint().expect("endpoint"),
+        guarded_ids.join(" "),
         ids.join(" ")
     );
     let _ = std::io::stdout().flush();
@@ -102,7 +122,9 @@ fn serve_peer() {
 struct Peer {
     child: Child,
     endpoint: String,
+    guarded_endpoint: String,
     raw_endpoint: String,
+    guarded_ids: Vec<u128>,
     ids: Vec<u128>,
 }
 
@@ -120,20 +142,28 @@ impl Peer {
             .expect("the peer's endpoints");
         let mut words = line.split_whitespace().map(str::to_string);
         let endpoint = words.next().expect("endpoint");
+        let guarded_endpoint = words.next().expect("authenticated endpoint");
         let raw_endpoint = words.next().expect("raw endpoint");
-        let ids = words
+        let mut ids: Vec<u128> = words
             .map(|w| u128::from_str_radix(&w, 16).expect("object id"))
             .collect();
+        let guarded_ids = ids.drain(..SIZES.len()).collect();
         Peer {
             child,
             endpoint,
+            guarded_endpoint,
             raw_endpoint,
+            guarded_ids,
             ids,
         }
     }
 
     fn key(&self, index: usize) -> Key {
         Key::new("zmq", self.ids[index]).with_peer(self.endpoint.as_str())
+    }
+
+    fn guarded_key(&self, index: usize) -> Key {
+        Key::new("zmq", self.guarded_ids[index]).with_peer(self.guarded_endpoint.as_str())
     }
 }
 
@@ -187,13 +217,15 @@ fn main() {
     let quick = std::env::var_os("ZMQ_BENCH_QUICK").is_some();
     let peer = Peer::spawn();
     let reader = ZmqConnector::client(ZmqOptions::default()).expect("reader");
+    let member =
+        ZmqConnector::client(ZmqOptions::default().with_secret(SECRET)).expect("member reader");
     let raw_context = zmq::Context::new();
     let req = raw_context.socket(zmq::REQ).expect("REQ socket");
     req.set_linger(0).expect("linger");
     req.connect(&peer.raw_endpoint).expect("connect");
 
-    println!("| size | ZmqConnector remote get (median) | raw zmq REQ/REP (median) | connector throughput | raw throughput | connector / raw | page faults per get (connector / raw) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| size | ZmqConnector remote get (median) | raw zmq REQ/REP (median) | connector throughput | raw throughput | connector / raw | page faults per get (connector / raw) | authenticated get (median) | authenticated / plain |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut small_p50 = (Duration::ZERO, Duration::ZERO);
     for (index, &(size, label, iterations)) in SIZES.iter().enumerate() {
         let iterations = if quick {
@@ -202,6 +234,7 @@ fn main() {
             iterations
         };
         let key = peer.key(index);
+        let guarded_key = peer.guarded_key(index);
         let raw_get = || {
             req.send(&[index as u8][..], 0).expect("raw send");
             let reply = req.recv_msg(0).expect("raw recv");
@@ -211,14 +244,23 @@ fn main() {
             let data = reader.get(&key).expect("remote get").expect("present");
             assert_eq!(data.len(), size);
         };
+        let member_get = || {
+            let data = member
+                .get(&guarded_key)
+                .expect("authenticated get")
+                .expect("present");
+            assert_eq!(data.len(), size);
+        };
         // Warm up connections, allocators and caches.
         for _ in 0..(iterations / 5 + 2) {
             raw_get();
             connector_get();
+            member_get();
         }
         // Alternate the two sides get by get (and which goes first), so that noise on this
         // shared machine falls on both alike.
         let (mut raw_times, mut connector_times) = (Vec::new(), Vec::new());
+        let mut member_times = Vec::new();
         let (mut raw_faults, mut connector_faults) = (0, 0);
         for i in 0..iterations {
             let mut time_raw = || {
@@ -233,16 +275,32 @@ fn main() {
                 connector_times.push(t.elapsed());
                 connector_faults += minor_faults() - faults;
             };
-            if i % 2 == 0 {
-                time_raw();
-                time_connector();
-            } else {
-                time_connector();
-                time_raw();
+            let mut time_member = || {
+                let t = Instant::now();
+                member_get();
+                member_times.push(t.elapsed());
+            };
+            match i % 3 {
+                0 => {
+                    time_raw();
+                    time_connector();
+                    time_member();
+                }
+                1 => {
+                    time_member();
+                    time_raw();
+                    time_connector();
+                }
+                _ => {
+                    time_connector();
+                    time_member();
+                    time_raw();
+                }
             }
         }
         let raw_median = median(&mut raw_times);
         let connector_median = median(&mut connector_times);
+        let member_median = median(&mut member_times);
         if size == 1 << 10 {
             small_p50 = (
                 percentile(&mut connector_times, 0.5),
@@ -250,7 +308,7 @@ fn main() {
             );
         }
         println!(
-            "| {label} | {} | {} | {:.2} GB/s | {:.2} GB/s | {:.2}x | {} / {} |",
+            "| {label} | {} | {} | {:.2} GB/s | {:.2} GB/s | {:.2}x | {} / {} | {} | {:.2}x |",
             fmt_time(connector_median),
             fmt_time(raw_median),
             gbps(size, connector_median),
@@ -258,6 +316,8 @@ fn main() {
             gbps(size, connector_median) / gbps(size, raw_median),
             connector_faults / iterations as i64,
             raw_faults / iterations as i64,
+            fmt_time(member_median),
+            member_median.as_secs_f64() / connector_median.as_secs_f64(),
         );
     }
     println!();

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use super::auth::Secret;
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
+use super::liveness::Liveness;
 use super::options::ZmqOptions;
 use super::wire::{Header, Op, Status};
 use crate::error::{Error, Result};
@@ -27,6 +28,9 @@ use crate::error::{Error, Result};
 pub(crate) const WINDOW: usize = 64;
 /// Sockets kept per thread; beyond this an arbitrary idle one is closed.
 const MAX_SOCKETS_PER_THREAD: usize = 64;
+/// Longest wait for a reply before looking at the connection's progress: how much a dead
+/// peer's timeout may overshoot.
+const PROGRESS_CHECK: Duration = Duration::from_millis(50);
 /// Longest endpoint accepted from a key.
 const MAX_ENDPOINT_LEN: usize = 256;
 
@@ -55,12 +59,20 @@ pub(crate) enum Answer {
 /// A client socket connected to one peer.
 struct PeerSocket {
     socket: zmq::Socket,
+    liveness: Liveness,
     next_request_id: u64,
     timeout: Duration,
     max_message_size: i64,
     secret: Option<Secret>,
     /// The peer's maximum message size, once asked (before the first put).
     peer_max_message_size: Option<u64>,
+}
+
+impl Drop for PeerSocket {
+    fn drop(&mut self) {
+        // Before either socket closes (see `liveness`).
+        self.liveness.stop(&mut self.socket);
+    }
 }
 
 thread_local! {
@@ -192,12 +204,14 @@ fn connect(peer: &str, options: &ZmqOptions) -> Result<PeerSocket> {
     socket.set_linger(0).map_err(fail)?;
     socket.set_sndtimeo(timeout_ms).map_err(fail)?;
     socket
-        .set_maxmsgsize(options.max_message_size_option())
+        .set_maxmsgsize(options.wire_limit_option())
         .map_err(fail)?;
     socket.set_ipv6(true).map_err(fail)?;
+    let liveness = Liveness::watch(&socket).map_err(fail)?;
     socket.connect(peer).map_err(fail)?;
     Ok(PeerSocket {
         socket,
+        liveness,
         next_request_id: 1,
         timeout,
         max_message_size: options.max_message_size_option(),
@@ -230,7 +244,12 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
 
     let mut answers: Vec<Option<Answer>> = vec![None; requests.len()];
     let (mut sent, mut answered) = (0usize, 0usize);
+    // The timeout counts from the last sign of life: a reply, or bytes moving on the
+    // connection (a large reply or put on its way).
     let mut deadline = Instant::now() + timeout;
+    // Traffic before this exchange is not progress of it.
+    let uploading = requests.iter().any(|r| r.payload.is_some());
+    socket.liveness.progressed(uploading);
     while answered < requests.len() {
         while sent < requests.len() && sent - answered < WINDOW {
             let request_id = first_id.wrapping_add(sent as u64);
@@ -257,8 +276,8 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
             return Err(timed_out(answered));
         }
         // Wait for the next reply in `recv` itself (no separate poll: one call less per
-        // reply, which shows on small objects).
-        let wait_ms = i32::try_from(remaining.as_millis())
+        // reply, which shows on small objects), at most PROGRESS_CHECK at a time.
+        let wait_ms = i32::try_from(remaining.min(PROGRESS_CHECK).as_millis())
             .unwrap_or(i32::MAX)
             .max(1);
         socket
@@ -294,6 +313,8 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                 socket.max_message_size as u64,
             )?);
             answered += 1;
+            deadline = Instant::now() + timeout;
+        } else if socket.liveness.progressed(uploading) {
             deadline = Instant::now() + timeout;
         }
     }

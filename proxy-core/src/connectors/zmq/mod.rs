@@ -7,12 +7,14 @@
 //! - `frame`: payload frames without copies;
 //! - `objects`: the map of objects a peer serves;
 //! - `server`: the peer server thread (`ROUTER`);
-//! - `client`: per-thread `DEALER` sockets and pipelined requests.
+//! - `client`: per-thread `DEALER` sockets and pipelined requests;
+//! - `liveness`: whether a client connection still moves bytes (timeouts measure silence).
 
 mod auth;
 mod client;
 mod context;
 mod frame;
+mod liveness;
 mod objects;
 mod options;
 mod server;

@@ -559,6 +559,13 @@ impl ZmqOptions {
     pub(crate) fn max_message_size_option(&self) -> i64 {
         i64::try_from(self.max_message_size).unwrap_or(i64::MAX)
     }
+
+    /// libzmq's `ZMQ_MAXMSGSIZE` for these options: the largest whole message (header and
+    /// payload frames; the patched libzmq bounds the sum of a message's frames).
+    pub(crate) fn wire_limit_option(&self) -> i64 {
+        self.max_message_size_option()
+            .saturating_add(super::wire::HEADER_LEN as i64)
+    }
 }
 
 fn env_error(variable: &str, message: String) -> Error {

@@ -96,7 +96,7 @@ impl PeerServer {
             .set_linger(0)
             .map_err(|e| zmq_error("configure", e))?;
         router
-            .set_maxmsgsize(options.max_message_size_option())
+            .set_maxmsgsize(options.wire_limit_option())
             .map_err(|e| zmq_error("configure", e))?;
         router
             .set_ipv6(options.uses_ipv6())

@@ -41,7 +41,8 @@
 
 zmq::v1_decoder_t::v1_decoder_t (size_t bufsize_, int64_t maxmsgsize_) :
     decoder_base_t<v1_decoder_t> (bufsize_),
-    _max_msg_size (maxmsgsize_)
+    _max_msg_size (maxmsgsize_),
+    _multipart_size (0)
 {
     int rc = _in_progress.init ();
     errno_assert (rc == 0);
@@ -139,6 +140,17 @@ int zmq::v1_decoder_t::eight_byte_size_ready (unsigned char const *)
 int zmq::v1_decoder_t::flags_ready (unsigned char const *)
 {
     //  Store the flags from the wire into the message structure.
+    //  proxy-core patch (see PATCHED.md): the maximum size bounds a whole
+    //  multipart message, not only each frame.
+    if (_max_msg_size >= 0) {
+        const uint64_t size = _in_progress.size ();
+        if (size > static_cast<uint64_t> (_max_msg_size) - _multipart_size) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        _multipart_size =
+          (_tmpbuf[0] & msg_t::more) ? _multipart_size + size : 0;
+    }
     _in_progress.set_flags (_tmpbuf[0] & msg_t::more);
 
     next_step (_in_progress.data (), _in_progress.size (),

@@ -55,6 +55,9 @@ class v1_decoder_t ZMQ_FINAL : public decoder_base_t<v1_decoder_t>
 
     const int64_t _max_msg_size;
 
+    //  proxy-core patch: bytes of the multipart message received so far.
+    uint64_t _multipart_size;
+
     ZMQ_NON_COPYABLE_NOR_MOVABLE (v1_decoder_t)
 };
 }

@@ -44,7 +44,8 @@ zmq::v2_decoder_t::v2_decoder_t (size_t bufsize_,
     decoder_base_t<v2_decoder_t, shared_message_memory_allocator> (bufsize_),
     _msg_flags (0),
     _zero_copy (zero_copy_),
-    _max_msg_size (maxmsgsize_)
+    _max_msg_size (maxmsgsize_),
+    _multipart_size (0)
 {
     int rc = _in_progress.init ();
     errno_assert (rc == 0);
@@ -100,6 +101,20 @@ int zmq::v2_decoder_t::size_ready (uint64_t msg_size_,
             errno = EMSGSIZE;
             return -1;
         }
+
+    //  proxy-core patch (see PATCHED.md): the maximum size bounds a whole
+    //  multipart message, not only each frame. libzmq keeps every frame of a
+    //  message until its last one arrives, so a per-frame bound let a peer grow
+    //  the receiver without limit by never finishing a message.
+    if (_max_msg_size >= 0 && !(_msg_flags & msg_t::command)) {
+        if (unlikely (msg_size_ > static_cast<uint64_t> (_max_msg_size)
+                                    - _multipart_size)) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        _multipart_size =
+          (_msg_flags & msg_t::more) ? _multipart_size + msg_size_ : 0;
+    }
 
     //  Message size must fit into size_t data type.
     if (unlikely (msg_size_ != static_cast<size_t> (msg_size_))) {

@@ -63,6 +63,9 @@ class v2_decoder_t ZMQ_FINAL
     const bool _zero_copy;
     const int64_t _max_msg_size;
 
+    //  proxy-core patch: bytes of the multipart message received so far.
+    uint64_t _multipart_size;
+
     ZMQ_NON_COPYABLE_NOR_MOVABLE (v2_decoder_t)
 };
 }

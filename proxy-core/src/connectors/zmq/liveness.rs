@@ -1,0 +1,118 @@
+//! `Liveness`: whether bytes are still moving on a client socket's TCP connection.
+//!
+//! A request's timeout measures silence, not the transfer: libzmq hands over a message only
+//! once all of it has arrived, so a large reply (or a large put) can take longer than the
+//! timeout while the peer is perfectly healthy. The client therefore waits in slices and,
+//! when a slice passes without a reply, asks the kernel whether the connection moved data
+//! since the last look (`TCP_INFO`: bytes received from the peer, bytes of ours the peer
+//! acknowledged). Progress restarts the timeout; a peer that is dead, stopped (`SIGSTOP`) or
+//! unreachable moves nothing, so the request fails one timeout after the last byte.
+//!
+//! The connection's file descriptor comes from a libzmq socket monitor (`CONNECTED`
+//! carries it; `DISCONNECTED` and `CLOSED` retire it). libzmq sends monitor events from its
+//! I/O thread with blocking sends, so the receiving end takes any number of events
+//! (`RCVHWM` 0) and the monitor is stopped ([`Liveness::stop`]) before that end closes:
+//! otherwise one event with nobody to take it would stall every socket of the process. Where `TCP_INFO` is not available
+//! (not Linux) nothing counts as progress and the timeout bounds the whole exchange, as
+//! before.
+
+use std::os::raw::c_int;
+
+use super::context;
+
+/// Watches one `DEALER` socket's connection.
+pub(crate) struct Liveness {
+    monitor: zmq::Socket,
+    fd: Option<c_int>,
+    last: (u64, u64),
+}
+
+impl Liveness {
+    /// Starts monitoring `socket` (before it connects, so that no event is missed).
+    pub(crate) fn watch(socket: &zmq::Socket) -> zmq::Result<Liveness> {
+        let endpoint = format!(
+            "inproc://proxy-core-zmq-monitor-{:032x}",
+            crate::ids::new_id()
+        );
+        let events = zmq::SocketEvent::CONNECTED as i32
+            | zmq::SocketEvent::DISCONNECTED as i32
+            | zmq::SocketEvent::CLOSED as i32;
+        socket.monitor(&endpoint, events)?;
+        let monitor = context().socket(zmq::PAIR)?;
+        monitor.set_linger(0)?;
+        monitor.set_rcvhwm(0)?;
+        monitor.connect(&endpoint)?;
+        Ok(Liveness {
+            monitor,
+            fd: None,
+            last: (0, 0),
+        })
+    }
+
+    /// Stops monitoring `socket`; call before dropping this (and `socket`).
+    pub(crate) fn stop(&mut self, socket: &mut zmq::Socket) {
+        // SAFETY: `socket` is a live socket owned by this thread; a null endpoint stops its
+        // monitor (libzmq closes its end of the monitor pair).
+        unsafe {
+            zmq_sys::zmq_socket_monitor(socket.as_mut_ptr(), std::ptr::null(), 0);
+        }
+        self.fd = None;
+    }
+
+    /// Whether the connection moved bytes since the last call: received any, or (when
+    /// `uploading`, i.e. a payload is on its way to the peer) had any acknowledged. The
+    /// acknowledgement of a small request alone is no sign that the peer is alive: its
+    /// kernel sends it even when the peer process is stopped.
+    pub(crate) fn progressed(&mut self, uploading: bool) -> bool {
+        self.read_events();
+        let Some(fd) = self.fd else { return false };
+        let Some(now) = transferred(fd) else {
+            return false;
+        };
+        let (acked, received) = (now.0 != self.last.0, now.1 != self.last.1);
+        self.last = now;
+        received || (uploading && acked)
+    }
+
+    fn read_events(&mut self) {
+        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
+            let Some(event) = frames.first().filter(|f| f.len() >= 6) else {
+                continue;
+            };
+            let kind = u16::from_ne_bytes([event[0], event[1]]);
+            let value = i32::from_ne_bytes([event[2], event[3], event[4], event[5]]);
+            match zmq::SocketEvent::from_raw(kind) {
+                zmq::SocketEvent::CONNECTED => {
+                    self.fd = Some(value);
+                    self.last = transferred(value).unwrap_or((0, 0));
+                }
+                zmq::SocketEvent::DISCONNECTED | zmq::SocketEvent::CLOSED => self.fd = None,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Bytes the peer acknowledged and bytes received on TCP socket `fd`.
+#[cfg(target_os = "linux")]
+fn transferred(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: `tcp_info` is plain data; `getsockopt` writes at most `len` bytes into it and
+    // fails harmlessly on a descriptor that is not a TCP socket.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        (rc == 0).then_some((info.tcpi_bytes_acked, info.tcpi_bytes_received))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn transferred(_fd: c_int) -> Option<(u64, u64)> {
+    None
+}
