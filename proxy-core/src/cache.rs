@@ -18,18 +18,29 @@ fn caches() -> &'static Mutex<Vec<Weak<ObjectCache>>> {
     CACHES.get_or_init(Mutex::default)
 }
 
-/// Bumped by every invalidation: a get that raced with one does not cache what it read.
-static EPOCH: AtomicU64 = AtomicU64::new(0);
+/// How many invalidation counters there are. A key is guarded by the counter its id picks,
+/// so an eviction only stops the caching of gets that raced with it on the same counter:
+/// with random 128-bit ids, a get of another object is held back with odds of 1 in this.
+const EPOCH_SHARDS: usize = 1024;
 
-/// The invalidation epoch, to be read before a fetch and passed to
+/// Invalidation counters, bumped by every invalidation of a key that picks them: a get that
+/// raced with one does not cache what it read.
+static EPOCHS: [AtomicU64; EPOCH_SHARDS] = [const { AtomicU64::new(0) }; EPOCH_SHARDS];
+
+fn epoch_slot(key: &Key) -> &'static AtomicU64 {
+    // Ids are random (a CSPRNG's output), so their low bits spread keys evenly.
+    &EPOCHS[(key.id() as usize) % EPOCH_SHARDS]
+}
+
+/// The invalidation epoch of `key`, to be read before a fetch and passed to
 /// [`ObjectCache::insert_unless_invalidated`].
-pub(crate) fn epoch() -> u64 {
-    EPOCH.load(Ordering::Acquire)
+pub(crate) fn epoch(key: &Key) -> u64 {
+    epoch_slot(key).load(Ordering::Acquire)
 }
 
 /// Drops the object under `key` from every cache of this process.
 pub(crate) fn invalidate(key: &Key) {
-    EPOCH.fetch_add(1, Ordering::AcqRel);
+    epoch_slot(key).fetch_add(1, Ordering::AcqRel);
     let live: Vec<Arc<ObjectCache>> = {
         let mut all = caches().lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|weak| weak.strong_count() > 0);
@@ -86,7 +97,7 @@ impl ObjectCache {
         };
         // Checked under the lock: an invalidation that comes later removes the entry
         // (it takes this lock too), one that came earlier is seen here.
-        if EPOCH.load(Ordering::Acquire) == epoch {
+        if epoch_slot(key).load(Ordering::Acquire) == epoch {
             entries.put(key.clone(), Arc::clone(value) as Entry);
         }
     }

@@ -388,7 +388,7 @@ impl<Dc: 'static> Store<Dc> {
             return Ok(Some(hit));
         }
         let started = self.start();
-        let epoch = cache::epoch();
+        let epoch = cache::epoch(key);
         let Some(bytes) = self
             .inner
             .connector
@@ -429,7 +429,7 @@ impl<Dc: 'static> Store<Dc> {
             return Ok(out);
         }
         let started = self.start();
-        let epoch = cache::epoch();
+        let epochs: Vec<u64> = missing.iter().map(|&i| cache::epoch(&keys[i])).collect();
         let asked: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
         let fetched = self
             .inner
@@ -437,7 +437,7 @@ impl<Dc: 'static> Store<Dc> {
             .get_batch(&asked)
             .map_err(self.context(asked.first()))?;
         let mut total = 0;
-        for (i, bytes) in missing.into_iter().zip(fetched) {
+        for ((i, epoch), bytes) in missing.into_iter().zip(epochs).zip(fetched) {
             if let Some(bytes) = bytes {
                 total += bytes.len();
                 let value = Arc::new(C::decode(bytes).map_err(self.context(Some(&keys[i])))?);
