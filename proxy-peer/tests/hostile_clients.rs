@@ -1,14 +1,14 @@
 //! Hostile clients against a real `proxy-peer` over TCP: each fault a client could exploit,
 //! and the behaviour that replaced it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use bytes::Bytes;
 use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
 
-const PEER: &str = env!("CARGO_BIN_EXE_proxy-peer");
+mod common;
+use common::{start_peer, PEER};
 
 /// A `proxy-peer` child process, killed when dropped.
 struct Peer {
@@ -18,19 +18,7 @@ struct Peer {
 
 impl Peer {
     fn start(args: &[&str]) -> Peer {
-        let mut child = Command::new(PEER)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start proxy-peer");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the endpoint");
-        let endpoint = line.trim().to_string();
-        assert!(endpoint.starts_with("tcp://"), "printed {line:?}");
+        let (child, endpoint) = start_peer(args);
         Peer { child, endpoint }
     }
 

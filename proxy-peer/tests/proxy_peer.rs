@@ -1,29 +1,21 @@
 //! The standalone `proxy-peer` binary: serves objects stored on it, shuts down on signals.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
 
-const PEER: &str = env!("CARGO_BIN_EXE_proxy-peer");
+mod common;
+use common::{start_peer, PEER};
 
-/// Starts `proxy-peer` with `args` and reads the endpoint it prints.
+/// Starts `proxy-peer` with `args`; by default it must bind loopback.
 fn start(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(PEER)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start proxy-peer");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the endpoint");
-    let endpoint = line.trim().to_string();
-    assert!(endpoint.starts_with("tcp://127.0.0.1:"), "printed {line:?}");
+    let (child, endpoint) = start_peer(args);
+    assert!(
+        endpoint.starts_with("tcp://127.0.0.1:"),
+        "printed {endpoint:?}"
+    );
     (child, endpoint)
 }
 
