@@ -152,7 +152,7 @@ impl Metrics {
 
     /// One operation on `keys` (a batch when there are several): counted once store-wide, and
     /// for each key with its share of the bytes and of the time.
-    pub(crate) fn record_keys(&self, op: Op, keys: &[&Key], bytes: usize, started: Instant) {
+    pub(crate) fn record_keys(&self, op: Op, keys: &[Key], bytes: usize, started: Instant) {
         let elapsed = started.elapsed();
         self.counter(op).add(bytes as u64, nanos(elapsed));
         let Some(share) = u32::try_from(keys.len()).ok().filter(|n| *n > 0) else {

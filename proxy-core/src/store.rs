@@ -297,7 +297,7 @@ impl<Dc: 'static> Store<Dc> {
 
     /// Counts one operation on `keys` (a batch when several; none when unknown), store-wide
     /// and per key.
-    fn record_keys(&self, op: Op, keys: &[&Key], bytes: usize, started: Option<Instant>) {
+    fn record_keys(&self, op: Op, keys: &[Key], bytes: usize, started: Option<Instant>) {
         if let (Some(metrics), Some(started)) = (&self.inner.metrics, started) {
             metrics.record_keys(op, keys, bytes, started);
         }
@@ -329,7 +329,12 @@ impl<Dc: 'static> Store<Dc> {
             .map_err(self.context(Some(key)))?;
         let len = bytes.as_ref().map(Bytes::len);
         tracing::debug!(store = %self.inner.name, %key, bytes = ?len, "get bytes");
-        self.record_keys(Op::Get, &[key], len.unwrap_or(0), started);
+        self.record_keys(
+            Op::Get,
+            std::slice::from_ref(key),
+            len.unwrap_or(0),
+            started,
+        );
         Ok(bytes)
     }
 
@@ -362,7 +367,7 @@ impl<Dc: 'static> Store<Dc> {
             .put(bytes)
             .map_err(self.context(None))?;
         tracing::debug!(store = %self.inner.name, %key, bytes = len, "put");
-        self.record_keys(Op::Put, &[&key], len, started);
+        self.record_keys(Op::Put, std::slice::from_ref(&key), len, started);
         Ok(key)
     }
 
@@ -396,13 +401,13 @@ impl<Dc: 'static> Store<Dc> {
             .map_err(self.context(Some(key)))?
         else {
             tracing::debug!(store = %self.inner.name, %key, "get: not found");
-            self.record_keys(Op::Get, &[key], 0, started);
+            self.record_keys(Op::Get, std::slice::from_ref(key), 0, started);
             return Ok(None);
         };
         let len = bytes.len();
         tracing::debug!(store = %self.inner.name, %key, bytes = len, "get");
         let value = Arc::new(C::decode(bytes).map_err(self.context(Some(key)))?);
-        self.record_keys(Op::Get, &[key], len, started);
+        self.record_keys(Op::Get, std::slice::from_ref(key), len, started);
         self.cache_unless_evicted(epoch, key, &value);
         Ok(Some(value))
     }
@@ -446,7 +451,7 @@ impl<Dc: 'static> Store<Dc> {
             }
         }
         tracing::debug!(store = %self.inner.name, objects = asked.len(), bytes = total, "get batch");
-        self.record_keys(Op::Get, &asked.iter().collect::<Vec<_>>(), total, started);
+        self.record_keys(Op::Get, &asked, total, started);
         Ok(out)
     }
 
@@ -485,7 +490,7 @@ impl<Dc: 'static> Store<Dc> {
             .connector
             .exists(key)
             .map_err(self.context(Some(key)))?;
-        self.record_keys(Op::Exists, &[key], 0, started);
+        self.record_keys(Op::Exists, std::slice::from_ref(key), 0, started);
         Ok(found)
     }
 
@@ -501,7 +506,7 @@ impl<Dc: 'static> Store<Dc> {
             .evict(key)
             .map_err(self.context(Some(key)))?;
         tracing::debug!(store = %self.inner.name, %key, "evict");
-        self.record_keys(Op::Evict, &[key], 0, started);
+        self.record_keys(Op::Evict, std::slice::from_ref(key), 0, started);
         Ok(())
     }
 
@@ -657,7 +662,7 @@ impl<Dc: 'static> Store<Dc> {
             .put_batch(encoded)
             .map_err(self.context(None))?;
         tracing::debug!(store = %self.inner.name, objects = keys.len(), bytes = len, "put batch");
-        self.record_keys(Op::Put, &keys.iter().collect::<Vec<_>>(), len, started);
+        self.record_keys(Op::Put, &keys, len, started);
         Ok(keys)
     }
 
