@@ -195,6 +195,50 @@ pub fn rebuilt_from_config(connector: &dyn Connector) {
     );
 }
 
+/// A key from `new_key` holds nothing until `put_at` stores under it, once: a second
+/// `put_at` fails with [`Error::KeyTaken`] and leaves the first bytes (futures need this).
+pub fn reserved_keys(connector: &dyn Connector) {
+    let key = connector
+        .new_key()
+        .unwrap_or_else(|e| panic!("new_key failed: {e}"));
+    let other = connector.new_key().expect("second new_key");
+    assert_ne!(key, other, "new_key returned the same key twice");
+    assert!(
+        !connector.exists(&key).expect("exists"),
+        "{key} exists before put_at"
+    );
+    assert_eq!(
+        connector.get(&key).expect("get"),
+        None,
+        "{key} readable before put_at"
+    );
+    let first = payload(2048, 21);
+    connector
+        .put_at(&key, first.clone())
+        .unwrap_or_else(|e| panic!("put_at({key}) failed: {e}"));
+    assert!(
+        get_some(connector, &key) == first,
+        "content of {key} after put_at"
+    );
+    match connector.put_at(&key, payload(16, 22)) {
+        Err(Error::KeyTaken { key: taken, .. }) => assert_eq!(taken, key),
+        Err(other) => panic!("second put_at({key}) failed with {other}, not KeyTaken"),
+        Ok(()) => panic!("second put_at({key}) succeeded: keys must be write-once"),
+    }
+    assert!(
+        get_some(connector, &key) == first,
+        "second put_at changed {key}"
+    );
+    connector.evict(&key).expect("evict");
+    assert!(
+        !connector.exists(&key).expect("exists"),
+        "{key} after evict"
+    );
+    connector
+        .evict(&other)
+        .expect("evicting an unused reserved key");
+}
+
 /// Runs every check on `connector`.
 pub fn run_all(connector: Arc<dyn Connector>) {
     round_trip_payloads(&*connector);
@@ -203,6 +247,7 @@ pub fn run_all(connector: Arc<dyn Connector>) {
     keys_are_distinct(&*connector);
     batches(&*connector);
     foreign_key_is_an_error(&*connector);
+    reserved_keys(&*connector);
     rebuilt_from_config(&*connector);
     concurrent_use(connector);
 }
@@ -278,6 +323,12 @@ macro_rules! __conformance_tests_module {
             fn foreign_key_is_an_error() {
                 if let Some(connector) = make() {
                     $crate::conformance::foreign_key_is_an_error(&*connector);
+                }
+            }
+            #[test]
+            fn reserved_keys() {
+                if let Some(connector) = make() {
+                    $crate::conformance::reserved_keys(&*connector);
                 }
             }
             #[test]

@@ -61,6 +61,34 @@ pub trait Connector: Send + Sync + Debug {
         })
     }
 
+    /// A fresh key under which [`put_at`](Connector::put_at) can store one object later:
+    /// what a [future](crate::StoreFuture) hands out before its value exists. Nothing is
+    /// stored yet (`get` gives `None`, `exists` gives `false`). For a peer-to-peer connector
+    /// the key names the peer that will hold the object.
+    ///
+    /// The default refuses with [`Error::Config`]: a connector opts in by implementing both
+    /// this and `put_at` (every connector of this crate does).
+    fn new_key(&self) -> Result<Key> {
+        Err(Error::Config {
+            what: format!("connector {self:?}"),
+            message: "it cannot reserve keys for futures (no new_key/put_at)".to_string(),
+        })
+    }
+
+    /// Stores `data` under `key`, a key made by [`new_key`](Connector::new_key) (in this
+    /// process or another). Write-once: fails with [`Error::KeyTaken`] when an object is
+    /// already stored under `key` (a future set twice), and a concurrent second writer never
+    /// replaces the first one's bytes. Readers see the whole object or nothing.
+    ///
+    /// The default refuses with [`Error::Config`].
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        let _ = data;
+        Err(Error::Config {
+            what: format!("connector {self:?}"),
+            message: format!("it cannot store objects under a chosen key ({key})"),
+        })
+    }
+
     /// Releases the connector's resources. Operations after `close` may fail with
     /// [`Error::Closed`]. Closing twice is not an error.
     fn close(&self) -> Result<()> {
@@ -113,6 +141,12 @@ macro_rules! forward_connector {
             }
             fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
                 (**self).overwrite(key, data)
+            }
+            fn new_key(&self) -> Result<Key> {
+                (**self).new_key()
+            }
+            fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+                (**self).put_at(key, data)
             }
             fn close(&self) -> Result<()> {
                 (**self).close()

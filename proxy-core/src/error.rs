@@ -148,6 +148,27 @@ pub enum Error {
         connector: String,
     },
 
+    /// An object is already stored under a key that can be written only once (a future's
+    /// key set twice, or [`Connector::put_at`](crate::Connector::put_at) on a taken key).
+    #[error("an object is already stored under {key} in {connector} (keys are write-once)")]
+    KeyTaken {
+        /// The key that was written before.
+        key: Key,
+        /// A description of the connector that refused the write.
+        connector: String,
+    },
+
+    /// A future's value was not set before its polling timeout ran out.
+    #[error("future {key} in store `{store}` was not set within {waited:?}")]
+    NotSet {
+        /// The store the future belongs to.
+        store: String,
+        /// The future's key.
+        key: Key,
+        /// How long the resolve waited.
+        waited: Duration,
+    },
+
     /// A store is already registered under this name.
     #[error("a store named `{name}` is already registered")]
     StoreExists {
@@ -181,11 +202,13 @@ pub enum Error {
 pub enum ErrorKind {
     /// The object is not (or no longer) stored ([`Error::NotFound`]).
     NotFound,
-    /// A peer, a server or a wait did not finish in time ([`Error::Timeout`]).
+    /// A peer, a server or a wait did not finish in time ([`Error::Timeout`], or a future
+    /// not set in time: [`Error::NotSet`]).
     Timeout,
     /// A peer or server answered with an error or could not be reached ([`Error::Peer`]),
     /// or refused a request for its size, its quota or its authentication
-    /// ([`Error::TooLarge`], [`Error::QuotaExceeded`], [`Error::Unauthenticated`]).
+    /// ([`Error::TooLarge`], [`Error::QuotaExceeded`], [`Error::Unauthenticated`]), or a
+    /// write-once key was written twice ([`Error::KeyTaken`]).
     Refused,
     /// A value could not be encoded or decoded, e.g. read as the wrong type
     /// ([`Error::Codec`]).
@@ -251,7 +274,7 @@ impl Error {
     pub(crate) fn in_store(self, store: &str, key: Option<&Key>) -> Error {
         match self {
             // Already carries a store context or says which store: do not nest twice.
-            e @ (Error::Store { .. } | Error::NotFound { .. }) => e,
+            e @ (Error::Store { .. } | Error::NotFound { .. } | Error::NotSet { .. }) => e,
             other => Error::Store {
                 store: store.to_string(),
                 key: KeyContext(key.cloned()),
@@ -279,7 +302,8 @@ impl Error {
         #[allow(unreachable_patterns)] // variants added by other modules map to `Other`
         match self.root() {
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Timeout { .. } | Error::NotSet { .. } => ErrorKind::Timeout,
+            Error::KeyTaken { .. } => ErrorKind::Refused,
             Error::Peer { .. }
             | Error::TooLarge { .. }
             | Error::QuotaExceeded { .. }

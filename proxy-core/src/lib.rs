@@ -8,6 +8,8 @@
 //!   objects, counts [`metrics`](Store::metrics).
 //! - [`Proxy`]: derefs to the object, fetching it on first use; serializes as its factory.
 //! - [`OwnedProxy`]: evicts its object when its last owner is dropped.
+//! - [`StoreFuture`] ([`Store::future`]): a proxy to a value set later, resolved by polling
+//!   ([`Polling`]); see [`future`].
 //! - [`Registry`]: stores by name, so that a proxy deserialized in another process finds
 //!   (or rebuilds) its store.
 //!
@@ -85,6 +87,7 @@ mod connector;
 mod connector_kinds;
 pub mod connectors;
 mod error;
+pub mod future;
 mod ids;
 mod key;
 mod metrics;
@@ -107,6 +110,7 @@ pub use connectors::RedisConnector;
 pub use connectors::{FileConnector, LocalConnector, MultiConnector, RedisOptions, RoutingPolicy};
 pub use connectors::{ZmqConfig, ZmqConnector, ZmqOptions};
 pub use error::{Error, ErrorKind, KeyContext, Result};
+pub use future::{Polling, StoreFuture};
 pub use key::Key;
 pub use metrics::{KeyMetrics, MetricsSnapshot, OpStats, DEFAULT_METRICS_KEYS};
 pub use owned::{OwnedProxy, OwnedProxyMut};
@@ -126,6 +130,7 @@ const _: () = {
     send_sync::<Key>();
     send_sync::<Proxy<Vec<u8>>>();
     send_sync::<OwnedProxy<Vec<u8>>>();
+    send_sync::<StoreFuture<Vec<u8>>>();
     send_sync::<Error>();
     send_sync::<Registry>();
     send_sync::<ConnectorConfig>();

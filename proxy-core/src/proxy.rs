@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{Codec, DefaultCodec};
 use crate::error::{Error, Result};
+use crate::future::Polling;
 use crate::key::Key;
 use crate::registry::Registry;
 use crate::store::{Store, StoreConfig};
@@ -61,6 +62,9 @@ struct Inner<T> {
     key: Key,
     /// Evict the object right after the first successful resolve (ProxyStore's `evict=True`).
     evict_on_read: bool,
+    /// For the proxy of a [future](crate::StoreFuture): wait for the value this way when it
+    /// is not stored yet, instead of failing with `NotFound`.
+    polling: Option<Polling>,
     store: OnceLock<Store>,
     value: OnceLock<Arc<T>>,
     /// Held while fetching, so that clones resolving at once fetch only once.
@@ -105,6 +109,7 @@ impl<T, C> Proxy<T, C> {
             config,
             key,
             evict_on_read: false,
+            polling: None,
             store: OnceLock::new(),
             value: OnceLock::new(),
             fetching: Mutex::new(()),
@@ -129,6 +134,29 @@ impl<T, C> Proxy<T, C> {
     pub(crate) fn from_store(store: Store, key: Key) -> Self {
         let config = Arc::clone(store.shared_config());
         Self::build(config, key, Some(store), None)
+    }
+
+    /// The proxy of a future: unresolved, waiting for the value as `polling` says.
+    pub(crate) fn future(
+        config: Arc<StoreConfig>,
+        key: Key,
+        store: Option<Store>,
+        polling: Polling,
+    ) -> Self {
+        Self::build(config, key, store, None).polling(Some(polling))
+    }
+
+    fn polling(mut self, polling: Option<Polling>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.polling = polling;
+        }
+        self
+    }
+
+    /// Whether this is the proxy of a [future](crate::StoreFuture): its first use waits for
+    /// the value to be set.
+    pub fn is_future(this: &Self) -> bool {
+        this.inner.polling.is_some()
     }
 
     /// This unresolved proxy, marked to evict its object after its first successful resolve.
@@ -187,12 +215,7 @@ where
         let store = Self::store(self)?;
         let key = &self.inner.key;
         tracing::debug!(store = %store.name(), %key, "resolve");
-        let value = store
-            .get_with::<T, C>(key)?
-            .ok_or_else(|| Error::NotFound {
-                store: store.name().to_string(),
-                key: key.clone(),
-            })?;
+        let value = self.fetch(&store, || store.get_with::<T, C>(key))?;
         self.evict_if_read_once(&store)?;
         Ok(self.inner.value.get_or_init(|| value))
     }
@@ -315,12 +338,13 @@ where
         };
         let proxy_key = inner.key.clone();
         let evict_on_read = inner.evict_on_read;
+        let polling = inner.polling;
         let config = Arc::clone(&inner.config);
         let store = inner.store.into_inner();
         match inner.value.into_inner().map(Arc::try_unwrap) {
             Some(Ok(value)) => Ok(value),
             _ => {
-                let proxy = Self::build(config, proxy_key, store, None);
+                let proxy = Self::build(config, proxy_key, store, None).polling(polling);
                 let proxy = if evict_on_read {
                     proxy.evicting_on_read()
                 } else {
@@ -334,13 +358,28 @@ where
     fn fetch_fresh(this: &Self) -> Result<T> {
         let store = Self::store(this)?;
         let key = &this.inner.key;
-        let bytes = store.get_bytes(key)?.ok_or_else(|| Error::NotFound {
-            store: store.name().to_string(),
-            key: key.clone(),
-        })?;
+        let bytes = this.fetch(&store, || store.get_bytes(key))?;
         let value = C::decode(bytes).map_err(|e| e.in_store(store.name(), Some(key)))?;
         this.evict_if_read_once(&store)?;
         Ok(value)
+    }
+
+    /// What `get` finds: at once, or for a future's proxy once the value is set (polling).
+    /// A missing object is [`Error::NotFound`]; a future not set in time is
+    /// [`Error::NotSet`].
+    fn fetch<V>(&self, store: &Store, mut get: impl FnMut() -> Result<Option<V>>) -> Result<V> {
+        let key = &self.inner.key;
+        let found = match &self.inner.polling {
+            None => get()?,
+            Some(polling) => match polling.wait(get)? {
+                Ok(value) => Some(value),
+                Err(waited) => return Err(crate::future::not_set(store.name(), key, waited)),
+            },
+        };
+        found.ok_or_else(|| Error::NotFound {
+            store: store.name().to_string(),
+            key: key.clone(),
+        })
     }
 
     /// Evicts the object of an evict-on-read proxy after a successful read.
@@ -386,6 +425,7 @@ struct FactoryRef<'a> {
     store: &'a StoreConfig,
     key: &'a Key,
     evict_on_read: bool,
+    polling: Option<&'a Polling>,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +433,7 @@ struct Factory {
     store: StoreConfig,
     key: Key,
     evict_on_read: bool,
+    polling: Option<Polling>,
 }
 
 impl<T, C> Serialize for Proxy<T, C> {
@@ -401,6 +442,7 @@ impl<T, C> Serialize for Proxy<T, C> {
             store: &self.inner.config,
             key: &self.inner.key,
             evict_on_read: self.inner.evict_on_read,
+            polling: self.inner.polling.as_ref(),
         }
         .serialize(serializer)
     }
@@ -409,7 +451,8 @@ impl<T, C> Serialize for Proxy<T, C> {
 impl<'de, T, C> Deserialize<'de> for Proxy<T, C> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let factory = Factory::deserialize(deserializer)?;
-        let proxy = Self::build(Arc::new(factory.store), factory.key, None, None);
+        let proxy =
+            Self::build(Arc::new(factory.store), factory.key, None, None).polling(factory.polling);
         Ok(if factory.evict_on_read {
             proxy.evicting_on_read()
         } else {

@@ -13,6 +13,7 @@ use crate::codec::{Codec, DefaultCodec};
 use crate::config::ConnectorConfig;
 use crate::connector::Connector;
 use crate::error::{Error, Result};
+use crate::future::StoreFuture;
 use crate::key::Key;
 use crate::metrics::{Metrics, MetricsSnapshot, Op, DEFAULT_METRICS_KEYS};
 use crate::owned::OwnedProxy;
@@ -701,6 +702,40 @@ impl<Dc: 'static> Store<Dc> {
         C: Codec<T>,
     {
         Ok(OwnedProxy::new(self.proxy_with::<T, C>(obj)?))
+    }
+
+    /// A future: a key reserved now for a value set later, and proxies to that value that
+    /// can be sent before it exists (ProxyStore's `Store.future`). See [`StoreFuture`].
+    ///
+    /// The connector must support reserved keys ([`Connector::new_key`]); every connector
+    /// of this crate does. A connector built to store on a remote peer reserves the key
+    /// there.
+    pub fn future<T>(&self) -> Result<StoreFuture<T, Dc>>
+    where
+        Dc: Codec<T>,
+    {
+        self.future_with::<T, Dc>()
+    }
+
+    /// Like [`future`](Store::future), with codec `C`.
+    pub fn future_with<T, C: Codec<T>>(&self) -> Result<StoreFuture<T, C>> {
+        let key = self.inner.connector.new_key().map_err(self.context(None))?;
+        tracing::debug!(store = %self.inner.name, %key, "future");
+        Ok(StoreFuture::new(self.erased(), key))
+    }
+
+    /// Stores what a codec produced under a reserved `key` (a future's value).
+    pub(crate) fn put_encoded_at(&self, key: &Key, encoded: Result<Bytes>) -> Result<()> {
+        let started = self.start();
+        let bytes = encoded.map_err(self.context(Some(key)))?;
+        let len = bytes.len();
+        self.inner
+            .connector
+            .put_at(key, bytes)
+            .map_err(self.context(Some(key)))?;
+        tracing::debug!(store = %self.inner.name, %key, bytes = len, "set future");
+        self.record_keys(Op::Put, std::slice::from_ref(key), len, started);
+        Ok(())
     }
 
     /// Closes the connector, empties the cache, and unregisters the store from the

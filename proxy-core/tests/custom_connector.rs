@@ -94,6 +94,28 @@ impl Connector for DirConnector {
         }
     }
 
+    fn new_key(&self) -> Result<Key> {
+        Ok(Key::random(KIND))
+    }
+
+    /// Writes a temporary file and hard-links it into place: the link fails if the name is
+    /// taken, so the key is written once.
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        let path = self.path(key)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &data).map_err(|e| io(&tmp, e))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::KeyTaken {
+                key: key.clone(),
+                connector: format!("dir connector {}", self.config.dir.display()),
+            }),
+            Err(e) => Err(io(&path, e)),
+        }
+    }
+
     fn config(&self) -> ConnectorConfig {
         ConnectorConfig::external(KIND, &self.config).expect("a path always encodes")
     }

@@ -113,23 +113,45 @@ impl FileConnector {
         }
     }
 
-    /// Writes `data` to a temporary file in the directory and renames it to `path`, so a
-    /// reader sees the whole object or none of it (or the previous one, when replacing).
-    fn write_into_place(&self, path: &Path, data: &[u8]) -> Result<()> {
+    /// Writes `data` to a new temporary file in the directory and returns its path.
+    fn write_temporary(&self, data: &[u8]) -> Result<PathBuf> {
         let tmp = self.dir.join(format!(".tmp-{:032x}", new_id()));
         let write = || -> std::io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
             file.write_all(data)?;
             Ok(())
         };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io("write", &tmp, e));
+        match write() {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(Error::io("write", &tmp, e))
+            }
         }
+    }
+
+    /// Writes `data` to a temporary file in the directory and renames it to `path`, so a
+    /// reader sees the whole object or none of it (or the previous one, when replacing).
+    fn write_into_place(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let tmp = self.write_temporary(data)?;
         fs::rename(&tmp, path).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             Error::io("rename into place", path, e)
         })
+    }
+
+    /// Like [`write_into_place`](Self::write_into_place), but never replaces a file already
+    /// at `path`: the temporary file is hard-linked to `path`, which fails when the name is
+    /// taken (atomically, so of two concurrent writers exactly one wins).
+    fn write_new(&self, path: &Path, data: &[u8]) -> Result<bool> {
+        let tmp = self.write_temporary(data)?;
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io("link into place", path, e)),
+        }
     }
 
     fn path_of(&self, key: &Key) -> Result<PathBuf> {
@@ -146,6 +168,22 @@ impl Connector for FileConnector {
         let path = self.dir.join(key.id_hex());
         self.write_into_place(&path, &data)?;
         Ok(key)
+    }
+
+    fn new_key(&self) -> Result<Key> {
+        Ok(Key::random(KIND))
+    }
+
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        let path = self.path_of(key)?;
+        if self.write_new(&path, &data)? {
+            Ok(())
+        } else {
+            Err(Error::KeyTaken {
+                key: key.clone(),
+                connector: format!("file connector at {}", self.dir.display()),
+            })
+        }
     }
 
     /// Writes the new bytes under a temporary name and renames them over the old file, so

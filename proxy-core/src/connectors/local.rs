@@ -141,6 +141,24 @@ impl Connector for LocalConnector {
         }
     }
 
+    fn new_key(&self) -> Result<Key> {
+        Ok(Key::random(KIND))
+    }
+
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        check_kind(key, KIND)?;
+        match self.write().entry(key.id()) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(crate::error::Error::KeyTaken {
+                key: key.clone(),
+                connector: format!("local connector {}", self.shared.id),
+            }),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(data);
+                Ok(())
+            }
+        }
+    }
+
     fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
         let keys: Vec<Key> = data.iter().map(|_| Key::random(KIND)).collect();
         let mut objects = self.write();

@@ -403,6 +403,26 @@ impl Connector for MultiConnector {
         connector.evict(&child_key)
     }
 
+    /// A key of the child the policies choose for an object of unknown size (they are asked
+    /// as for an empty object without tags): a future's value goes where its key says.
+    fn new_key(&self) -> Result<Key> {
+        let child = &self.children[self.choose(0, &[])?];
+        let key = self.connector_of(child)?.new_key()?;
+        Ok(add_route(&child.name, key))
+    }
+
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        let (connector, child_key) = self.owner_connector(key)?;
+        connector.put_at(&child_key, data).map_err(|e| match e {
+            // Name the key the caller used, with its route.
+            Error::KeyTaken { connector, .. } => Error::KeyTaken {
+                key: key.clone(),
+                connector,
+            },
+            other => other,
+        })
+    }
+
     fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
         let (connector, child_key) = self.owner_connector(key)?;
         connector.overwrite(&child_key, data).map_err(|e| match e {

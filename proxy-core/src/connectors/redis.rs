@@ -228,6 +228,28 @@ mod connector {
             }
         }
 
+        fn new_key(&self) -> Result<Key> {
+            Ok(Key::random(KIND))
+        }
+
+        /// `SET key data NX`: stores the value only if the key is free (write-once).
+        fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+            let mut command = redis::cmd("SET");
+            command
+                .arg(self.redis_key(key)?)
+                .arg(data.as_ref())
+                .arg("NX");
+            let operation = Operation::One("SET NX", key);
+            match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Okay => Ok(()),
+                Value::Nil => Err(Error::KeyTaken {
+                    key: key.clone(),
+                    connector: format!("redis connector at {}", self.pool.server()),
+                }),
+                other => Err(self.protocol_error(operation, &other)),
+            }
+        }
+
         /// `SET key data XX`: replaces the value only if the key exists.
         fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
             let mut command = redis::cmd("SET");

@@ -390,6 +390,63 @@ impl Connector for ZmqConnector {
         Ok(key)
     }
 
+    /// A key naming the peer that will hold the value: this process's own peer (started now
+    /// if needed), or the remote peer of a connector built `with_remote(peer)`.
+    fn new_key(&self) -> Result<Key> {
+        self.check_open()?;
+        match self.inner.options.placement() {
+            Placement::Here => Ok(Key::random(KIND).with_peer(self.server()?.endpoint())),
+            Placement::Remote(peer) => Ok(Key::random(KIND).with_peer(peer)),
+            Placement::ClientOnly => Err(self.client_only_error()),
+        }
+    }
+
+    /// Stores the value in the peer the key names: in this process when it is this
+    /// connector's own peer, else with a remote put under the key's id (the peer refuses an
+    /// id already taken: keys are write-once there too).
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        match self.owner(key)? {
+            Owner::Here(server) => {
+                if server.objects().insert_new(key.id(), data) {
+                    Ok(())
+                } else {
+                    Err(Error::KeyTaken {
+                        key: key.clone(),
+                        connector: format!("zmq peer {}", server.endpoint()),
+                    })
+                }
+            }
+            Owner::Peer(peer) => {
+                let limit = self.inner.options.get_max_message_size();
+                if data.len() as u64 > limit {
+                    return Err(Error::TooLarge {
+                        peer: peer.to_string(),
+                        operation: format!("put of {key}"),
+                        size: data.len() as u64,
+                        limit,
+                        whose: "this process's",
+                    });
+                }
+                let request = Request {
+                    op: Op::Put,
+                    object_id: key.id(),
+                    payload: Some(data),
+                };
+                match exchange(peer, &self.inner.options, std::slice::from_ref(&request)) {
+                    Ok(_) => Ok(()),
+                    // The peer's refusal of an id it already holds (see `server::answer`).
+                    Err(Error::Peer { message, .. }) if message.contains("is already stored") => {
+                        Err(Error::KeyTaken {
+                            key: key.clone(),
+                            connector: format!("zmq peer {peer}"),
+                        })
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        }
+    }
+
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         match self.owner(key)? {
             Owner::Here(server) => Ok(server.objects().get(key.id())),

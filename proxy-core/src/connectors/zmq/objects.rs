@@ -62,6 +62,18 @@ impl ObjectMap {
         self.write().extend(items);
     }
 
+    /// Stores `data` under `id` if the id is free (a future's value set in this process);
+    /// `false` when it is taken.
+    pub(crate) fn insert_new(&self, id: u128, data: Bytes) -> bool {
+        match self.write().entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(data);
+                true
+            }
+        }
+    }
+
     /// Stores `data` from a remote put under `id` if the id is free and the bytes held for
     /// remote puts stay within `quota`.
     pub(crate) fn insert_remote(&self, id: u128, data: Bytes, quota: u64) -> Result<(), Refused> {

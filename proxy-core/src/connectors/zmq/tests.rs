@@ -56,6 +56,16 @@ impl Connector for TwoPeers {
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         self.visitor.get(key)
     }
+    fn new_key(&self) -> Result<Key> {
+        self.home.new_key()
+    }
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        if self.remote_puts {
+            self.visitor.put_at(key, data)
+        } else {
+            self.home.put_at(key, data)
+        }
+    }
     fn exists(&self, key: &Key) -> Result<bool> {
         self.visitor.exists(key)
     }

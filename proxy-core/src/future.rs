@@ -1,0 +1,383 @@
+//! Futures: proxies to values that do not exist yet (ProxyStore's `Store.future`).
+//!
+//! [`Store::future`] reserves a key ([`Connector::new_key`](crate::Connector::new_key)) and
+//! returns a [`StoreFuture`]: a setter and a source of proxies. The proxies can be sent
+//! anywhere (serialized, through a dataflow) before the value is set; resolving one polls
+//! the store with backoff ([`Polling`]) until the value appears or the timeout runs out
+//! ([`Error::NotSet`], naming the store and the key). The value is set once: a second `set`,
+//! here or in another process, fails with [`Error::KeyTaken`] and leaves the first value.
+//!
+//! ```
+//! use std::time::Duration;
+//! use proxy_core::{LocalConnector, Polling, Proxy, Store};
+//!
+//! let store = Store::new("future-doc", LocalConnector::new());
+//! let future = store.future::<Vec<u32>>()?;
+//! let proxy: Proxy<Vec<u32>> = future.proxy();
+//!
+//! let consumer = std::thread::spawn(move || proxy.iter().sum::<u32>()); // waits for the value
+//! future.set(&vec![1, 2, 3])?;
+//! assert_eq!(consumer.join().unwrap(), 6);
+//! assert!(future.set(&vec![4]).unwrap_err().is_refused()); // set once only
+//!
+//! // An unset future times out with an error naming the store and the key.
+//! let never = store
+//!     .future::<u8>()?
+//!     .with_polling(Polling::default().with_timeout(Some(Duration::from_millis(20))));
+//! let err = Proxy::resolve(&never.proxy()).unwrap_err();
+//! assert!(err.is_timeout());
+//! # Ok::<(), proxy_core::Error>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{Codec, DefaultCodec};
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::proxy::Proxy;
+use crate::registry::Registry;
+use crate::store::{Store, StoreConfig};
+
+/// How a proxy of a [`StoreFuture`] waits for its value: ProxyStore's `polling_interval`,
+/// `polling_backoff_factor`, `polling_interval_limit` and `polling_timeout`.
+///
+/// The first check is immediate; after each miss the proxy sleeps `interval`, then
+/// `interval × backoff`, and so on, each sleep capped at `max_interval`, until the value
+/// is there or `timeout` has passed since the first check. The policy travels with the
+/// proxy, so a proxy resolved in another process waits the same way.
+///
+/// Defaults: first sleep 1 ms, backoff ×2, sleeps of at most 100 ms, timeout 10 minutes
+/// (`with_timeout(None)` waits forever).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Polling {
+    /// The first sleep after a miss.
+    pub interval: Duration,
+    /// The factor each sleep grows by (at least 1).
+    pub backoff: f64,
+    /// The longest sleep.
+    pub max_interval: Duration,
+    /// How long to wait in all; `None`: forever.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for Polling {
+    fn default() -> Self {
+        Polling {
+            interval: Duration::from_millis(1),
+            backoff: 2.0,
+            max_interval: Duration::from_millis(100),
+            timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+impl Polling {
+    /// The first sleep after a miss (0 is taken as 1 µs, so a wait never spins).
+    #[must_use]
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// The factor each sleep grows by; values below 1 (or not a number) are taken as 1.
+    #[must_use]
+    pub fn with_backoff(mut self, factor: f64) -> Self {
+        self.backoff = factor;
+        self
+    }
+
+    /// The longest sleep between two checks.
+    #[must_use]
+    pub fn with_max_interval(mut self, max_interval: Duration) -> Self {
+        self.max_interval = max_interval;
+        self
+    }
+
+    /// How long a resolve waits in all before failing with [`Error::NotSet`]; `None` waits
+    /// forever.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The sleeps this policy makes, in order (endless; the caller checks the timeout).
+    /// Hostile values from a deserialized proxy are clamped, never trusted to be sane.
+    fn sleeps(&self) -> impl Iterator<Item = Duration> {
+        let floor = Duration::from_micros(1);
+        let max = self.max_interval.max(floor);
+        let first = self.interval.clamp(floor, max);
+        let factor = if self.backoff.is_finite() && self.backoff >= 1.0 {
+            self.backoff
+        } else {
+            1.0
+        };
+        std::iter::successors(Some(first), move |previous| {
+            Some(previous.mul_f64(factor.min(1e6)).clamp(floor, max))
+        })
+    }
+
+    /// Calls `check` until it returns `Some`, sleeping between misses as this policy says.
+    /// `Ok(None)` when the timeout ran out first, with how long it waited.
+    pub(crate) fn wait<V>(
+        &self,
+        mut check: impl FnMut() -> Result<Option<V>>,
+    ) -> Result<std::result::Result<V, Duration>> {
+        let started = Instant::now();
+        let mut sleeps = self.sleeps();
+        loop {
+            if let Some(value) = check()? {
+                return Ok(Ok(value));
+            }
+            let waited = started.elapsed();
+            let mut sleep = sleeps.next().unwrap_or(self.max_interval);
+            if let Some(timeout) = self.timeout {
+                if waited >= timeout {
+                    return Ok(Err(waited));
+                }
+                sleep = sleep.min(timeout - waited);
+            }
+            std::thread::sleep(sleep);
+        }
+    }
+}
+
+/// A value to be set later, and the proxies that stand for it meanwhile (ProxyStore's
+/// `Store.future`): see the [module docs](crate::future) and [`Store::future`].
+///
+/// A `StoreFuture` is `Clone`, `Send` and `Sync`, and serializes like a proxy (store config,
+/// key, polling policy; never the value), so the setter can be handed to another thread or
+/// process: whoever sets it first wins, every later `set` fails with [`Error::KeyTaken`].
+pub struct StoreFuture<T, C = DefaultCodec> {
+    config: Arc<StoreConfig>,
+    key: Key,
+    polling: Polling,
+    store: Option<Store>,
+    value: PhantomData<fn() -> (T, C)>,
+}
+
+impl<T, C> Clone for StoreFuture<T, C> {
+    fn clone(&self) -> Self {
+        StoreFuture {
+            config: Arc::clone(&self.config),
+            key: self.key.clone(),
+            polling: self.polling,
+            store: self.store.clone(),
+            value: PhantomData,
+        }
+    }
+}
+
+impl<T, C> fmt::Debug for StoreFuture<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreFuture")
+            .field("store", &self.config.name)
+            .field("key", &self.key)
+            .field("polling", &self.polling)
+            .finish()
+    }
+}
+
+impl<T, C> StoreFuture<T, C> {
+    pub(crate) fn new(store: Store, key: Key) -> Self {
+        StoreFuture {
+            config: Arc::clone(store.shared_config()),
+            key,
+            polling: Polling::default(),
+            store: Some(store),
+            value: PhantomData,
+        }
+    }
+
+    /// This future with another polling policy for the proxies it makes from now on.
+    #[must_use]
+    pub fn with_polling(mut self, polling: Polling) -> Self {
+        self.polling = polling;
+        self
+    }
+
+    /// The polling policy of the proxies this future makes.
+    pub fn polling(&self) -> &Polling {
+        &self.polling
+    }
+
+    /// The key the value will be stored under.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The store's name.
+    pub fn store_name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The store: the one that made the future, or (after deserializing) the one registered
+    /// under its name, rebuilt from its config if needed.
+    pub fn store(&self) -> Result<Store> {
+        match &self.store {
+            Some(store) => Ok(store.clone()),
+            None => Registry::global().get_or_rebuild(&self.config),
+        }
+    }
+
+    /// A proxy to the value. It can be used, cloned and sent at once; its first use waits
+    /// for the value as the polling policy says.
+    pub fn proxy(&self) -> Proxy<T, C> {
+        Proxy::future(
+            Arc::clone(&self.config),
+            self.key.clone(),
+            self.store.clone(),
+            self.polling,
+        )
+    }
+
+    /// Whether the value has been set (and not evicted since).
+    pub fn done(&self) -> Result<bool> {
+        self.store()?.exists(&self.key)
+    }
+}
+
+impl<T, C: Codec<T>> StoreFuture<T, C> {
+    /// Sets the value: encodes it with codec `C` and stores it under the future's key.
+    /// Fails with [`Error::KeyTaken`] if it was set before (here or in another process).
+    pub fn set(&self, value: &T) -> Result<()> {
+        self.store()?.put_encoded_at(&self.key, C::encode(value))
+    }
+
+    /// Like [`set`](StoreFuture::set), moving the value into the codec (no copy of a
+    /// `Vec<u8>` with the default codec).
+    pub fn set_owned(&self, value: T) -> Result<()> {
+        self.store()?
+            .put_encoded_at(&self.key, C::encode_owned(value))
+    }
+}
+
+impl<T, C> StoreFuture<T, C>
+where
+    T: Send + Sync + 'static,
+    C: Codec<T>,
+{
+    /// Waits for the value as the polling policy says and returns it.
+    pub fn wait(&self) -> Result<Arc<T>> {
+        Proxy::get(&self.proxy())
+    }
+}
+
+#[derive(Serialize)]
+struct FutureRef<'a> {
+    store: &'a StoreConfig,
+    key: &'a Key,
+    polling: &'a Polling,
+}
+
+#[derive(Deserialize)]
+struct FutureFactory {
+    store: StoreConfig,
+    key: Key,
+    polling: Polling,
+}
+
+impl<T, C> Serialize for StoreFuture<T, C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        FutureRef {
+            store: &self.config,
+            key: &self.key,
+            polling: &self.polling,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T, C> Deserialize<'de> for StoreFuture<T, C> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let factory = FutureFactory::deserialize(deserializer)?;
+        Ok(StoreFuture {
+            config: Arc::new(factory.store),
+            key: factory.key,
+            polling: factory.polling,
+            store: None,
+            value: PhantomData,
+        })
+    }
+}
+
+/// The error of a future not set within `waited`.
+pub(crate) fn not_set(store: &str, key: &Key, waited: Duration) -> Error {
+    Error::NotSet {
+        store: store.to_string(),
+        key: key.clone(),
+        waited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_grow_by_the_backoff_up_to_the_limit() {
+        let polling = Polling::default()
+            .with_interval(Duration::from_millis(2))
+            .with_backoff(3.0)
+            .with_max_interval(Duration::from_millis(20));
+        let sleeps: Vec<u128> = polling.sleeps().take(4).map(|d| d.as_millis()).collect();
+        assert_eq!(sleeps, vec![2, 6, 18, 20]);
+    }
+
+    #[test]
+    fn hostile_policies_are_clamped() {
+        for backoff in [f64::NAN, -1.0, 0.5, f64::INFINITY] {
+            let polling = Polling::default()
+                .with_interval(Duration::ZERO)
+                .with_backoff(backoff)
+                .with_max_interval(Duration::ZERO);
+            let sleeps: Vec<Duration> = polling.sleeps().take(3).collect();
+            assert!(
+                sleeps.iter().all(|d| *d == Duration::from_micros(1)),
+                "{backoff}: {sleeps:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wait_stops_at_the_timeout_and_says_how_long_it_waited() {
+        let polling = Polling::default().with_timeout(Some(Duration::from_millis(10)));
+        let mut checks = 0;
+        let outcome = polling
+            .wait(|| {
+                checks += 1;
+                Ok(None::<()>)
+            })
+            .expect("no error");
+        let waited = outcome.expect_err("never found");
+        assert!(waited >= Duration::from_millis(10));
+        assert!(checks >= 2, "checked {checks} times");
+    }
+
+    #[test]
+    fn wait_returns_as_soon_as_the_value_is_there() {
+        let mut checks = 0;
+        let outcome = Polling::default().wait(|| {
+            checks += 1;
+            Ok((checks == 3).then_some(7))
+        });
+        assert_eq!(outcome.expect("no error"), Ok(7));
+    }
+
+    #[test]
+    fn errors_of_a_check_end_the_wait() {
+        let outcome = Polling::default().wait(|| -> Result<Option<()>> {
+            Err(Error::Config {
+                what: "test".to_string(),
+                message: "boom".to_string(),
+            })
+        });
+        assert!(outcome.is_err());
+    }
+}
