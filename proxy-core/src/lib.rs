@@ -108,7 +108,7 @@ pub use connector_kinds::{is_connector_kind_registered, register_connector_kind}
 #[cfg(feature = "redis")]
 pub use connectors::RedisConnector;
 pub use connectors::{FileConnector, LocalConnector, MultiConnector, RedisOptions, RoutingPolicy};
-pub use connectors::{ZmqConfig, ZmqConnector, ZmqOptions};
+pub use connectors::{PeerStats, ZmqConfig, ZmqConnector, ZmqOptions};
 pub use error::{Error, ErrorKind, KeyContext, Result};
 pub use future::{Polling, StoreFuture};
 pub use key::Key;

@@ -16,7 +16,7 @@ Environment (command-line options win):
   PROXYSTORE_ZMQ_PORT             --port (a port or a range A-B)
   PROXYSTORE_ZMQ_TIMEOUT          --timeout (5s, 250ms, ...)
   PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE --max-message-size
-  PROXYSTORE_PEER                 --peer of the put command
+  PROXYSTORE_PEER                 --peer of the put and stats commands
   RUST_LOG                        log filter (default info), e.g. RUST_LOG=proxy_core=debug";
 
 /// `proxy-peer`: serve proxy-core objects over ZeroMQ, or operate a running peer.
@@ -111,6 +111,14 @@ pub(crate) enum Command {
     Evict {
         /// A key as `put` prints it
         key: Key,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Print a peer's counters: objects and bytes held, rejected requests, limits
+    Stats {
+        /// The peer to ask (tcp://HOST:PORT, as a serving proxy-peer prints)
+        #[arg(long, env = "PROXYSTORE_PEER", value_name = "ENDPOINT")]
+        peer: String,
         #[command(flatten)]
         limits: Limits,
     },
@@ -276,6 +284,19 @@ mod tests {
         for command in ["exists", "evict"] {
             assert!(parse(&[command, &text]).is_ok(), "{command}");
         }
+        let stats =
+            parse(&["stats", "--peer", "tcp://127.0.0.1:7000", "--secret-file=s"]).expect("valid");
+        assert_eq!(
+            stats.command,
+            Some(Command::Stats {
+                peer: "tcp://127.0.0.1:7000".to_string(),
+                limits: Limits {
+                    timeout: None,
+                    max_message_size: None,
+                    secret_file: Some("s".into()),
+                },
+            })
+        );
         let put = parse(&["put", "data.bin", "--peer=tcp://127.0.0.1:7000"]).expect("valid");
         assert!(
             matches!(put.command, Some(Command::Put { ref peer, .. }) if peer == "tcp://127.0.0.1:7000")

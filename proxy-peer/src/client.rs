@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
+use proxy_core::{Connector, Error, PeerStats, ZmqConnector, ZmqOptions};
 
 use crate::cli::{Command, Limits};
 
@@ -68,7 +68,26 @@ pub(crate) fn run(command: Command) -> proxy_core::Result<ExitCode> {
             tracing::info!(%key, "evicted");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stats { peer, limits } => {
+            let stats = client(&limits)?.peer_stats(&peer)?;
+            print!("{}", stats_text(&stats));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// One `name: value` line per counter (values in plain numbers, for scripts).
+fn stats_text(stats: &PeerStats) -> String {
+    format!(
+        "objects: {}\nbytes: {}\nrejected requests: {}\nrequests: {}\nremote bytes: {}\nmax bytes: {}\nmax message size: {}\n",
+        stats.objects,
+        stats.bytes,
+        stats.rejected_requests,
+        stats.requests,
+        stats.remote_bytes,
+        stats.max_bytes,
+        stats.max_message_size,
+    )
 }
 
 /// A connector that serves nothing, with the environment's settings and `limits`.

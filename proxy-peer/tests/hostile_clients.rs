@@ -149,6 +149,7 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
             stranger
                 .put_to(&peer.endpoint, Bytes::from_static(b"intruder"))
                 .map(|_| ()),
+            stranger.peer_stats(&peer.endpoint).map(|_| ()),
         ] {
             match result {
                 Err(Error::Unauthenticated {
@@ -161,11 +162,16 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
             }
         }
     }
-    // Nothing was evicted.
+    // Nothing was evicted; the refusals were counted (5 requests from each stranger), and
+    // members read the counters.
     assert_eq!(
         member.get(&key).expect("get"),
         Some(Bytes::from_static(b"members only"))
     );
+    let stats = member
+        .peer_stats(&peer.endpoint)
+        .expect("stats with the secret");
+    assert_eq!((stats.objects, stats.rejected_requests), (1, 10));
     peer.assert_alive();
 }
 
@@ -329,7 +335,7 @@ fn fuzzed_message(rng: &mut Rng, request_id: u64) -> Vec<Vec<u8>> {
             .collect(),
         // A valid request with a few bytes of its header changed.
         1 | 2 => {
-            let op = 1 + rng.below(5) as u8;
+            let op = 1 + rng.below(6) as u8;
             let len = rng.below(2000) as usize;
             let payload = rng.bytes(len);
             let mut header =
@@ -346,7 +352,7 @@ fn fuzzed_message(rng: &mut Rng, request_id: u64) -> Vec<Vec<u8>> {
         }
         // A well-formed request, truncated or extended, sometimes with extra frames.
         _ => {
-            let mut header = request_header(1 + rng.below(5) as u8, request_id, 7, 0);
+            let mut header = request_header(1 + rng.below(6) as u8, request_id, 7, 0);
             let len = rng.below(120) as usize;
             header.resize(len, rng.next() as u8);
             let mut frames = vec![header];

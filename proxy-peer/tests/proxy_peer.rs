@@ -110,6 +110,7 @@ fn help_version_and_bad_arguments() {
         "get",
         "exists",
         "evict",
+        "stats",
         "PROXYSTORE_ZMQ_PORT",
     ] {
         assert!(text.contains(flag), "help does not mention {flag}");
@@ -170,6 +171,61 @@ fn client_commands_put_get_exists_evict() {
     assert_eq!(client(&["evict", &key]).0, Some(0));
     assert_eq!(client(&["exists", &key]), (Some(1), "false".to_string()));
     assert_eq!(client(&["get", &key]).0, Some(1), "get of an evicted key");
+
+    signal(&child, libc::SIGTERM);
+    assert!(exits_cleanly(&mut child, Duration::from_secs(5)));
+}
+
+/// The counters `proxy-peer stats` printed, by name.
+fn stats(endpoint: &str) -> std::collections::HashMap<String, u64> {
+    let (code, text) = client(&["stats", &format!("--peer={endpoint}")]);
+    assert_eq!(code, Some(0), "stats failed: {text}");
+    text.lines()
+        .map(|line| {
+            let (name, value) = line.split_once(": ").expect("a name: value line");
+            (name.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_stats_command_prints_objects_bytes_and_rejections() {
+    let (mut child, endpoint) = start(&["--port=0", "--max-bytes=1000"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let small = dir.path().join("small.bin");
+    let large = dir.path().join("large.bin");
+    std::fs::write(&small, vec![7u8; 600]).expect("write");
+    std::fs::write(&large, vec![8u8; 500]).expect("write");
+
+    let empty = stats(&endpoint);
+    assert_eq!(empty["objects"], 0);
+    assert_eq!(empty["bytes"], 0);
+    assert_eq!(empty["rejected requests"], 0);
+    assert_eq!(empty["max bytes"], 1000);
+
+    let (code, key) = client(&[
+        "put",
+        small.to_str().expect("utf-8"),
+        &format!("--peer={endpoint}"),
+    ]);
+    assert_eq!(code, Some(0));
+    // 600 + 500 bytes would exceed the 1000-byte quota: refused and counted.
+    let (code, _) = client(&[
+        "put",
+        large.to_str().expect("utf-8"),
+        &format!("--peer={endpoint}"),
+    ]);
+    assert_ne!(code, Some(0), "a put over the quota succeeded");
+    let held = stats(&endpoint);
+    assert_eq!(held["objects"], 1);
+    assert_eq!(held["bytes"], 600);
+    assert_eq!(held["remote bytes"], 600);
+    assert_eq!(held["rejected requests"], 1);
+
+    assert_eq!(client(&["evict", &key]).0, Some(0));
+    let evicted = stats(&endpoint);
+    assert_eq!((evicted["objects"], evicted["bytes"]), (0, 0));
+    assert!(evicted["requests"] > held["requests"]);
 
     signal(&child, libc::SIGTERM);
     assert!(exits_cleanly(&mut child, Duration::from_secs(5)));

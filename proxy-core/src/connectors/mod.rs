@@ -13,4 +13,4 @@ pub(crate) use redis::build_redis;
 #[cfg(feature = "redis")]
 pub use redis::RedisConnector;
 pub use redis::{RedisOptions, DEFAULT_REDIS_PREFIX};
-pub use zmq::{ZmqConfig, ZmqConnector, ZmqOptions};
+pub use zmq::{PeerStats, ZmqConfig, ZmqConnector, ZmqOptions};

@@ -20,6 +20,7 @@ use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::liveness::Liveness;
 use super::options::ZmqOptions;
+use super::stats::PeerStats;
 use super::wire::{Header, Op, Status};
 use crate::error::{Error, Result};
 
@@ -54,6 +55,8 @@ pub(crate) enum Answer {
     NotFound,
     /// The peer's maximum message size (answer to `LIMITS`).
     Limit(u64),
+    /// The peer's counters (answer to `STATS`).
+    Stats(PeerStats),
 }
 
 /// A client socket connected to one peer.
@@ -435,7 +438,12 @@ fn read_answer(
         }
         (Status::Ok, Some(data)) if request.op == Op::Get => Ok(Answer::Ok(Some(data))),
         (Status::Ok, None) if request.op == Op::Limits => Ok(Answer::Limit(header.size)),
-        (Status::Ok, None) if request.op != Op::Get => Ok(Answer::Ok(None)),
+        (Status::Ok, Some(data)) if request.op == Op::Stats => PeerStats::decode(&data)
+            .map(Answer::Stats)
+            .map_err(|message| {
+                protocol_error(peer, format!("malformed reply to {what}: {message}"))
+            }),
+        (Status::Ok, None) if !matches!(request.op, Op::Get | Op::Stats) => Ok(Answer::Ok(None)),
         (status, payload) => Err(protocol_error(
             peer,
             format!(

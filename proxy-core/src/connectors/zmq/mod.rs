@@ -4,6 +4,7 @@
 //! - `context`: the process's ZeroMQ context and its I/O threads;
 //! - `auth`: the cluster secret and the per-request proof of it;
 //! - `wire`: the versioned wire format;
+//! - `stats`: a peer's counters ([`PeerStats`]) and their wire layout;
 //! - `frame`: payload frames without copies;
 //! - `objects`: the map of objects a peer serves;
 //! - `server`: the peer server thread (`ROUTER`);
@@ -18,6 +19,7 @@ mod liveness;
 mod objects;
 mod options;
 mod server;
+mod stats;
 mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +32,7 @@ use self::context::context;
 use self::options::Placement;
 pub use self::options::{ZmqConfig, ZmqOptions};
 use self::server::PeerServer;
+pub use self::stats::PeerStats;
 use self::wire::Op;
 use crate::config::ConnectorConfig;
 use crate::connector::{check_kind, Connector};
@@ -242,6 +245,45 @@ impl ZmqConnector {
             .map_or(0, |server| server.objects().remote_bytes())
     }
 
+    /// The counters of the peer at `peer` (a `proxy-peer`, or any process serving as a
+    /// ZeroMQ peer): objects and bytes it holds, requests it refused, its quota and maximum
+    /// message size. One request; a peer with a secret requires this connector's proof of it
+    /// as for a get ([`Error::Unauthenticated`] otherwise). This connector's own server is read
+    /// directly.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use proxy_core::{ZmqConnector, ZmqOptions};
+    ///
+    /// let peer = ZmqConnector::new()?; // stands in for a `proxy-peer`
+    /// let endpoint = peer.endpoint().unwrap();
+    /// let client = ZmqConnector::client(ZmqOptions::default())?;
+    /// client.put_to(endpoint, Bytes::from(vec![0u8; 100]))?;
+    ///
+    /// let stats = client.peer_stats(endpoint)?;
+    /// assert_eq!((stats.objects, stats.bytes, stats.remote_bytes), (1, 100, 100));
+    /// assert_eq!(stats.rejected_requests, 0);
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn peer_stats(&self, peer: &str) -> Result<PeerStats> {
+        self.check_open()?;
+        if let Some(server) = self.own_server(peer) {
+            return Ok(self.running(server)?.stats());
+        }
+        let request = Request {
+            op: Op::Stats,
+            object_id: 0,
+            payload: None,
+        };
+        match exchange(peer, &self.inner.options, std::slice::from_ref(&request))?.pop() {
+            Some(Answer::Stats(stats)) => Ok(stats),
+            other => Err(Error::Protocol {
+                peer: peer.to_string(),
+                message: format!("unexpected answer to a stats request: {other:?}"),
+            }),
+        }
+    }
+
     /// Stores `data` on the peer at `peer` (for example a standalone `proxy-peer`) instead of
     /// in this process, and returns its key.
     pub fn put_to(&self, peer: &str, data: Bytes) -> Result<Key> {
@@ -452,7 +494,7 @@ impl Connector for ZmqConnector {
             Owner::Here(server) => Ok(server.objects().get(key.id())),
             Owner::Peer(peer) => match self.ask(peer, Op::Get, key)? {
                 Answer::Ok(data) => Ok(data),
-                Answer::NotFound | Answer::Limit(_) => Ok(None),
+                Answer::NotFound | Answer::Limit(_) | Answer::Stats(_) => Ok(None),
             },
         }
     }

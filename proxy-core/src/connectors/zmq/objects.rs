@@ -17,6 +17,8 @@ pub(crate) struct ObjectMap {
     /// Ids of objects stored by remote puts (their bytes count against the quota).
     remote: RwLock<HashMap<u128, u64>>,
     remote_bytes: AtomicU64,
+    /// Bytes of every object stored (written only under the map's write lock).
+    bytes: AtomicU64,
 }
 
 /// Why [`ObjectMap::insert_remote`] did not store an object.
@@ -59,7 +61,14 @@ impl ObjectMap {
 
     /// Stores several objects under fresh ids.
     pub(crate) fn insert_many(&self, items: impl Iterator<Item = (u128, Bytes)>) {
-        self.write().extend(items);
+        let mut objects = self.write();
+        for (id, data) in items {
+            self.bytes.fetch_add(data.len() as u64, Ordering::AcqRel);
+            if let Some(replaced) = objects.insert(id, data) {
+                self.bytes
+                    .fetch_sub(replaced.len() as u64, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Stores `data` under `id` if the id is free (a future's value set in this process);
@@ -87,6 +96,7 @@ impl ObjectMap {
             return Err(Refused::OverQuota(held));
         }
         self.remote_bytes.fetch_add(size, Ordering::AcqRel);
+        self.bytes.fetch_add(size, Ordering::AcqRel);
         lock_remote(&self.remote).insert(id, size);
         objects.insert(id, data);
         Ok(())
@@ -97,10 +107,16 @@ impl ObjectMap {
         self.remote_bytes.load(Ordering::Acquire)
     }
 
+    /// Bytes of every object stored.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire)
+    }
+
     /// Removes the object, if any.
     pub(crate) fn remove(&self, id: u128) {
         let mut objects = self.write();
-        if objects.remove(&id).is_some() {
+        if let Some(removed) = objects.remove(&id) {
+            self.bytes.fetch_sub(removed.len() as u64, Ordering::AcqRel);
             if let Some(size) = lock_remote(&self.remote).remove(&id) {
                 self.remote_bytes.fetch_sub(size, Ordering::AcqRel);
             }
@@ -118,6 +134,7 @@ impl ObjectMap {
         objects.clear();
         lock_remote(&self.remote).clear();
         self.remote_bytes.store(0, Ordering::Release);
+        self.bytes.store(0, Ordering::Release);
     }
 }
 

@@ -23,6 +23,7 @@ use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::objects::{ObjectMap, Refused};
 use super::options::ZmqOptions;
+use super::stats::PeerStats;
 use super::wire::{error_reply_header, Header, Op, Status, HEADER_LEN};
 use crate::error::{Error, Result};
 
@@ -47,6 +48,26 @@ pub(crate) struct PeerServer {
 struct ServerShared {
     stopping: AtomicBool,
     rejected: AtomicU64,
+    /// Requests answered (refused ones included).
+    answered: AtomicU64,
+    /// The limits the server was started with (reported by `STATS`).
+    max_message_size: u64,
+    max_bytes: u64,
+}
+
+impl ServerShared {
+    /// The server's counters now.
+    fn stats(&self, objects: &ObjectMap) -> PeerStats {
+        PeerStats {
+            objects: objects.len() as u64,
+            bytes: objects.bytes(),
+            rejected_requests: self.rejected.load(Ordering::Relaxed),
+            requests: self.answered.load(Ordering::Relaxed),
+            remote_bytes: objects.remote_bytes(),
+            max_bytes: self.max_bytes,
+            max_message_size: self.max_message_size,
+        }
+    }
 }
 
 impl fmt::Debug for PeerServer {
@@ -117,7 +138,11 @@ impl PeerServer {
             .map_err(|e| zmq_error("bind the control socket of", e))?;
 
         let objects = Arc::new(ObjectMap::default());
-        let shared = Arc::new(ServerShared::default());
+        let shared = Arc::new(ServerShared {
+            max_message_size: options.get_max_message_size(),
+            max_bytes: options.max_bytes(),
+            ..ServerShared::default()
+        });
         let mut limits = Limits {
             endpoint: endpoint.clone(),
             max_message_size: options.get_max_message_size(),
@@ -176,6 +201,11 @@ impl PeerServer {
     /// How many malformed requests the server has answered with an error.
     pub(crate) fn rejected(&self) -> u64 {
         self.shared.rejected.load(Ordering::Relaxed)
+    }
+
+    /// The server's counters ([`PeerStats`]), read here without a request.
+    pub(crate) fn stats(&self) -> PeerStats {
+        self.shared.stats(&self.objects)
     }
 
     /// Stops the server thread, waits for it, and drops the objects. Idempotent.
@@ -298,7 +328,8 @@ fn serve(
                     .and_then(|frame| frame.gets("Peer-Address"))
                     .unwrap_or("unknown address")
                     .to_string();
-                let reply = answer(request, objects, limits);
+                let reply = answer(request, objects, shared, limits);
+                shared.answered.fetch_add(1, Ordering::Relaxed);
                 if let Some(reason) = &reply.rejected {
                     shared.rejected.fetch_add(1, Ordering::Relaxed);
                     limits.log.rejected(&limits.endpoint, &from, reason);
@@ -377,7 +408,12 @@ impl Reply {
     }
 }
 
-fn answer(request: Incoming, objects: &ObjectMap, limits: &mut Limits) -> Reply {
+fn answer(
+    request: Incoming,
+    objects: &ObjectMap,
+    shared: &ServerShared,
+    limits: &mut Limits,
+) -> Reply {
     let Some(frame) = &request.header else {
         return Reply::error(
             error_reply_header(&Default::default()),
@@ -454,6 +490,11 @@ fn answer(request: Incoming, objects: &ObjectMap, limits: &mut Limits) -> Reply 
                 rejected: None,
             }
         }
+        Op::Stats => Reply::to(
+            &header,
+            Status::Ok,
+            Some(Bytes::copy_from_slice(&shared.stats(objects).encode())),
+        ),
         Op::Put => {
             let data = request.payload.map(message_into_bytes).unwrap_or_default();
             if data.len() as u64 != header.size {

@@ -811,3 +811,130 @@ fn a_remote_peer_that_is_not_an_endpoint_is_a_config_error() {
         );
     }
 }
+
+#[test]
+fn stats_count_objects_bytes_and_rejections() {
+    let server = ZmqOptions::default()
+        .with_max_bytes(1000)
+        .with_max_message_size(1 << 20)
+        .build()
+        .expect("peer");
+    let at = endpoint(&server);
+    let client = ZmqConnector::client(ZmqOptions::default()).expect("client");
+
+    let empty = client.peer_stats(&at).expect("stats");
+    assert_eq!(
+        (empty.objects, empty.bytes, empty.rejected_requests),
+        (0, 0, 0)
+    );
+    assert_eq!((empty.max_bytes, empty.max_message_size), (1000, 1 << 20));
+    assert_eq!(empty.remote_bytes, 0);
+
+    let own = server.put(Bytes::from(vec![1u8; 10])).expect("own put");
+    let remote = client
+        .put_to(&at, Bytes::from(vec![2u8; 300]))
+        .expect("remote put");
+    let after_puts = client.peer_stats(&at).expect("stats");
+    assert_eq!(
+        (
+            after_puts.objects,
+            after_puts.bytes,
+            after_puts.remote_bytes
+        ),
+        (2, 310, 300)
+    );
+    assert!(
+        after_puts.requests > empty.requests,
+        "{after_puts:?} after {empty:?}"
+    );
+    // The server's own handle reads the same counters without a request (the stats request
+    // itself now counted).
+    assert_eq!(
+        server.peer_stats(&at).expect("own stats"),
+        PeerStats {
+            requests: after_puts.requests + 1,
+            ..after_puts
+        }
+    );
+
+    // Refusals: over the quota, and a malformed request.
+    match client.put_to(&at, Bytes::from(vec![3u8; 800])) {
+        Err(Error::QuotaExceeded { .. }) => {}
+        other => panic!("expected the quota to refuse, got {other:?}"),
+    }
+    let raw = raw_socket(&at);
+    raw.send_multipart([b"garbage".to_vec()], 0).expect("send");
+    raw.recv_multipart(0).expect("error reply");
+    let refused = client.peer_stats(&at).expect("stats");
+    assert_eq!(refused.rejected_requests, 2, "{refused:?}");
+    assert_eq!((refused.objects, refused.bytes), (2, 310), "nothing stored");
+
+    client.evict(&remote).expect("evict remote");
+    server.evict(&own).expect("evict own");
+    let evicted = client.peer_stats(&at).expect("stats");
+    assert_eq!(
+        (evicted.objects, evicted.bytes, evicted.remote_bytes),
+        (0, 0, 0)
+    );
+    assert_eq!(evicted.rejected_requests, 2);
+    assert_eq!(server.rejected_requests(), 2);
+}
+
+#[test]
+fn stats_of_a_peer_with_a_secret_need_the_secret() {
+    let secured = ZmqOptions::default()
+        .with_secret("stats secret")
+        .build()
+        .expect("peer");
+    let at = endpoint(&secured);
+    for (what, stranger) in [
+        ("no secret", ZmqOptions::default()),
+        ("another secret", ZmqOptions::default().with_secret("guess")),
+    ] {
+        let stranger = ZmqConnector::client(stranger).expect("client");
+        match stranger.peer_stats(&at) {
+            Err(Error::Unauthenticated { peer, .. }) => assert_eq!(peer, at, "{what}"),
+            other => panic!("{what}: expected a refusal, got {other:?}"),
+        }
+    }
+    let member =
+        ZmqConnector::client(ZmqOptions::default().with_secret("stats secret")).expect("client");
+    let stats = member.peer_stats(&at).expect("stats with the secret");
+    assert_eq!(stats.rejected_requests, 2, "the two refusals are counted");
+}
+
+#[test]
+fn malformed_stats_replies_are_protocol_errors() {
+    type MakeReply = fn(&Header) -> Vec<Vec<u8>>;
+    let replies: [(&str, MakeReply); 4] = [
+        ("no payload", |h| {
+            vec![h.reply(Status::Ok).encode().to_vec()]
+        }),
+        ("short payload", |h| {
+            vec![h.reply(Status::Ok).encode().to_vec(), vec![0u8; 55]]
+        }),
+        ("long payload", |h| {
+            vec![h.reply(Status::Ok).encode().to_vec(), vec![0u8; 57]]
+        }),
+        ("not found", |h| {
+            vec![h.reply(Status::NotFound).encode().to_vec()]
+        }),
+    ];
+    let client = peer_with_timeout(Duration::from_secs(2));
+    for (what, make) in replies {
+        let (endpoint, fake) = FakePeer::run(move |fake| {
+            let (to, header) = fake.receive();
+            assert_eq!(header.op, Op::Stats);
+            let frames = make(&header);
+            let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            fake.reply(&to, &frames);
+        });
+        match client.peer_stats(&endpoint) {
+            Err(Error::Protocol { peer, message }) => {
+                assert_eq!(peer, endpoint, "{what}: {message}")
+            }
+            other => panic!("{what}: expected a protocol error, got {other:?}"),
+        }
+        fake.join().expect("fake peer");
+    }
+}

@@ -9,7 +9,7 @@
 //!    |--------|------------|--------------------------------------------------------------|
 //!    | 0..3   | magic      | `b"PXZ"`                                                     |
 //!    | 3      | version    | [`VERSION`] (2)                                              |
-//!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`, 5 `LIMITS`          |
+//!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`, 5 `LIMITS`, 6 `STATS` |
 //!    | 5      | status     | requests: 0; replies: see [`Status`]                         |
 //!    | 6..8   | reserved   | 0 (a request with anything else is refused)                  |
 //!    | 8..16  | request id | chosen by the client, echoed by the reply (u64)              |
@@ -27,8 +27,26 @@
 //! 2. at most one **payload frame**, sent as its own frame so that it is never copied into a
 //!    buffer together with the header:
 //!    - a `PUT` request carries the object; a `GET` reply with status ok carries the object;
+//!    - a `STATS` reply with status ok carries the peer's counters (layout below);
 //!    - an error reply carries a UTF-8 message saying what was wrong;
 //!    - every other message has no payload frame.
+//!
+//! **`STATS` reply payload**: exactly [`STATS_LEN`](super::stats::STATS_LEN) (56) bytes,
+//! seven little-endian u64 fields (a client refuses any other length); see
+//! [`PeerStats`](super::PeerStats) for their meaning:
+//!
+//! | bytes  | field             |
+//! |--------|-------------------|
+//! | 0..8   | objects held      |
+//! | 8..16  | bytes held        |
+//! | 16..24 | rejected requests |
+//! | 24..32 | requests answered |
+//! | 32..40 | remote bytes held |
+//! | 40..48 | byte quota        |
+//! | 48..56 | max message size  |
+//!
+//! A `STATS` request has object id 0 (ignored, echoed), no payload, and, to a peer with a secret, a proof like
+//! any other request (the counters tell about the peer's contents and traffic).
 //!
 //! **Proof**: when peers share a secret, every request carries
 //! `BLAKE3-keyed(key, header[0..64] ‖ payload)` with `key = BLAKE3-derive_key(context,
@@ -68,6 +86,8 @@ pub(crate) enum Op {
     Put = 4,
     /// Say what the peer accepts (its maximum message size), before a put.
     Limits = 5,
+    /// Report the peer's counters ([`PeerStats`](super::PeerStats)).
+    Stats = 6,
 }
 
 impl Op {
@@ -78,6 +98,7 @@ impl Op {
             3 => Some(Op::Evict),
             4 => Some(Op::Put),
             5 => Some(Op::Limits),
+            6 => Some(Op::Stats),
             _ => None,
         }
     }
@@ -101,6 +122,7 @@ impl fmt::Display for Op {
             Op::Evict => "evict",
             Op::Put => "put",
             Op::Limits => "limits",
+            Op::Stats => "stats",
         })
     }
 }
@@ -342,6 +364,9 @@ mod tests {
         assert!(err.message.contains("version 9"), "{}", err.message);
 
         let mut op = good;
+        op[4] = 7;
+        let err = Header::decode(&op).expect_err("op 7");
+        assert!(err.message.contains("operation 7"), "{}", err.message);
         op[4] = 77;
         let err = Header::decode(&op).expect_err("op");
         assert_eq!((err.request_id, err.object_id), (42, 7));
@@ -367,7 +392,8 @@ mod tests {
             Just(Op::Exists),
             Just(Op::Evict),
             Just(Op::Put),
-            Just(Op::Limits)
+            Just(Op::Limits),
+            Just(Op::Stats)
         ]
     }
 
