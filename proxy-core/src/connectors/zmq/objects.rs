@@ -77,6 +77,7 @@ impl ObjectMap {
         match self.write().entry(id) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {
+                self.bytes.fetch_add(data.len() as u64, Ordering::AcqRel);
                 slot.insert(data);
                 true
             }
@@ -143,4 +144,35 @@ fn lock_remote(remote: &RwLock<HashMap<u128, u64>>) -> RwLockWriteGuard<'_, Hash
     remote
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_follow_every_insert_and_removal() {
+        let map = ObjectMap::default();
+        map.insert_many(
+            [
+                (1, Bytes::from(vec![0u8; 10])),
+                (2, Bytes::from(vec![0u8; 20])),
+            ]
+            .into_iter(),
+        );
+        assert!(map.insert_new(3, Bytes::from(vec![0u8; 5])));
+        assert!(!map.insert_new(3, Bytes::from(vec![0u8; 500])), "taken");
+        assert_eq!(map.insert_remote(4, Bytes::from(vec![0u8; 7]), 100), Ok(()));
+        assert_eq!(
+            map.insert_remote(5, Bytes::from(vec![0u8; 200]), 100),
+            Err(Refused::OverQuota(7))
+        );
+        assert_eq!((map.len(), map.bytes(), map.remote_bytes()), (4, 42, 7));
+        map.remove(2);
+        map.remove(4);
+        map.remove(99);
+        assert_eq!((map.len(), map.bytes(), map.remote_bytes()), (2, 15, 0));
+        map.clear();
+        assert_eq!((map.len(), map.bytes()), (0, 0));
+    }
 }
