@@ -183,6 +183,30 @@ pub enum Error {
         name: String,
     },
 
+    /// Something was attached to, or asked of, a lifetime that has ended (closed, dropped or
+    /// expired); nothing was done.
+    #[error("lifetime `{lifetime}` has ended: cannot {operation}")]
+    LifetimeClosed {
+        /// The lifetime's name.
+        lifetime: String,
+        /// What was refused, with its object (`attach object KEY`, `extend by 5s`).
+        operation: String,
+    },
+
+    /// A lifetime ended, but some of its objects could not be evicted (the others were).
+    #[error("lifetime `{lifetime}`: could not evict {} of its {objects} objects; the first failure: {source}", failed.len())]
+    LifetimeEvict {
+        /// The lifetime's name.
+        lifetime: String,
+        /// The keys of the objects that could not be evicted.
+        failed: Vec<Key>,
+        /// How many objects the lifetime tried to evict.
+        objects: usize,
+        /// The first failure.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// An operation of a store failed; the source says why.
     #[error("store `{store}`, key {key}: {source}")]
     Store {
@@ -219,7 +243,8 @@ pub enum ErrorKind {
     Protocol,
     /// A configuration was rejected ([`Error::Config`]).
     Config,
-    /// The connector is closed ([`Error::Closed`]).
+    /// The connector, or a lifetime, is closed ([`Error::Closed`],
+    /// [`Error::LifetimeClosed`]).
     Closed,
     /// A key was handed to the wrong kind of connector ([`Error::WrongConnector`]).
     WrongConnector,
@@ -312,7 +337,7 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Config { .. } => ErrorKind::Config,
-            Error::Closed { .. } => ErrorKind::Closed,
+            Error::Closed { .. } | Error::LifetimeClosed { .. } => ErrorKind::Closed,
             Error::WrongConnector { .. } => ErrorKind::WrongConnector,
             Error::StoreExists { .. } | Error::UnknownStore { .. } => ErrorKind::Registry,
             _ => ErrorKind::Other,
@@ -335,10 +360,11 @@ impl Error {
         self.kind() == ErrorKind::Refused
     }
 
-    /// The innermost error, looking through [`Error::Store`] context wrappers.
+    /// The innermost error, looking through [`Error::Store`] context wrappers (and through
+    /// [`Error::LifetimeEvict`] to its first failure).
     pub fn root(&self) -> &Error {
         match self {
-            Error::Store { source, .. } => source.root(),
+            Error::Store { source, .. } | Error::LifetimeEvict { source, .. } => source.root(),
             other => other,
         }
     }

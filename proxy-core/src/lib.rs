@@ -10,6 +10,9 @@
 //! - [`OwnedProxy`]: evicts its object when its last owner is dropped.
 //! - [`StoreFuture`] ([`Store::future`]): a proxy to a value set later, resolved by polling
 //!   ([`Polling`]); see [`future`].
+//! - [`lifetimes`]: objects evicted together when a scope ends ([`ContextLifetime`]), a lease
+//!   expires ([`LeaseLifetime`]) or the store or process closes ([`StaticLifetime`]);
+//!   [`Store::put_in`] and [`Store::proxy_in`] attach an object as they store it.
 //! - [`Registry`]: stores by name, so that a proxy deserialized in another process finds
 //!   (or rebuilds) its store.
 //!
@@ -90,6 +93,7 @@ mod error;
 pub mod future;
 mod ids;
 mod key;
+pub mod lifetimes;
 mod metrics;
 mod owned;
 mod proxy;
@@ -112,6 +116,7 @@ pub use connectors::{PeerStats, ZmqConfig, ZmqConnector, ZmqOptions};
 pub use error::{Error, ErrorKind, KeyContext, Result};
 pub use future::{Polling, StoreFuture};
 pub use key::Key;
+pub use lifetimes::{ContextLifetime, LeaseLifetime, Lifetime, StaticLifetime};
 pub use metrics::{KeyMetrics, MetricsSnapshot, OpStats, DEFAULT_METRICS_KEYS};
 pub use owned::{OwnedProxy, OwnedProxyMut};
 pub use proxy::{Prefetch, Proxy};
@@ -143,6 +148,10 @@ const _: () = {
     send_sync::<RedisOptions>();
     send_sync::<RoutingPolicy>();
     send_sync::<MetricsSnapshot>();
+    send_sync::<ContextLifetime>();
+    send_sync::<LeaseLifetime>();
+    send_sync::<StaticLifetime>();
+    send_sync::<Box<dyn Lifetime>>();
     #[cfg(feature = "redis")]
     send_sync::<RedisConnector>();
 };

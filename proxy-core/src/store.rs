@@ -738,13 +738,16 @@ impl<Dc: 'static> Store<Dc> {
         Ok(())
     }
 
-    /// Closes the connector, empties the cache, and unregisters the store from the
+    /// Evicts the objects attached to the [`StaticLifetime`](crate::StaticLifetime) through
+    /// this store, closes the connector, empties the cache, and unregisters the store from the
     /// process-wide [`Registry`](crate::Registry) if it is the store registered under its
-    /// name.
+    /// name. A failed eviction does not stop the rest; the first error is returned.
     pub fn close(&self) -> Result<()> {
+        let evicted = crate::lifetimes::close_static_of(&self.erased());
         self.inner.cache.clear();
         crate::Registry::global().unregister_if_same(&self.erased());
-        self.inner.connector.close().map_err(self.context(None))
+        let closed = self.inner.connector.close().map_err(self.context(None));
+        evicted.and(closed)
     }
 
     /// The store's counters, if it was built with [`with_metrics(true)`](StoreBuilder::with_metrics).
