@@ -194,26 +194,54 @@ fn a_scope_holds_keys_of_several_stores_with_any_codec() {
     assert!(!exists(&b, &kb) && !exists(&b, Proxy::key(&pb)) && !exists(&b, &kd));
 }
 
+/// A short lease with `attach` done on it: a lease that expired before `attach` could run
+/// (a loaded machine) is replaced by a longer one, so the test never depends on timing.
+fn short_lease<T>(
+    mut attach: impl FnMut(&LeaseLifetime) -> proxy_core::Result<T>,
+) -> (LeaseLifetime, T) {
+    let mut expiry = Duration::from_millis(20);
+    loop {
+        let lease = LeaseLifetime::new(expiry);
+        match attach(&lease) {
+            Ok(value) => return (lease, value),
+            Err(e) if e.kind() == ErrorKind::Closed && expiry < Duration::from_secs(60) => {
+                expiry *= 4;
+            }
+            Err(e) => panic!("attach to a lease: {e}"),
+        }
+    }
+}
+
 #[test]
 fn a_lease_evicts_its_objects_when_it_expires_even_with_no_handle_left() {
     let store = local("lease-expire");
-    let lease = LeaseLifetime::named("short", Duration::from_millis(30));
-    let key = store.put_in(&vec![5u8; 100], &lease).expect("put_in");
-    let proxy = store.proxy_in(5u64, &lease.clone()).expect("proxy_in");
-    assert!(exists(&store, &key));
-    // Dropping every handle neither ends the lease nor keeps it from expiring.
+    let (lease, (key, proxy)) = short_lease(|lease| {
+        let key = store.put_in(&vec![5u8; 100], lease)?;
+        let proxy = store.proxy_in(5u64, &lease.clone())?;
+        Ok((key, proxy))
+    });
     drop(lease);
-    assert!(exists(&store, &key), "dropping the handle evicted at once");
     wait_until("the lease to expire", || {
         !exists(&store, &key) && !exists(&store, Proxy::key(&proxy))
     });
 }
 
 #[test]
+fn dropping_every_handle_of_a_lease_does_not_end_it() {
+    let store = local("lease-drop");
+    let lease = LeaseLifetime::new(Duration::from_secs(3600));
+    let key = store.put_in(&1u8, &lease).expect("put_in");
+    drop(lease);
+    assert!(
+        exists(&store, &key),
+        "dropping the handle evicted the object"
+    );
+}
+
+#[test]
 fn an_expired_lease_refuses_extensions_and_objects() {
     let store = local("lease-expired");
-    let lease = LeaseLifetime::new(Duration::from_millis(10));
-    let key = store.put_in(&1u8, &lease).expect("put_in");
+    let (lease, key) = short_lease(|lease| store.put_in(&1u8, lease));
     wait_until("the lease to expire", || lease.is_closed());
     assert!(!exists(&store, &key));
     assert_eq!(lease.expires_in(), None);
@@ -227,20 +255,26 @@ fn an_expired_lease_refuses_extensions_and_objects() {
 #[test]
 fn extending_a_lease_postpones_its_expiry() {
     let store = local("lease-extend");
-    let lease = LeaseLifetime::new(Duration::from_millis(50));
-    let key = store.put_in(&1u32, &lease).expect("put_in");
-    let before = lease.expires_in().expect("open");
-    lease.extend(Duration::from_secs(3600)).expect("extend");
+    let (lease, (key, before)) = short_lease(|lease| {
+        let key = store.put_in(&1u32, lease)?;
+        let before = lease.expires_in();
+        lease.extend(Duration::from_secs(3600))?;
+        Ok((key, before))
+    });
+    let before = before.expect("open before the extension");
     let after = lease.expires_in().expect("open");
     assert!(
         after > before + Duration::from_secs(3000),
         "{before:?} -> {after:?}"
     );
-    // A shorter lease made later expires; this one must still be alive after it.
-    let probe = LeaseLifetime::new(Duration::from_millis(50));
-    let probe_key = store.put_in(&2u32, &probe).expect("put_in");
+    // A lease made now that expires in `before` ends after this one's first deadline; the
+    // timer looks at leases in deadline order, so once the probe ended, the timer has been
+    // past this lease's first deadline.
+    let probe = LeaseLifetime::new(before);
+    let probe_key = store.put(&2u32).expect("put");
+    probe.add_key(&store, probe_key.clone()).expect("add_key");
+    drop(probe);
     wait_until("the probe lease to expire", || !exists(&store, &probe_key));
-    // The timer has gone past the extended lease's first deadline.
     assert!(
         !lease.is_closed(),
         "an extended lease expired at its old deadline"
@@ -319,9 +353,8 @@ fn lifetimes_over_zmq_peers() {
     assert!(!exists(&alice, Proxy::key(&big)) && !exists(&bob, &small));
 
     // Bob attaches Alice's object to his lease: evicted through her peer at expiry.
-    let lease = LeaseLifetime::new(Duration::from_millis(20));
     let key = alice.put(&vec![1u32; 16]).expect("put");
-    lease.add_key(&bob, key.clone()).expect("add_key");
+    let (lease, ()) = short_lease(|lease| lease.add_key(&bob, key.clone()));
     drop(lease);
     wait_until("the zmq lease to expire", || !exists(&alice, &key));
 }

@@ -31,20 +31,20 @@ const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// [`ContextLifetime`](super::ContextLifetime).
 ///
 /// ```
-/// use std::time::{Duration, Instant};
+/// use std::time::Duration;
 /// use proxy_core::{LeaseLifetime, Lifetime, LocalConnector, Store};
 ///
 /// let store = Store::new("lease-doc", LocalConnector::new());
-/// let lease = LeaseLifetime::new(Duration::from_millis(20));
+/// let lease = LeaseLifetime::new(Duration::from_secs(60));
 /// let key = store.put_in(&vec![0u8; 1024], &lease)?;
-/// lease.extend(Duration::from_millis(20))?; // now about 40 ms from its start
+/// lease.extend(Duration::from_secs(60))?; // now about two minutes from its start
+/// assert!(lease.expires_in().unwrap() > Duration::from_secs(60));
 ///
-/// drop(lease); // the timer still holds the lease
-/// let deadline = Instant::now() + Duration::from_secs(10);
-/// while store.exists(&key)? && Instant::now() < deadline {
-///     std::thread::sleep(Duration::from_millis(5));
-/// }
-/// assert!(!store.exists(&key)?); // evicted at expiry
+/// let handle = lease.clone();
+/// drop(lease); // the timer still holds the lease: nothing is evicted yet
+/// assert!(store.exists(&key)?);
+/// handle.close()?; // ends it now
+/// assert!(!store.exists(&key)?);
 /// # Ok::<(), proxy_core::Error>(())
 /// ```
 #[derive(Clone)]
