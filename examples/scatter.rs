@@ -130,7 +130,8 @@ fn child(process: usize) -> Result<(), Box<dyn Error>> {
     // the release of the stored payloads waits for all consumers).
     let started = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let start_mark = Arc::clone(&started);
-    let guards = timely::execute_from_args(std::env::args().skip(1), move |worker| {
+    // The parent passed timely's own arguments (-w -n -p -h); read them like every example.
+    let guards = timely::execute_from_args(common::timely_args().into_iter(), move |worker| {
         let index = worker.index();
         let peers = worker.peers() as u64;
         let store = store.clone();

@@ -1,42 +1,160 @@
-//! Command-line options of the parent, and the parameters handed to each child process.
+//! Command-line options of the parent (clap), and the parameters handed to each child
+//! process.
+//!
+//! The parent starts each child as `scatter --child KEY=VALUE ...` ([`ChildSpec::to_args`]);
+//! the hidden `--child` option of the same command line reads them back
+//! ([`ChildSpec::from_args`]), so parent and child always agree on the protocol.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
 use super::workloads::{format_size, parse_size, Mode, Workload, MIN_PAYLOAD};
 
-/// The usage text printed by `--help`.
-pub const USAGE: &str = "\
-scatter: proxied dataflow against Timely's own exchange, across real processes on loopback
-
-USAGE:
-    cargo run --release -p benchmarks --bin scatter -- [OPTIONS]
-
+/// Said after the options in `--help`.
+const AFTER_HELP: &str = "\
 Every point (workload x mode x payload size x repetition) runs as fresh child processes
 forming one Timely cluster on 127.0.0.1 (raw-zmq: plain ZeroMQ sockets, no Timely).
+Options given on the command line or in the environment override --quick's choices;
+command-line options win over the environment.
 
-OPTIONS:
-    --processes N        processes per cluster (default 2)
-    --workers N          worker threads per process (default 1)
-    --workloads LIST     comma-separated: scatter,broadcast,selective (default all)
-    --modes LIST         comma-separated: native,native-bytes,proxy,auto,raw-zmq (default all)
-    --sizes LIST         payload sizes, e.g. 1KiB,64KiB,1MiB,16MiB (the default)
-    --bytes N            payload bytes produced per point (default 256MiB); the record
-                         count is N / size, capped by --max-records
-    --max-records N      record cap per point, for small sizes (default 262144)
-    --reps N             repetitions per point; the table shows medians (default 3)
-    --batch N            payload bytes per Timely epoch (default 8MiB, at least one record)
-    --window N           epochs in flight before the producer waits (default 4)
-    --timeout SECS       deadline per point; 0 picks one from the bytes moved (default 0)
-    --out DIR            where runs.csv, summary.csv and the SVG plots go
-                         (default target/scatter)
-    --quick              a small run for smoke tests (sizes 1KiB,64KiB,1MiB, 16MiB per
-                         point, at most 2048 records, 1 repetition); later options override
-    --no-plot            skip the SVG plots
-    --from-csv FILE      run nothing: read a runs.csv written before and print its table,
-                         write summary.csv and the plots into --out
-    -h, --help           this text
-";
+Examples:
+  scatter --quick
+  scatter --workloads=selective --workers=2 --reps=5 --out=target/scatter-2x2
+  SCATTER_BENCH_OUT=/data/scatter scatter --sizes 1MiB,16MiB --modes proxy,auto";
+
+/// The command line, as clap reads it (see [`parse_from`]).
+#[derive(Debug, Parser)]
+#[command(
+    name = "scatter",
+    version,
+    about = "scatter: proxied dataflow against Timely's own exchange, across real processes on loopback",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Processes per cluster [default: 2]
+    #[arg(long, value_name = "N", env = "SCATTER_BENCH_PROCESSES", value_parser = at_least_one)]
+    processes: Option<usize>,
+    /// Worker threads per process [default: 1]
+    #[arg(long, value_name = "N", env = "SCATTER_BENCH_WORKERS", value_parser = at_least_one)]
+    workers: Option<usize>,
+    /// Comma-separated: scatter,broadcast,selective [default: all]
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "SCATTER_BENCH_WORKLOADS",
+        value_delimiter = ','
+    )]
+    workloads: Option<Vec<Workload>>,
+    /// Comma-separated: native,native-bytes,proxy,auto,raw-zmq [default: all]
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "SCATTER_BENCH_MODES",
+        value_delimiter = ','
+    )]
+    modes: Option<Vec<Mode>>,
+    /// Payload sizes, e.g. 1KiB,64KiB,1MiB,16MiB (the default)
+    #[arg(long, value_name = "LIST", env = "SCATTER_BENCH_SIZES", value_delimiter = ',', value_parser = payload_size)]
+    sizes: Option<Vec<u64>>,
+    /// Payload bytes produced per point; the record count is N / size, capped by
+    /// --max-records [default: 256MiB]
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    bytes: Option<u64>,
+    /// Record cap per point, for small sizes [default: 262144]
+    #[arg(long, value_name = "N")]
+    max_records: Option<u64>,
+    /// Repetitions per point; the table shows medians [default: 3]
+    #[arg(long, value_name = "N", env = "SCATTER_BENCH_REPS", value_parser = at_least_one)]
+    reps: Option<usize>,
+    /// Payload bytes per Timely epoch (at least one record) [default: 8MiB]
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    batch: Option<u64>,
+    /// Epochs in flight before the producer waits [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    window: Option<u64>,
+    /// Deadline per point in seconds; 0 picks one from the bytes moved [default: 0]
+    #[arg(long, value_name = "SECS", env = "SCATTER_BENCH_TIMEOUT")]
+    timeout: Option<u64>,
+    /// Where runs.csv, summary.csv and the SVG plots go [default: target/scatter]
+    #[arg(long, value_name = "DIR", env = "SCATTER_BENCH_OUT")]
+    out: Option<PathBuf>,
+    /// A small run for smoke tests (sizes 1KiB,64KiB,1MiB, 16MiB per point, at most 2048
+    /// records, 1 repetition)
+    #[arg(long)]
+    quick: bool,
+    /// Skip the SVG plots
+    #[arg(long)]
+    no_plot: bool,
+    /// Run nothing: read a runs.csv written before and print its table, write summary.csv
+    /// and the plots into --out
+    #[arg(long, value_name = "FILE")]
+    from_csv: Option<PathBuf>,
+    /// Internal: play one process of one point, as the parent asks (KEY=VALUE parameters,
+    /// see `ChildSpec::to_args`)
+    #[arg(long = "child", hide = true, num_args = 1.., value_name = "KEY=VALUE")]
+    child: Option<Vec<String>>,
+}
+
+/// A count of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a valid number")),
+    }
+}
+
+/// A payload size no smaller than [`MIN_PAYLOAD`].
+fn payload_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if size < MIN_PAYLOAD {
+        return Err(format!(
+            "payload size {size} is below the minimum of {MIN_PAYLOAD} bytes"
+        ));
+    }
+    Ok(size)
+}
+
+impl Cli {
+    /// What the command line asks for.
+    fn into_command(self) -> Result<Command, String> {
+        if let Some(child) = self.child {
+            return ChildSpec::from_args(&child).map(Command::Child);
+        }
+        let mut options = Options::default();
+        if self.quick {
+            options.quick();
+        }
+        // Explicit choices (command line or environment) win over --quick's.
+        fn set<T>(target: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *target = value;
+            }
+        }
+        set(&mut options.processes, self.processes);
+        set(&mut options.workers, self.workers);
+        set(&mut options.workloads, self.workloads);
+        set(&mut options.modes, self.modes);
+        set(&mut options.sizes, self.sizes);
+        set(&mut options.bytes_per_point, self.bytes);
+        set(&mut options.max_records, self.max_records);
+        set(&mut options.reps, self.reps);
+        set(&mut options.batch_bytes, self.batch);
+        set(&mut options.window, self.window);
+        set(&mut options.out, self.out);
+        if let Some(secs) = self.timeout {
+            options.timeout = (secs > 0).then(|| Duration::from_secs(secs));
+        }
+        options.plot = !self.no_plot;
+        options.from_csv = self.from_csv;
+        options.sizes.sort_unstable();
+        options.sizes.dedup();
+        Ok(Command::Run(options))
+    }
+}
 
 /// What the parent process was asked to do.
 #[derive(Debug, Clone)]
@@ -134,18 +252,23 @@ impl Options {
 /// The parsed command line.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Print the usage text.
-    Help,
     /// Run the benchmark (the parent).
     Run(Options),
     /// Play one process of one point (started by the parent).
     Child(ChildSpec),
 }
 
-fn value<'a>(flag: &str, args: &mut impl Iterator<Item = &'a String>) -> Result<&'a str, String> {
-    args.next()
-        .map(String::as_str)
-        .ok_or_else(|| format!("{flag} needs a value"))
+/// Parses a command line (the program name first). `--help` and `--version` come back as
+/// errors of their kind, which [`clap::Error::exit`] prints to standard output with status
+/// 0; mistakes print usage to standard error with status 2.
+pub fn parse_from<I, T>(args: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)?
+        .into_command()
+        .map_err(|message| Cli::command().error(ErrorKind::ValueValidation, message))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
@@ -163,63 +286,6 @@ fn list<T>(text: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<
         return Err(format!("empty list `{text}`"));
     }
     Ok(items)
-}
-
-/// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Command, String> {
-    if args.first().map(String::as_str) == Some(CHILD_FLAG) {
-        return ChildSpec::from_args(&args[1..]).map(Command::Child);
-    }
-    let mut options = Options::default();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
-            _ => (arg.as_str(), None),
-        };
-        let mut take = || -> Result<&str, String> {
-            match inline {
-                Some(v) => Ok(v),
-                None => value(flag, &mut iter),
-            }
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--quick" => options.quick(),
-            "--no-plot" => options.plot = false,
-            "--processes" => options.processes = number(flag, take()?)?,
-            "--workers" => options.workers = number(flag, take()?)?,
-            "--workloads" => options.workloads = list(take()?, |s| s.parse())?,
-            "--modes" => options.modes = list(take()?, |s| s.parse())?,
-            "--sizes" => options.sizes = list(take()?, parse_size)?,
-            "--bytes" => options.bytes_per_point = parse_size(take()?)?,
-            "--max-records" => options.max_records = number(flag, take()?)?,
-            "--reps" => options.reps = number(flag, take()?)?,
-            "--batch" => options.batch_bytes = parse_size(take()?)?,
-            "--window" => options.window = number(flag, take()?)?,
-            "--timeout" => {
-                let secs: u64 = number(flag, take()?)?;
-                options.timeout = (secs > 0).then(|| Duration::from_secs(secs));
-            }
-            "--out" => options.out = PathBuf::from(take()?),
-            "--from-csv" => options.from_csv = Some(PathBuf::from(take()?)),
-            other => return Err(format!("unknown argument `{other}` (see --help)")),
-        }
-    }
-    if options.processes == 0 || options.workers == 0 {
-        return Err("--processes and --workers must be at least 1".into());
-    }
-    if options.reps == 0 || options.window == 0 {
-        return Err("--reps and --window must be at least 1".into());
-    }
-    if let Some(&small) = options.sizes.iter().find(|&&s| s < MIN_PAYLOAD) {
-        return Err(format!(
-            "payload size {small} is below the minimum of {MIN_PAYLOAD} bytes"
-        ));
-    }
-    options.sizes.sort_unstable();
-    options.sizes.dedup();
-    Ok(Command::Run(options))
 }
 
 /// The first argument that makes the binary play a child process.
@@ -326,37 +392,137 @@ impl ChildSpec {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn parse(list: &[&str]) -> Result<Command, clap::Error> {
+        parse_from(std::iter::once("scatter").chain(list.iter().copied()))
+    }
+
+    fn run(list: &[&str]) -> Options {
+        match parse(list) {
+            Ok(Command::Run(options)) => options,
+            other => panic!("{list:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn defaults_and_overrides() {
-        let Ok(Command::Run(o)) = parse(&args(&[])) else {
-            panic!("defaults")
-        };
+        let o = run(&[]);
         assert_eq!((o.processes, o.workers, o.reps), (2, 1, 3));
         assert_eq!(o.records(1 << 20), 256);
         assert_eq!(o.records(16 << 20), 16);
         assert_eq!(o.records(1 << 10), 262_144);
+        assert_eq!(o.out, PathBuf::from("target/scatter"));
+        assert!(o.plot && !o.quick && o.timeout.is_none());
 
-        let parsed = parse(&args(&["--quick", "--sizes=1KiB,4KiB", "--workers", "2"]));
-        let Ok(Command::Run(o)) = parsed else {
-            panic!("quick")
-        };
-        assert!(o.quick);
-        assert_eq!(o.sizes, vec![1024, 4096]);
-        assert_eq!(o.workers, 2);
-        assert_eq!(o.reps, 1);
+        // --quick's choices yield to explicit options, before or after it.
+        for list in [
+            &["--quick", "--sizes=4KiB,1KiB", "--workers", "2"][..],
+            &["--sizes", "1KiB,4KiB,1KiB", "--workers=2", "--quick"],
+        ] {
+            let o = run(list);
+            assert!(o.quick);
+            assert_eq!(o.sizes, vec![1024, 4096], "{list:?}");
+            assert_eq!(o.workers, 2);
+            assert_eq!((o.reps, o.max_records), (1, 2048));
+        }
+    }
+
+    #[test]
+    fn every_option_in_both_forms() {
+        let spaced = [
+            "--processes",
+            "3",
+            "--workers",
+            "2",
+            "--workloads",
+            "scatter,selective",
+            "--modes",
+            "proxy,raw-zmq",
+            "--sizes",
+            "64KiB",
+            "--bytes",
+            "8MiB",
+            "--max-records",
+            "100",
+            "--reps",
+            "5",
+            "--batch",
+            "1MiB",
+            "--window",
+            "2",
+            "--timeout",
+            "30",
+            "--out",
+            "/tmp/x",
+            "--no-plot",
+            "--from-csv",
+            "runs.csv",
+        ];
+        let joined: Vec<String> = spaced
+            .chunks(2)
+            .flat_map(|pair| match pair {
+                [flag, value] if !value.starts_with("--") => vec![format!("{flag}={value}")],
+                other => other.iter().map(|s| s.to_string()).collect(),
+            })
+            .collect();
+        let joined: Vec<&str> = joined.iter().map(String::as_str).collect();
+        for list in [&spaced[..], &joined[..]] {
+            let o = run(list);
+            assert_eq!((o.processes, o.workers, o.reps, o.window), (3, 2, 5, 2));
+            assert_eq!(o.workloads, vec![Workload::Scatter, Workload::Selective]);
+            assert_eq!(o.modes, vec![Mode::Proxy, Mode::RawZmq]);
+            assert_eq!(o.sizes, vec![64 << 10]);
+            assert_eq!(
+                (o.bytes_per_point, o.max_records, o.batch_bytes),
+                (8 << 20, 100, 1 << 20)
+            );
+            assert_eq!(o.timeout, Some(Duration::from_secs(30)));
+            assert_eq!(o.out, PathBuf::from("/tmp/x"));
+            assert!(!o.plot);
+            assert_eq!(o.from_csv, Some(PathBuf::from("runs.csv")));
+        }
+        assert_eq!(run(&["--timeout=0"]).timeout, None);
     }
 
     #[test]
     fn errors_are_reported() {
-        assert!(parse(&args(&["--modes", "nope"])).is_err());
-        assert!(parse(&args(&["--processes"])).is_err());
-        assert!(parse(&args(&["--sizes", "4"])).is_err());
-        assert!(parse(&args(&["--frobnicate"])).is_err());
-        assert!(matches!(parse(&args(&["-h"])), Ok(Command::Help)));
+        for bad in [
+            &["--modes", "nope"][..],
+            &["--processes"],
+            &["--processes", "0"],
+            &["--workers=0"],
+            &["--reps=0"],
+            &["--window=0"],
+            &["--sizes", "4"],
+            &["--bytes", "lots"],
+            &["--frobnicate"],
+            &["--child", "workload=scatter"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let help = parse(&["--help"]).expect_err("help");
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        assert_eq!(
+            parse(&["-h"]).expect_err("help").kind(),
+            ErrorKind::DisplayHelp
+        );
+        let version = parse(&["--version"]).expect_err("version");
+        assert_eq!(version.kind(), ErrorKind::DisplayVersion);
+        let text = Cli::command().render_help().to_string();
+        for option in [
+            "--processes",
+            "--sizes",
+            "--quick",
+            "--from-csv",
+            "SCATTER_BENCH_OUT",
+        ] {
+            assert!(text.contains(option), "help lacks {option}");
+        }
+        assert!(!text.contains("--child"), "the internal option is hidden");
     }
 
     #[test]
@@ -374,7 +540,9 @@ mod tests {
             zmq_ports: vec![3, 4, 5, 6, 7],
             deadline: Duration::from_millis(1500),
         };
-        let Ok(Command::Child(back)) = parse(&spec.to_args()) else {
+        let child_args =
+            |spec: &ChildSpec| std::iter::once("scatter".to_string()).chain(spec.to_args());
+        let Ok(Command::Child(back)) = parse_from(child_args(&spec)) else {
             panic!("child")
         };
         assert_eq!(back, spec);
@@ -382,7 +550,7 @@ mod tests {
             zmq_ports: Vec::new(),
             ..spec
         };
-        let Ok(Command::Child(back)) = parse(&no_zmq.to_args()) else {
+        let Ok(Command::Child(back)) = parse_from(child_args(&no_zmq)) else {
             panic!("child")
         };
         assert_eq!(back, no_zmq);

@@ -33,12 +33,7 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match cli::parse(&args) {
-        Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
-            ExitCode::SUCCESS
-        }
+    match cli::parse_from(std::env::args_os()) {
         Ok(Command::Child(spec)) => child::main(&spec),
         Ok(Command::Run(options)) => match run(&options) {
             Ok(all_ok) if all_ok => ExitCode::SUCCESS,
@@ -51,10 +46,8 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Err(e) => {
-            eprintln!("scatter: {e}");
-            ExitCode::from(2)
-        }
+        // --help and --version (status 0), or a usage error (status 2).
+        Err(e) => e.exit(),
     }
 }
 
