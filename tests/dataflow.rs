@@ -195,6 +195,80 @@ fn auto_proxy_keeps_small_records_inline() {
     assert_eq!(connector.object_count(), Some(0));
 }
 
+/// A record with a small and a large kind, for a policy by variant (ProxyStore's by type).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+enum Item {
+    Label(u64),
+    Blob(Vec<u8>),
+}
+
+#[test]
+fn auto_proxy_by_stores_exactly_what_the_predicate_picks() {
+    let connector = LocalConnector::new();
+    let store = Store::new("df-auto-by", connector.clone());
+    let sent: Vec<Item> = (0..12u64)
+        .map(|i| {
+            if i % 3 == 0 {
+                Item::Blob(record(i, 10 + i as usize))
+            } else {
+                Item::Label(i)
+            }
+        })
+        .collect();
+    let kinds = Arc::new(Mutex::new(Vec::new()));
+    let values = Arc::new(Mutex::new(Vec::new()));
+    let (k, v, items) = (Arc::clone(&kinds), Arc::clone(&values), sent.clone());
+    // ProcessBinary: the proxies are serialized between the workers.
+    timely::execute(process_binary(2), move |worker| {
+        let (k, v, store, items) = (Arc::clone(&k), Arc::clone(&v), store.clone(), items.clone());
+        let index = worker.index();
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (mut input, stream) = scope.new_input::<Vec<Item>>();
+            stream
+                // Small blobs too: the policy is by variant, not by size.
+                .auto_proxy_by(&store, |item: &Item| matches!(item, Item::Blob(_)))
+                .inspect(move |r: &Proxied<Item>| {
+                    let stored = r.is_stored();
+                    k.lock().expect("lock").push(((**r).clone(), stored))
+                })
+                .exchange(|r| match &**r {
+                    Item::Label(i) => *i,
+                    Item::Blob(data) => data.len() as u64,
+                })
+                .resolve()
+                .inspect(move |r| v.lock().expect("lock").push(r.clone()));
+            if index == 0 {
+                for item in items {
+                    input.send(item);
+                }
+            }
+        });
+    })
+    .expect("execute")
+    .join()
+    .into_iter()
+    .for_each(|r| r.expect("worker failed"));
+    let kinds = kinds.lock().expect("lock").clone();
+    assert_eq!(kinds.len(), sent.len());
+    for (item, stored) in &kinds {
+        assert_eq!(
+            *stored,
+            matches!(item, Item::Blob(_)),
+            "blobs stored, labels inline: {item:?}"
+        );
+    }
+    let mut values = values.lock().expect("lock").clone();
+    values.sort();
+    let mut expected = sent;
+    expected.sort();
+    assert_eq!(values, expected, "every record, equal after resolve");
+    assert_eq!(
+        connector.object_count(),
+        Some(0),
+        "objects left in the store"
+    );
+}
+
 #[test]
 fn release_proxies_evicts_for_custom_readers() {
     let connector = LocalConnector::new();

@@ -9,7 +9,8 @@
 //!
 //! - [`ProxyRecords::proxy`]: every record becomes a proxy.
 //! - [`AutoProxy::auto_proxy`]: only records over a size threshold become proxies
-//!   ([`Proxied`] derefs to the record either way).
+//!   ([`Proxied`] derefs to the record either way); [`AutoProxy::auto_proxy_by`]: only those
+//!   a predicate picks (by variant, field or content).
 //! - [`Resolve::resolve`]: proxies back to values, prefetching each arriving batch.
 //! - [`ReleaseProxies::release_proxies`]: where proxies are read by your own operators.
 //!

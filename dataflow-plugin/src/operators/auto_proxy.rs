@@ -1,4 +1,4 @@
-//! Proxy only the records that are worth it.
+//! Proxy only the records that are worth it: by size, or by a predicate of yours.
 
 use proxy_core::{Codec, Proxy, Store};
 use timely::dataflow::channels::pact::Pipeline;
@@ -12,7 +12,8 @@ use crate::error::untimed_batch;
 use crate::lifetime::{uncache_everywhere, Tracker};
 use crate::proxied::Proxied;
 
-/// Proxy the records of a stream whose encoded size passes a threshold.
+/// Proxy the records of a stream whose encoded size passes a threshold, or that a predicate
+/// picks.
 pub trait AutoProxy<'scope, T: Timestamp, D> {
     /// Replaces records whose encoded size is over `threshold_bytes` with proxies, and keeps
     /// the others inline, as [`Proxied`] records that deref to `D` either way.
@@ -48,6 +49,54 @@ pub trait AutoProxy<'scope, T: Timestamp, D> {
         store: &Store<C>,
         threshold_bytes: u64,
     ) -> StreamVec<'scope, T, Proxied<D, C>>;
+
+    /// Replaces the records for which `predicate` returns `true` with proxies, and keeps the
+    /// others inline, as [`Proxied`] records that deref to `D` either way.
+    ///
+    /// The policy is yours: by variant (ProxyStore proxies by type), by a field, by content,
+    /// or by size measured your way. The predicate runs once per record, in the worker that
+    /// produced it, before anything is encoded. Stored objects are evicted like those of
+    /// [`proxy`](crate::ProxyRecords::proxy): once every consumer has passed their time.
+    /// [`auto_proxy`](AutoProxy::auto_proxy) is this operator with a size threshold as the
+    /// predicate.
+    ///
+    /// # Examples
+    /// Proxy the images of a stream and keep its labels inline:
+    /// ```
+    /// use dataflow_plugin::{AutoProxy, Resolve};
+    /// use proxy_core::{Connector, LocalConnector, Store};
+    /// use serde::{Deserialize, Serialize};
+    /// use timely::dataflow::operators::{Capture, Inspect, ToStream, capture::Extract};
+    ///
+    /// #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    /// enum Item {
+    ///     Label(String),
+    ///     Image(Vec<u8>),
+    /// }
+    ///
+    /// let connector = LocalConnector::new();
+    /// let store = Store::new("auto-proxy-by-doc", connector.clone());
+    /// let items = vec![Item::Label("cat".into()), Item::Image(vec![7; 64])];
+    /// let sent = items.clone();
+    /// let captured = timely::example(move |scope| {
+    ///     sent.to_stream(scope)
+    ///         .auto_proxy_by(&store, |item: &Item| matches!(item, Item::Image(_)))
+    ///         .inspect(|r| assert_eq!(r.is_stored(), matches!(**r, Item::Image(_))))
+    ///         .resolve()
+    ///         .capture()
+    /// });
+    /// let received: Vec<Item> = captured.extract().into_iter().flat_map(|(_, v)| v).collect();
+    /// assert_eq!(received, items);
+    /// assert_eq!(connector.object_count(), Some(0)); // the image was evicted after use
+    /// ```
+    fn auto_proxy_by<C, P>(
+        self,
+        store: &Store<C>,
+        predicate: P,
+    ) -> StreamVec<'scope, T, Proxied<D, C>>
+    where
+        C: Codec<D>,
+        P: FnMut(&D) -> bool + 'static;
 }
 
 impl<'scope, T, D> AutoProxy<'scope, T, D> for StreamVec<'scope, T, D>
@@ -60,6 +109,22 @@ where
         store: &Store<C>,
         threshold_bytes: u64,
     ) -> StreamVec<'scope, T, Proxied<D, C>> {
+        // A codec that cannot tell the size without encoding is assumed to produce large
+        // records: proxying is the safe choice.
+        self.auto_proxy_by(store, move |record: &D| {
+            C::encoded_len(record).is_none_or(|len| len > threshold_bytes)
+        })
+    }
+
+    fn auto_proxy_by<C, P>(
+        self,
+        store: &Store<C>,
+        mut predicate: P,
+    ) -> StreamVec<'scope, T, Proxied<D, C>>
+    where
+        C: Codec<D>,
+        P: FnMut(&D) -> bool + 'static,
+    {
         let tracker = Tracker::register(&self.scope(), store.with_codec());
         let keys_store = store.with_codec();
         let store = store.clone();
@@ -73,10 +138,7 @@ where
                     let mut records: Vec<Proxied<D, C>> = data
                         .drain(..)
                         .map(|record| {
-                            // A codec that cannot tell the size without encoding is assumed
-                            // to produce large records: proxying is the safe choice.
-                            let len = C::encoded_len(&record);
-                            if len.is_some_and(|len| len <= threshold_bytes) {
+                            if !predicate(&record) {
                                 return Proxied::Inline(record);
                             }
                             match store.proxy(record) {
