@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use dataflow_plugin::{AutoProxy, Proxied, ProxyRecords, ReleaseProxies, Resolve};
-use proxy_core::{register_store, Connector, LocalConnector, Proxy, Store};
+use dataflow_plugin::{AutoProxy, Proxied, ProxyRecords, ReleaseProxies, Resolve, ResolveError};
+use proxy_core::{register_store, Connector, ErrorKind, Key, LocalConnector, Proxy, Store};
 use timely::dataflow::operators::vec::{Broadcast, Map};
-use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
+use timely::dataflow::operators::{Concat, Exchange, Input, Inspect, Probe};
 use timely::Config;
 
 /// A record whose content says where it came from, so mix-ups are caught.
@@ -338,6 +338,95 @@ fn a_missing_object_fails_the_consumer_naming_the_key() {
         "message names the key: {message}"
     );
     assert!(message.contains("not found"), "message says why: {message}");
+}
+
+#[test]
+fn try_resolve_sends_failures_to_the_error_stream_and_still_evicts() {
+    let connector = LocalConnector::new();
+    let store = Store::new("df-try-resolve", connector.clone());
+    register_store(&store).expect("register");
+    let never_stored = Key::random("local");
+    let evicted = Arc::new(Mutex::new(Vec::new()));
+    let values = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let (ev, v, e, missing) = (
+        Arc::clone(&evicted),
+        Arc::clone(&values),
+        Arc::clone(&errors),
+        never_stored.clone(),
+    );
+    // ProcessBinary: consumers receive bare keys and fetch through the registered store.
+    let outcome = timely::execute(process_binary(2), move |worker| {
+        let (ev, v, e, store) = (
+            Arc::clone(&ev),
+            Arc::clone(&v),
+            Arc::clone(&e),
+            store.clone(),
+        );
+        let index = worker.index();
+        let missing: Proxy<Vec<u8>> = store.proxy_from_key(missing.clone());
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (mut input, stream) = scope.new_input::<Vec<Vec<u8>>>();
+            let (mut strays, stray_proxies) = scope.new_input::<Vec<Proxy<Vec<u8>>>>();
+            let evicting = store.clone();
+            let mut seen = 0u64;
+            let (ok, failed) = stream
+                .proxy(&store)
+                // Every odd record's object goes away before its consumer reads it.
+                .map(move |p| {
+                    if seen % 2 == 1 {
+                        evicting.evict(Proxy::key(&p)).expect("evict");
+                        ev.lock().expect("lock").push(Proxy::key(&p).clone());
+                    }
+                    seen += 1;
+                    p
+                })
+                .concat(stray_proxies)
+                .exchange(|p| Proxy::key(p).id() as u64)
+                .try_resolve();
+            ok.inspect(move |data| v.lock().expect("lock").push(check(data, 5000)));
+            failed.inspect(move |f: &ResolveError| e.lock().expect("lock").push(f.clone()));
+            if index == 0 {
+                for i in 0..10 {
+                    input.send(record(i, 5000));
+                }
+                strays.send(missing);
+            }
+        });
+    })
+    .expect("execute")
+    .join();
+    for result in outcome {
+        result.expect("no worker failed");
+    }
+
+    let mut values = values.lock().expect("lock").clone();
+    values.sort();
+    assert_eq!(values, vec![0, 2, 4, 6, 8], "the records still stored");
+
+    let errors = errors.lock().expect("lock").clone();
+    let mut expected = evicted.lock().expect("lock").clone();
+    assert_eq!(expected.len(), 5);
+    expected.push(never_stored);
+    let mut failed_keys: Vec<String> = errors.iter().map(|f| f.key.to_string()).collect();
+    let mut expected: Vec<String> = expected.iter().map(ToString::to_string).collect();
+    failed_keys.sort();
+    expected.sort();
+    assert_eq!(failed_keys, expected, "every evicted or unknown key, once");
+    for failure in &errors {
+        assert_eq!(failure.store, "df-try-resolve");
+        assert_eq!(failure.kind, ErrorKind::NotFound, "{failure}");
+        assert!(failure.message.contains("not found"), "{failure}");
+        assert!(
+            failure.to_string().contains(&failure.key.to_string()),
+            "{failure}"
+        );
+    }
+    assert_eq!(
+        connector.object_count(),
+        Some(0),
+        "objects left in the store"
+    );
 }
 
 /// Text as raw UTF-8, no framing: a store default codec other than `DefaultCodec`.

@@ -11,7 +11,9 @@
 //! - [`AutoProxy::auto_proxy`]: only records over a size threshold become proxies
 //!   ([`Proxied`] derefs to the record either way); [`AutoProxy::auto_proxy_by`]: only those
 //!   a predicate picks (by variant, field or content).
-//! - [`Resolve::resolve`]: proxies back to values, prefetching each arriving batch.
+//! - [`Resolve::resolve`]: proxies back to values, prefetching each arriving batch;
+//!   [`Resolve::try_resolve`]: the same, with the records that cannot be fetched sent to a
+//!   stream of [`ResolveError`]s instead of failing the worker.
 //! - [`ReleaseProxies::release_proxies`]: where proxies are read by your own operators.
 //!
 //! Stored objects live while the dataflow may still read them: each producing operator
@@ -32,7 +34,7 @@ pub mod operators;
 mod proxied;
 mod resolvable;
 
-pub use error::Error;
+pub use error::{Error, ResolveError};
 pub use operators::{AutoProxy, ProxyRecords, ReleaseProxies, Resolve};
 pub use proxied::Proxied;
 pub use resolvable::Resolvable;

@@ -221,7 +221,9 @@ pub enum Error {
 }
 
 /// The kind of an [`Error`], with the context wrappers looked through ([`Error::kind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serializable, so that records describing a failure can travel between dataflow workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The object is not (or no longer) stored ([`Error::NotFound`]).
