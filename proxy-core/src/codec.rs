@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+mod pod;
+pub use pod::{PodArray, PodCodec, PodElement};
+
 /// Turns values of type `T` into bytes and back.
 ///
 /// A codec is a type, not a closure, so that it travels with a [`Proxy`](crate::Proxy)'s type

@@ -6,6 +6,8 @@
 //!   (process memory), [`FileConnector`] (a directory), and more in [`connectors`].
 //! - [`Store`]: named; puts and gets typed objects through a [`Codec`], caches decoded
 //!   objects, counts [`metrics`](Store::metrics).
+//! - Codecs: [`DefaultCodec`] (bincode for any serde type, raw bytes as they are) and
+//!   [`PodCodec`] for plain numeric arrays (raw memory, read in place as a [`PodArray`]).
 //! - [`Proxy`]: derefs to the object, fetching it on first use; serializes as its factory.
 //! - [`OwnedProxy`]: evicts its object when its last owner is dropped.
 //! - [`StoreFuture`] ([`Store::future`]): a proxy to a value set later, resolved by polling
@@ -105,7 +107,7 @@ pub mod conformance;
 #[cfg(any(test, feature = "integration"))]
 pub mod testing;
 
-pub use codec::{BincodeCodec, Codec, DefaultCodec};
+pub use codec::{BincodeCodec, Codec, DefaultCodec, PodArray, PodCodec, PodElement};
 pub use config::{ConnectorConfig, ExternalConfig};
 pub use connector::{check_kind, Connector};
 pub use connector_kinds::{is_connector_kind_registered, register_connector_kind};
