@@ -5,12 +5,15 @@
 //! hands libzmq the stored buffer itself and the receiver keeps libzmq's buffer as its
 //! `Bytes`. (libzmq's own receive buffer comes from C's `malloc`, which this allocator does
 //! not see; that one buffer is the only place the payload is written on the way in.)
+//!
+//! Both peers turn same-host shared memory off, so that this measures the TCP path (the
+//! shared memory path has its own test, `zmq_shared_memory_zero_copy.rs`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use proxy_core::{Connector, ZmqConnector};
+use proxy_core::{Connector, ZmqConnector, ZmqOptions};
 
 const LARGE: usize = 1 << 20;
 static LARGE_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -57,8 +60,9 @@ fn large_allocations_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 #[test]
 fn sixty_four_mib_moves_between_peers_without_a_copy_into_rust_memory() {
-    let owner = ZmqConnector::new().expect("owner peer");
-    let reader = ZmqConnector::new().expect("reader peer");
+    let tcp = || ZmqOptions::default().with_shared_memory(false);
+    let owner: ZmqConnector = tcp().build().expect("owner peer");
+    let reader: ZmqConnector = tcp().build().expect("reader peer");
     let data = Bytes::from(
         (0..64usize << 20)
             .map(|i| (i % 251) as u8)
@@ -76,6 +80,7 @@ fn sixty_four_mib_moves_between_peers_without_a_copy_into_rust_memory() {
         "a remote get of 64 MiB made {large} Rust allocations of 1 MiB or more"
     );
     assert!(fetched == data, "the fetched object differs");
+    assert_eq!(reader.mapped_reads(), 0, "the get did not travel over TCP");
 
     let endpoint = owner.endpoint().expect("owner endpoint").to_string();
     let (stored, large) = large_allocations_during(|| reader.put_to(&endpoint, data.clone()));

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dataflow_plugin::{AutoProxy, ProxyRecords, Resolve};
-use proxy_core::{register_store, Store, ZmqConnector};
+use proxy_core::{register_store, Store, ZmqOptions};
 use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
@@ -132,7 +132,7 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
     let payloads = Arc::new(Payloads::new(spec.size as usize));
     let tally = Arc::new(Tally::default());
     let store = if spec.mode.uses_store() {
-        Some(make_store()?)
+        Some(make_store(spec.mode)?)
     } else {
         None
     };
@@ -164,9 +164,13 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
 /// ZeroMQ peer (an embedded server: `put` stays in this process, `get` of another process's
 /// key fetches from that peer), registered under [`STORE_NAME`] so that proxies arriving
 /// from other processes find it, with the object cache off (`with_cache_size(0)`) so that memory
-/// stays bounded by the objects in flight.
-fn make_store() -> Result<Store, String> {
-    let connector = ZmqConnector::new().map_err(|e| format!("starting the zmq peer: {e}"))?;
+/// stays bounded by the objects in flight. Same-host shared memory is on (the default) except
+/// in `proxy-tcp` mode.
+fn make_store(mode: Mode) -> Result<Store, String> {
+    let connector = ZmqOptions::default()
+        .with_shared_memory(mode != Mode::ProxyTcp)
+        .build()
+        .map_err(|e| format!("starting the zmq peer: {e}"))?;
     let store = Store::builder(STORE_NAME, connector)
         .with_cache_size(0)
         .build();
@@ -314,7 +318,7 @@ fn run_worker(worker: &mut Worker, point: &TimelyPoint) {
                     .0
             },
         ),
-        Mode::Proxy => {
+        Mode::Proxy | Mode::ProxyTcp => {
             let store = store_of(point);
             drive(
                 worker,

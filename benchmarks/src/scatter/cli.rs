@@ -48,7 +48,8 @@ struct Cli {
         value_delimiter = ','
     )]
     workloads: Option<Vec<Workload>>,
-    /// Comma-separated: native,native-bytes,proxy,auto,raw-zmq [default: all]
+    /// Comma-separated: native,native-bytes,proxy,proxy-tcp,auto,raw-zmq [default: all];
+    /// proxy-tcp is proxy with same-host shared memory off (every fetch over loopback TCP)
     #[arg(
         long,
         value_name = "LIST",

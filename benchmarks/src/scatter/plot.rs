@@ -14,6 +14,7 @@ fn color(mode: Mode) -> RGBColor {
         Mode::Native => RGBColor(214, 39, 40),
         Mode::NativeBytes => RGBColor(255, 127, 14),
         Mode::Proxy => RGBColor(31, 119, 180),
+        Mode::ProxyTcp => RGBColor(148, 103, 189),
         Mode::Auto => RGBColor(44, 160, 44),
         Mode::RawZmq => RGBColor(90, 90, 90),
     }

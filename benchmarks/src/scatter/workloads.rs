@@ -46,8 +46,11 @@ pub enum Mode {
     Native,
     /// `bytes::Bytes` records (a serde byte buffer) through Timely's exchange.
     NativeBytes,
-    /// Every record behind a proxy (`proxy(&store)` → route → `resolve()`).
+    /// Every record behind a proxy (`proxy(&store)` → route → `resolve()`); a consumer on
+    /// the producer's machine maps the payload from the producer's shared memory.
     Proxy,
+    /// `proxy` with same-host shared memory off: every fetch travels over loopback TCP.
+    ProxyTcp,
     /// `auto_proxy(&store, 64 KiB)` → route → `resolve()`: only records over 64 KiB are proxied.
     Auto,
     /// The same bytes over plain ZeroMQ PUSH/PULL sockets, no Timely: the ceiling.
@@ -56,10 +59,11 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in report order.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Native,
         Mode::NativeBytes,
         Mode::Proxy,
+        Mode::ProxyTcp,
         Mode::Auto,
         Mode::RawZmq,
     ];
@@ -70,6 +74,7 @@ impl Mode {
             Mode::Native => "native",
             Mode::NativeBytes => "native-bytes",
             Mode::Proxy => "proxy",
+            Mode::ProxyTcp => "proxy-tcp",
             Mode::Auto => "auto",
             Mode::RawZmq => "raw-zmq",
         }
@@ -82,7 +87,7 @@ impl Mode {
 
     /// Whether the mode puts payloads into a store.
     pub fn uses_store(self) -> bool {
-        matches!(self, Mode::Proxy | Mode::Auto)
+        matches!(self, Mode::Proxy | Mode::ProxyTcp | Mode::Auto)
     }
 }
 

@@ -20,8 +20,9 @@ use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::liveness::Liveness;
 use super::options::ZmqOptions;
+use super::shm::Descriptor;
 use super::stats::PeerStats;
-use super::wire::{Header, Op, Status};
+use super::wire::{Header, Op, Status, FLAG_SHARED_MEMORY};
 use crate::error::{Error, Result};
 
 /// Requests in flight per pipelined exchange: enough to hide the round trip, well below
@@ -44,6 +45,20 @@ pub(crate) struct Request {
     pub(crate) object_id: u128,
     /// The object, for `PUT`.
     pub(crate) payload: Option<Bytes>,
+    /// For `GET`: this process can map the peer's shared memory if they share a machine.
+    pub(crate) shared_memory: bool,
+}
+
+impl Request {
+    /// A request without payload or flags.
+    pub(crate) fn new(op: Op, object_id: u128) -> Request {
+        Request {
+            op,
+            object_id,
+            payload: None,
+            shared_memory: false,
+        }
+    }
 }
 
 /// A peer's answer to one request.
@@ -57,6 +72,9 @@ pub(crate) enum Answer {
     Limit(u64),
     /// The peer's counters (answer to `STATS`).
     Stats(PeerStats),
+    /// Where the object is in the peer's shared memory (answer to a `GET` that offered to
+    /// map it).
+    Shared(Descriptor),
 }
 
 /// A client socket connected to one peer.
@@ -139,11 +157,7 @@ fn check_puts(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Resu
     let limit = match socket.peer_max_message_size {
         Some(limit) => limit,
         None => {
-            let ask = Request {
-                op: Op::Limits,
-                object_id: 0,
-                payload: None,
-            };
+            let ask = Request::new(Op::Limits, 0);
             let limit = match run(socket, peer, std::slice::from_ref(&ask))?.pop() {
                 Some(Answer::Limit(limit)) => limit,
                 other => {
@@ -337,6 +351,9 @@ fn send_request(
     secret: Option<&Secret>,
 ) -> zmq::Result<()> {
     let mut header = Header::request(request.op, request_id, request.object_id);
+    if request.shared_memory && request.op == Op::Get {
+        header.flags = FLAG_SHARED_MEMORY;
+    }
     header.size = match (&request.payload, request.op) {
         (Some(payload), _) => payload.len() as u64,
         (None, Op::Get) => accepted,
@@ -437,6 +454,11 @@ fn read_answer(
             Ok(Answer::NotFound)
         }
         (Status::Ok, Some(data)) if request.op == Op::Get => Ok(Answer::Ok(Some(data))),
+        (Status::Shared, Some(payload)) if request.op == Op::Get && request.shared_memory => {
+            Descriptor::decode(&payload)
+                .map(Answer::Shared)
+                .map_err(|message| protocol_error(peer, format!("{what}: {message}")))
+        }
         (Status::Ok, None) if request.op == Op::Limits => Ok(Answer::Limit(header.size)),
         (Status::Ok, Some(data)) if request.op == Op::Stats => PeerStats::decode(&data)
             .map(Answer::Stats)

@@ -9,6 +9,7 @@
 //! - `objects`: the map of objects a peer serves;
 //! - `server`: the peer server thread (`ROUTER`);
 //! - `client`: per-thread `DEALER` sockets and pipelined requests;
+//! - `shm`: same-host shared memory (the owner's arena, the reader's mappings);
 //! - `liveness`: whether a client connection still moves bytes (timeouts measure silence).
 
 mod auth;
@@ -19,10 +20,11 @@ mod liveness;
 mod objects;
 mod options;
 mod server;
+mod shm;
 mod stats;
 mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -93,6 +95,8 @@ struct Inner {
     /// Serialises the lazy start of the server.
     starting: Mutex<()>,
     closed: AtomicBool,
+    /// Gets of other peers' objects answered by mapping their shared memory.
+    mapped_reads: AtomicU64,
 }
 
 /// Who holds the object a key names.
@@ -153,6 +157,7 @@ impl ZmqConnector {
                 server: OnceLock::new(),
                 starting: Mutex::new(()),
                 closed: AtomicBool::new(false),
+                mapped_reads: AtomicU64::new(0),
             }),
         })
     }
@@ -270,11 +275,7 @@ impl ZmqConnector {
         if let Some(server) = self.own_server(peer) {
             return Ok(self.running(server)?.stats());
         }
-        let request = Request {
-            op: Op::Stats,
-            object_id: 0,
-            payload: None,
-        };
+        let request = Request::new(Op::Stats, 0);
         match exchange(peer, &self.inner.options, std::slice::from_ref(&request))?.pop() {
             Some(Answer::Stats(stats)) => Ok(stats),
             other => Err(Error::Protocol {
@@ -282,6 +283,24 @@ impl ZmqConnector {
                 message: format!("unexpected answer to a stats request: {other:?}"),
             }),
         }
+    }
+
+    /// How many gets of other peers' objects this connector answered by mapping the owner's
+    /// shared memory (same machine, see [`ZmqOptions::with_shared_memory`]) instead of
+    /// receiving the bytes over TCP.
+    pub fn mapped_reads(&self) -> u64 {
+        self.inner.mapped_reads.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of this peer's objects held in shared memory (0 when it is off or nothing is
+    /// there), and bytes of shared memory it has created for them (held objects, their
+    /// rounding to size classes, and free slots kept for reuse).
+    pub fn shared_memory_bytes(&self) -> (u64, u64) {
+        self.inner
+            .server
+            .get()
+            .and_then(|server| server.objects().shm_stats())
+            .map_or((0, 0), |stats| (stats.held, stats.reserved))
     }
 
     /// Stores `data` on the peer at `peer` (for example a standalone `proxy-peer`) instead of
@@ -321,9 +340,8 @@ impl ZmqConnector {
             .iter()
             .zip(data)
             .map(|(key, data)| Request {
-                op: Op::Put,
-                object_id: key.id(),
                 payload: Some(data),
+                ..Request::new(Op::Put, key.id())
             })
             .collect();
         exchange(peer, &self.inner.options, &requests)?;
@@ -403,16 +421,67 @@ impl ZmqConnector {
 
     /// Asks `peer` one question about `key`.
     fn ask(&self, peer: &str, op: Op, key: &Key) -> Result<Answer> {
-        let request = Request {
-            op,
-            object_id: key.id(),
-            payload: None,
-        };
+        let request = Request::new(op, key.id());
         let mut answers = exchange(peer, &self.inner.options, std::slice::from_ref(&request))?;
         answers.pop().ok_or_else(|| Error::Protocol {
             peer: peer.to_string(),
             message: format!("no answer to {op} of {key}"),
         })
+    }
+
+    /// Gets the objects `ids` from `peer`, read in place from its shared memory where the
+    /// peer offers it and this process can map it, else over TCP.
+    fn fetch(&self, peer: &str, ids: &[u128]) -> Result<Vec<Option<Bytes>>> {
+        let shared_memory = self.inner.options.shm().enabled && !shm::is_unusable(peer);
+        let requests: Vec<Request> = ids
+            .iter()
+            .map(|&id| Request {
+                shared_memory,
+                ..Request::new(Op::Get, id)
+            })
+            .collect();
+        let answers = exchange(peer, &self.inner.options, &requests)?;
+        let mut results = Vec::with_capacity(ids.len());
+        // Objects to ask for again over TCP.
+        let mut again = Vec::new();
+        for (index, answer) in answers.into_iter().enumerate() {
+            results.push(match answer {
+                Answer::Ok(data) => data,
+                Answer::NotFound | Answer::Limit(_) | Answer::Stats(_) => None,
+                Answer::Shared(descriptor) => match shm::read(&descriptor) {
+                    Ok(bytes) => {
+                        self.inner.mapped_reads.fetch_add(1, Ordering::Relaxed);
+                        Some(bytes)
+                    }
+                    Err(shm::Miss::Invalid(message)) => {
+                        return Err(Error::Protocol {
+                            peer: peer.to_string(),
+                            message,
+                        })
+                    }
+                    Err(miss) => {
+                        if miss.is_lasting() {
+                            shm::mark_unusable(peer, &miss);
+                        }
+                        again.push(index);
+                        None
+                    }
+                },
+            });
+        }
+        if !again.is_empty() {
+            let requests: Vec<Request> = again
+                .iter()
+                .map(|&index| Request::new(Op::Get, ids[index]))
+                .collect();
+            let answers = exchange(peer, &self.inner.options, &requests)?;
+            for (index, answer) in again.into_iter().zip(answers) {
+                if let Answer::Ok(data) = answer {
+                    results[index] = data;
+                }
+            }
+        }
+        Ok(results)
     }
 }
 
@@ -470,9 +539,8 @@ impl Connector for ZmqConnector {
                     });
                 }
                 let request = Request {
-                    op: Op::Put,
-                    object_id: key.id(),
                     payload: Some(data),
+                    ..Request::new(Op::Put, key.id())
                 };
                 match exchange(peer, &self.inner.options, std::slice::from_ref(&request)) {
                     Ok(_) => Ok(()),
@@ -492,10 +560,7 @@ impl Connector for ZmqConnector {
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         match self.owner(key)? {
             Owner::Here(server) => Ok(server.objects().get(key.id())),
-            Owner::Peer(peer) => match self.ask(peer, Op::Get, key)? {
-                Answer::Ok(data) => Ok(data),
-                Answer::NotFound | Answer::Limit(_) | Answer::Stats(_) => Ok(None),
-            },
+            Owner::Peer(peer) => Ok(self.fetch(peer, &[key.id()])?.pop().flatten()),
         }
     }
 
@@ -561,19 +626,10 @@ impl Connector for ZmqConnector {
             }
         }
         for (peer, indices) in by_peer {
-            let requests: Vec<Request> = indices
-                .iter()
-                .map(|&i| Request {
-                    op: Op::Get,
-                    object_id: keys[i].id(),
-                    payload: None,
-                })
-                .collect();
-            let answers = exchange(peer, &self.inner.options, &requests)?;
-            for (index, answer) in indices.into_iter().zip(answers) {
-                if let Answer::Ok(data) = answer {
-                    results[index] = data;
-                }
+            let ids: Vec<u128> = indices.iter().map(|&i| keys[i].id()).collect();
+            let found = self.fetch(peer, &ids)?;
+            for (index, data) in indices.into_iter().zip(found) {
+                results[index] = data;
             }
         }
         Ok(results)

@@ -2,6 +2,12 @@
 //!
 //! The map also counts the bytes of objects that other processes stored here (remote puts),
 //! so that the server can hold them to a quota.
+//!
+//! With a shared memory [`Arena`], objects this process stores (puts, futures' values) of at
+//! least its threshold are copied into it once, in the storing thread (the map then holds a
+//! `Bytes` over the mapping, and the descriptor a same-host reader needs); the rest,
+//! everything that does not fit, and objects other processes put here (remote puts, kept in
+//! libzmq's receive buffer and held to the quota) stay on the heap.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,16 +15,34 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
+use super::shm::{Arena, ArenaStats, Descriptor};
+
 /// Objects by id. Every operation is one lookup, insert or remove, so a panic elsewhere can
 /// never leave the map half-updated and a poisoned lock is safe to keep using.
 #[derive(Debug, Default)]
 pub(crate) struct ObjectMap {
-    objects: RwLock<HashMap<u128, Bytes>>,
+    objects: RwLock<HashMap<u128, Stored>>,
+    /// Where large objects go, if shared memory is on.
+    arena: Option<Arena>,
     /// Ids of objects stored by remote puts (their bytes count against the quota).
     remote: RwLock<HashMap<u128, u64>>,
     remote_bytes: AtomicU64,
     /// Bytes of every object stored (written only under the map's write lock).
     bytes: AtomicU64,
+}
+
+/// One stored object.
+#[derive(Debug, Clone)]
+struct Stored {
+    bytes: Bytes,
+    /// Where it is in shared memory, if it is there.
+    shared: Option<Descriptor>,
+}
+
+impl Stored {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 /// Why [`ObjectMap::insert_remote`] did not store an object.
@@ -31,13 +55,35 @@ pub(crate) enum Refused {
 }
 
 impl ObjectMap {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<u128, Bytes>> {
+    /// A map that keeps large objects in `arena`.
+    pub(crate) fn with_arena(arena: Option<Arena>) -> ObjectMap {
+        ObjectMap {
+            arena,
+            ..ObjectMap::default()
+        }
+    }
+
+    /// `data` as it will be stored: copied into shared memory if it belongs there.
+    fn place(&self, data: Bytes) -> Stored {
+        match self.arena.as_ref().and_then(|arena| arena.store(&data)) {
+            Some((bytes, descriptor)) => Stored {
+                bytes,
+                shared: Some(descriptor),
+            },
+            None => Stored {
+                bytes: data,
+                shared: None,
+            },
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<u128, Stored>> {
         self.objects
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<u128, Bytes>> {
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<u128, Stored>> {
         self.objects
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -45,13 +91,26 @@ impl ObjectMap {
 
     /// The object (a shared handle on the stored buffer, not a copy).
     pub(crate) fn get(&self, id: u128) -> Option<Bytes> {
-        self.read().get(&id).cloned()
+        self.read().get(&id).map(|stored| stored.bytes.clone())
+    }
+
+    /// The object and, if it is in shared memory, its descriptor.
+    pub(crate) fn get_shared(&self, id: u128) -> Option<(Bytes, Option<Descriptor>)> {
+        self.read()
+            .get(&id)
+            .map(|stored| (stored.bytes.clone(), stored.shared))
+    }
+
+    /// What the shared memory arena holds, if shared memory is on.
+    pub(crate) fn shm_stats(&self) -> Option<ArenaStats> {
+        self.arena.as_ref().map(Arena::stats)
     }
 
     /// Several objects under one lock.
     pub(crate) fn get_many(&self, ids: impl Iterator<Item = u128>) -> Vec<Option<Bytes>> {
         let objects = self.read();
-        ids.map(|id| objects.get(&id).cloned()).collect()
+        ids.map(|id| objects.get(&id).map(|stored| stored.bytes.clone()))
+            .collect()
     }
 
     /// Whether an object is stored under `id`.
@@ -61,8 +120,10 @@ impl ObjectMap {
 
     /// Stores several objects under fresh ids.
     pub(crate) fn insert_many(&self, items: impl Iterator<Item = (u128, Bytes)>) {
+        // Copies into shared memory happen before the lock is taken.
+        let placed: Vec<(u128, Stored)> = items.map(|(id, data)| (id, self.place(data))).collect();
         let mut objects = self.write();
-        for (id, data) in items {
+        for (id, data) in placed {
             self.bytes.fetch_add(data.len() as u64, Ordering::AcqRel);
             if let Some(replaced) = objects.insert(id, data) {
                 self.bytes
@@ -74,6 +135,10 @@ impl ObjectMap {
     /// Stores `data` under `id` if the id is free (a future's value set in this process);
     /// `false` when it is taken.
     pub(crate) fn insert_new(&self, id: u128, data: Bytes) -> bool {
+        if self.contains(id) {
+            return false;
+        }
+        let data = self.place(data);
         match self.write().entry(id) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {
@@ -87,11 +152,18 @@ impl ObjectMap {
     /// Stores `data` from a remote put under `id` if the id is free and the bytes held for
     /// remote puts stay within `quota`.
     pub(crate) fn insert_remote(&self, id: u128, data: Bytes, quota: u64) -> Result<(), Refused> {
+        // Kept on the heap, in the buffer libzmq received it into: copying a large object
+        // into shared memory here would stall the server thread for the length of the copy
+        // (and a new segment's page allocation), which its clients would see as silence.
+        let stored = Stored {
+            bytes: data,
+            shared: None,
+        };
+        let size = stored.len() as u64;
         let mut objects = self.write();
         if objects.contains_key(&id) {
             return Err(Refused::Taken);
         }
-        let size = data.len() as u64;
         let held = self.remote_bytes.load(Ordering::Acquire);
         if held.saturating_add(size) > quota {
             return Err(Refused::OverQuota(held));
@@ -99,7 +171,7 @@ impl ObjectMap {
         self.remote_bytes.fetch_add(size, Ordering::AcqRel);
         self.bytes.fetch_add(size, Ordering::AcqRel);
         lock_remote(&self.remote).insert(id, size);
-        objects.insert(id, data);
+        objects.insert(id, stored);
         Ok(())
     }
 

@@ -39,6 +39,17 @@ pub(crate) const ENV_SECRET_FILE: &str = "PROXYSTORE_SECRET_FILE";
 pub(crate) const ENV_INSECURE: &str = "PROXYSTORE_INSECURE";
 /// Default limit on the bytes a peer holds for remote puts: 4 GiB.
 pub(crate) const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+/// `0` turns same-host shared memory off, `1` on (`PROXYSTORE_ZMQ_SHM`).
+pub(crate) const ENV_SHM: &str = "PROXYSTORE_ZMQ_SHM";
+/// Smallest object kept in shared memory, in bytes (`PROXYSTORE_ZMQ_SHM_MIN_SIZE`).
+pub(crate) const ENV_SHM_MIN_SIZE: &str = "PROXYSTORE_ZMQ_SHM_MIN_SIZE";
+/// Most bytes of shared memory a peer creates (`PROXYSTORE_ZMQ_SHM_CAPACITY`).
+pub(crate) const ENV_SHM_CAPACITY: &str = "PROXYSTORE_ZMQ_SHM_CAPACITY";
+/// Default smallest object kept in shared memory: 64 KiB (below it a TCP reply costs about
+/// as much as mapping, pinning and the extra descriptor check).
+pub(crate) const DEFAULT_SHM_MIN_SIZE: u64 = 64 << 10;
+/// Default most bytes of shared memory segments a peer creates: 4 GiB.
+pub(crate) const DEFAULT_SHM_CAPACITY: u64 = 4 << 30;
 
 /// Options of a [`ZmqConnector`], set builder style and finished with [`build`](Self::build).
 ///
@@ -95,6 +106,30 @@ pub struct ZmqOptions {
     secret: Option<Secret>,
     #[serde(skip)]
     secret_file: Option<PathBuf>,
+    /// Same-host shared memory (this host's choice: never taken from a configuration).
+    #[serde(skip, default = "SharedMemory::default")]
+    shm: SharedMemory,
+}
+
+/// The shared memory settings of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SharedMemory {
+    /// Whether large objects go to shared memory and gets ask for descriptors.
+    pub(crate) enabled: bool,
+    /// Smallest object kept in shared memory.
+    pub(crate) min_size: u64,
+    /// Most bytes of segments created.
+    pub(crate) capacity: u64,
+}
+
+impl Default for SharedMemory {
+    fn default() -> Self {
+        SharedMemory {
+            enabled: true,
+            min_size: DEFAULT_SHM_MIN_SIZE,
+            capacity: DEFAULT_SHM_CAPACITY,
+        }
+    }
 }
 
 /// Where the puts of a [`ZmqConnector`] go.
@@ -125,6 +160,7 @@ impl Default for ZmqOptions {
             insecure: false,
             secret: None,
             secret_file: None,
+            shm: SharedMemory::default(),
         }
     }
 }
@@ -141,6 +177,9 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_TIMEOUT` | [`with_timeout`](Self::with_timeout) | `5s`, `250ms`, `1m 30s` |
     /// | `PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE` | [`with_max_message_size`](Self::with_max_message_size) | `268435456` |
     /// | `PROXYSTORE_ZMQ_MAX_BYTES` | [`with_max_bytes`](Self::with_max_bytes) | `8589934592` |
+    /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
+    /// | `PROXYSTORE_ZMQ_SHM_MIN_SIZE` | [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) | `65536` |
+    /// | `PROXYSTORE_ZMQ_SHM_CAPACITY` | [`with_shared_memory_capacity`](Self::with_shared_memory_capacity) | `4294967296` |
     ///
     /// The secret (`PROXYSTORE_SECRET`, `PROXYSTORE_SECRET_FILE`) and
     /// `PROXYSTORE_INSECURE` are read by every connector when it is built, whether its
@@ -201,6 +240,29 @@ impl ZmqOptions {
         if let Some(bytes) = var(ENV_MAX_BYTES) {
             self.max_bytes = bytes.trim().parse().map_err(|_| {
                 env_error(ENV_MAX_BYTES, format!("{bytes:?} is not a number of bytes"))
+            })?;
+        }
+        if let Some(on) = var(ENV_SHM) {
+            self.shm.enabled = match on.trim() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(env_error(ENV_SHM, format!("{on:?} is not 0 or 1"))),
+            };
+        }
+        if let Some(bytes) = var(ENV_SHM_MIN_SIZE) {
+            self.shm.min_size = bytes.trim().parse().map_err(|_| {
+                env_error(
+                    ENV_SHM_MIN_SIZE,
+                    format!("{bytes:?} is not a number of bytes"),
+                )
+            })?;
+        }
+        if let Some(bytes) = var(ENV_SHM_CAPACITY) {
+            self.shm.capacity = bytes.trim().parse().map_err(|_| {
+                env_error(
+                    ENV_SHM_CAPACITY,
+                    format!("{bytes:?} is not a number of bytes"),
+                )
             })?;
         }
         Ok(self)
@@ -361,6 +423,45 @@ impl ZmqOptions {
     pub fn with_max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
         self
+    }
+
+    /// Same-host shared memory, on by default (`PROXYSTORE_ZMQ_SHM=0` through
+    /// [`from_env`](Self::from_env) turns it off). When on, this peer keeps objects of at
+    /// least [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) bytes in
+    /// shared memory (copied in once at put), and its gets of another peer's objects ask to
+    /// read them in place when both run on one machine: the reader then maps the owner's
+    /// memory instead of receiving the bytes over TCP. The reader must run as the same user
+    /// (or root); whenever it cannot map, it reads over TCP. Off: every object stays on the
+    /// heap and every remote get travels over TCP. Linux only (elsewhere it is always off).
+    pub fn with_shared_memory(mut self, enabled: bool) -> Self {
+        self.shm.enabled = enabled;
+        self
+    }
+
+    /// The smallest object kept in shared memory, in bytes. Default 64 KiB
+    /// (`PROXYSTORE_ZMQ_SHM_MIN_SIZE`).
+    pub fn with_shared_memory_min_size(mut self, bytes: u64) -> Self {
+        self.shm.min_size = bytes;
+        self
+    }
+
+    /// The most bytes of shared memory this peer creates (segments are created when needed,
+    /// kept for reuse, and freed by the kernel when the process ends, however it ends).
+    /// Objects that do not fit stay on the heap and are served over TCP. Default 4 GiB
+    /// (`PROXYSTORE_ZMQ_SHM_CAPACITY`).
+    pub fn with_shared_memory_capacity(mut self, bytes: u64) -> Self {
+        self.shm.capacity = bytes;
+        self
+    }
+
+    /// Whether same-host shared memory is on (see [`with_shared_memory`](Self::with_shared_memory)).
+    pub fn shared_memory(&self) -> bool {
+        self.shm.enabled
+    }
+
+    /// The shared memory settings.
+    pub(crate) fn shm(&self) -> SharedMemory {
+        self.shm
     }
 
     /// Whether a secret is set (explicitly; the environment is read when building).

@@ -23,8 +23,9 @@ use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::objects::{ObjectMap, Refused};
 use super::options::ZmqOptions;
+use super::shm::Arena;
 use super::stats::PeerStats;
-use super::wire::{error_reply_header, Header, Op, Status, HEADER_LEN};
+use super::wire::{error_reply_header, Header, Op, Status, FLAG_SHARED_MEMORY, HEADER_LEN};
 use crate::error::{Error, Result};
 
 /// How often the server thread looks at its stop flag if the stop message went missing.
@@ -137,7 +138,13 @@ impl PeerServer {
             .bind(&control_endpoint)
             .map_err(|e| zmq_error("bind the control socket of", e))?;
 
-        let objects = Arc::new(ObjectMap::default());
+        let shm = options.shm();
+        let arena = if shm.enabled {
+            Arena::new(shm.min_size, shm.capacity)
+        } else {
+            None
+        };
+        let objects = Arc::new(ObjectMap::with_arena(arena));
         let shared = Arc::new(ServerShared {
             max_message_size: options.get_max_message_size(),
             max_bytes: options.max_bytes(),
@@ -455,8 +462,8 @@ fn answer(
     }
     let id = header.object_id;
     match header.op {
-        Op::Get => match objects.get(id) {
-            Some(data) if data.len() as u64 > header.size => Reply::refusal(
+        Op::Get => match objects.get_shared(id) {
+            Some((data, _)) if data.len() as u64 > header.size => Reply::refusal(
                 &header,
                 Status::TooLarge,
                 data.len() as u64,
@@ -466,7 +473,13 @@ fn answer(
                     header.size
                 ),
             ),
-            Some(data) => Reply::to(&header, Status::Ok, Some(data)),
+            // A reader that can map shared memory gets where the object is, not its bytes.
+            Some((_, Some(descriptor))) if header.flags & FLAG_SHARED_MEMORY != 0 => Reply::to(
+                &header,
+                Status::Shared,
+                Some(Bytes::copy_from_slice(&descriptor.encode())),
+            ),
+            Some((data, _)) => Reply::to(&header, Status::Ok, Some(data)),
             None => Reply::to(&header, Status::NotFound, None),
         },
         Op::Exists => {

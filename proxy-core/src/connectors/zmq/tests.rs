@@ -113,7 +113,11 @@ fn put_is_local_and_the_key_names_this_peer() {
 
 #[test]
 fn own_gets_share_the_stored_buffer() {
-    let connector = peer();
+    // Without shared memory the stored buffer is the caller's own.
+    let connector = ZmqOptions::default()
+        .with_shared_memory(false)
+        .build()
+        .expect("peer");
     let data = Bytes::from(vec![3u8; 1 << 20]);
     let key = connector.put(data.clone()).expect("put");
     let back = connector.get(&key).expect("get").expect("present");
@@ -122,6 +126,18 @@ fn own_gets_share_the_stored_buffer() {
         data.as_ptr(),
         "a local get copied the payload"
     );
+    // With it, the put copies once into shared memory and every get shares that copy.
+    let connector = peer();
+    let key = connector.put(data.clone()).expect("put");
+    let first = connector.get(&key).expect("get").expect("present");
+    let second = connector.get(&key).expect("get").expect("present");
+    assert_eq!(first, data);
+    assert_eq!(
+        first.as_ptr(),
+        second.as_ptr(),
+        "a local get copied the payload"
+    );
+    assert_eq!(connector.shared_memory_bytes().0, data.len() as u64);
 }
 
 #[test]
@@ -934,6 +950,119 @@ fn malformed_stats_replies_are_protocol_errors() {
                 assert_eq!(peer, endpoint, "{what}: {message}")
             }
             other => panic!("{what}: expected a protocol error, got {other:?}"),
+        }
+        fake.join().expect("fake peer");
+    }
+}
+
+/// The descriptor of a real object in `owner`'s shared memory.
+fn real_descriptor(owner: &ZmqConnector) -> shm::Descriptor {
+    let key = owner.put(Bytes::from(vec![1u8; 200_000])).expect("put");
+    let server = owner.inner.server.get().expect("server");
+    let (_, descriptor) = server.objects().get_shared(key.id()).expect("stored");
+    descriptor.expect("in shared memory")
+}
+
+/// A fake peer that answers the first `GET` with `descriptor` (as status `SHARED`), then
+/// every `GET` with `b"over tcp"`, and reports the flags of each request.
+fn serve_descriptor_then_bytes(
+    descriptor: Vec<u8>,
+    requests: usize,
+) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    FakePeer::run(move |fake| {
+        let mut flags = Vec::new();
+        for index in 0..requests {
+            let (to, header) = fake.receive();
+            flags.push(header.flags);
+            if index == 0 {
+                fake.reply(&to, &[&header.reply(Status::Shared).encode(), &descriptor]);
+            } else {
+                fake.reply(&to, &[&header.reply(Status::Ok).encode(), b"over tcp"]);
+            }
+        }
+        flags
+    })
+}
+
+#[test]
+fn descriptors_that_cannot_be_mapped_fall_back_to_tcp_and_the_peer_is_remembered() {
+    let owner = peer();
+    let real = real_descriptor(&owner);
+    let unopenable = shm::Descriptor {
+        pid: u32::MAX,
+        ..real
+    };
+    let other_host = shm::Descriptor {
+        boot: [0; 16],
+        ..real
+    };
+    for descriptor in [unopenable, other_host] {
+        let (endpoint, fake) = serve_descriptor_then_bytes(descriptor.encode().to_vec(), 3);
+        let client = peer_with_timeout(Duration::from_secs(2));
+        let key = Key::random("zmq").with_peer(endpoint.as_str());
+        assert_eq!(
+            client.get(&key).expect("get"),
+            Some(Bytes::from_static(b"over tcp"))
+        );
+        assert_eq!(
+            client.get(&key).expect("second get"),
+            Some(Bytes::from_static(b"over tcp"))
+        );
+        assert_eq!(client.mapped_reads(), 0);
+        // Offered once, asked again without the flag, then never offered to that peer.
+        assert_eq!(
+            fake.join().expect("fake peer"),
+            [wire::FLAG_SHARED_MEMORY, 0, 0]
+        );
+    }
+}
+
+#[test]
+fn hostile_or_unasked_for_descriptors_are_protocol_errors() {
+    let owner = peer();
+    let real = real_descriptor(&owner);
+    let outside = shm::Descriptor {
+        offset: real.offset + 4096,
+        ..real
+    };
+    let too_long = shm::Descriptor {
+        len: u64::MAX,
+        ..real
+    };
+    let client = peer_with_timeout(Duration::from_secs(2));
+    let off = ZmqOptions::default()
+        .with_shared_memory(false)
+        .with_timeout(Duration::from_secs(2))
+        .build()
+        .expect("peer");
+    let cases: [(&str, Vec<u8>, &ZmqConnector); 4] = [
+        (
+            "offset outside its slot",
+            outside.encode().to_vec(),
+            &client,
+        ),
+        (
+            "longer than the segment",
+            too_long.encode().to_vec(),
+            &client,
+        ),
+        (
+            "truncated descriptor",
+            real.encode()[..40].to_vec(),
+            &client,
+        ),
+        // A reader with shared memory off never offers to map: a descriptor is unasked for.
+        ("descriptor without the flag", real.encode().to_vec(), &off),
+    ];
+    for (what, descriptor, reader) in cases {
+        let (endpoint, fake) = serve_descriptor_then_bytes(descriptor, 1);
+        let key = Key::random("zmq").with_peer(endpoint.as_str());
+        match reader.get(&key) {
+            Err(Error::Protocol { peer, .. }) => assert_eq!(peer, endpoint, "{what}"),
+            other => panic!(
+                "{what}: expected a protocol error, got {:?}",
+                other.map(|found| found.map(|b| b.len()))
+            ),
         }
         fake.join().expect("fake peer");
     }

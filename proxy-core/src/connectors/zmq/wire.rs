@@ -11,7 +11,8 @@
 //!    | 3      | version    | [`VERSION`] (2)                                              |
 //!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`, 5 `LIMITS`, 6 `STATS` |
 //!    | 5      | status     | requests: 0; replies: see [`Status`]                         |
-//!    | 6..8   | reserved   | 0 (a request with anything else is refused)                  |
+//!    | 6      | flags      | requests: bit 0 ([`FLAG_SHARED_MEMORY`]), others 0; replies: 0 |
+//!    | 7      | reserved   | 0 (a request with anything else is refused)                  |
 //!    | 8..16  | request id | chosen by the client, echoed by the reply (u64)              |
 //!    | 16..32 | object id  | the [`Key`](crate::Key)'s 128-bit id (u128)                  |
 //!    | 32..40 | size       | see below (u64)                                              |
@@ -28,6 +29,7 @@
 //!    buffer together with the header:
 //!    - a `PUT` request carries the object; a `GET` reply with status ok carries the object;
 //!    - a `STATS` reply with status ok carries the peer's counters (layout below);
+//!    - a `GET` reply with status `SHARED` carries a shared memory descriptor (see below);
 //!    - an error reply carries a UTF-8 message saying what was wrong;
 //!    - every other message has no payload frame.
 //!
@@ -53,6 +55,16 @@
 //! secret)` (see [`auth`](super::auth)). The secret itself never travels. The time and nonce
 //! inside the proven bytes let a peer refuse replays of destructive requests.
 //!
+//! **Shared memory** (same host): a `GET` request with flag bit 0 set says "I can map your
+//! shared memory if we share a machine". A peer that holds the object in shared memory may
+//! then answer with status `SHARED` (6) and a payload of exactly 80 bytes, a descriptor
+//! (the owner's boot id digest, pid, segment descriptor number and token, slot, generation,
+//! offset, length: see `shm/descriptor.rs`) instead of the bytes. The reader maps the
+//! segment through `/proc/PID/fd/FD` (same user or root only) and reads the object in place;
+//! when it cannot (another machine, another user, the object evicted meanwhile) it sends
+//! the `GET` again without the flag. Peers never send `SHARED` to a request without the
+//! flag, so clients that do not set it are unaffected. The flag is part of the proven bytes.
+//!
 //! A reply echoes the request's operation, request id and object id. A request the server
 //! cannot parse gets an error reply; when even the request id cannot be read (garbage,
 //! truncated header) the reply's request id is 0 and its operation is 0, and when the version
@@ -72,6 +84,10 @@ pub(crate) const HEADER_LEN: usize = 96;
 pub(crate) const PROVEN_LEN: usize = 64;
 /// Size of a proof.
 pub(crate) const PROOF_LEN: usize = 32;
+/// Request flag: the client can read objects from this peer's shared memory (`GET`).
+pub(crate) const FLAG_SHARED_MEMORY: u8 = 1;
+/// Every flag this version knows.
+const KNOWN_FLAGS: u8 = FLAG_SHARED_MEMORY;
 
 /// What a request asks the peer to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +158,9 @@ pub(crate) enum Status {
     OverQuota = 4,
     /// The request did not prove knowledge of the peer's secret (or was a replay).
     Unauthenticated = 5,
+    /// The object is in the peer's shared memory; the payload frame is its descriptor
+    /// (only in answer to a `GET` with [`FLAG_SHARED_MEMORY`]).
+    Shared = 6,
 }
 
 impl Status {
@@ -153,6 +172,7 @@ impl Status {
             3 => Some(Status::TooLarge),
             4 => Some(Status::OverQuota),
             5 => Some(Status::Unauthenticated),
+            6 => Some(Status::Shared),
             _ => None,
         }
     }
@@ -165,6 +185,8 @@ pub(crate) struct Header {
     pub(crate) op: Op,
     /// The outcome (always [`Status::Ok`] in requests).
     pub(crate) status: Status,
+    /// Request flags ([`FLAG_SHARED_MEMORY`]); 0 in replies.
+    pub(crate) flags: u8,
     /// Pairs a reply with its request.
     pub(crate) request_id: u64,
     /// The object's id.
@@ -197,6 +219,7 @@ impl Header {
         Header {
             op,
             status: Status::Ok,
+            flags: 0,
             request_id,
             object_id,
             size: 0,
@@ -210,6 +233,7 @@ impl Header {
     pub(crate) fn reply(&self, status: Status) -> Header {
         Header {
             status,
+            flags: 0,
             size: 0,
             time: 0,
             nonce: [0; 16],
@@ -221,6 +245,7 @@ impl Header {
     /// The header's bytes.
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = encode_raw(self.op as u8, self.status, self.request_id, self.object_id);
+        out[6] = self.flags;
         out[32..40].copy_from_slice(&self.size.to_le_bytes());
         out[40..48].copy_from_slice(&self.time.to_le_bytes());
         out[48..64].copy_from_slice(&self.nonce);
@@ -281,16 +306,24 @@ impl Header {
                 format!("unknown status {}", fixed[5]),
             ));
         };
-        if fixed[6..8] != [0, 0] {
+        if fixed[6] & !KNOWN_FLAGS != 0 {
             return Err(fail(
                 request_id,
                 object_id,
-                format!("reserved bytes are {:?}, not zero", &fixed[6..8]),
+                format!("unknown flags {:#04x}", fixed[6] & !KNOWN_FLAGS),
+            ));
+        }
+        if fixed[7] != 0 {
+            return Err(fail(
+                request_id,
+                object_id,
+                format!("reserved byte is {}, not zero", fixed[7]),
             ));
         }
         Ok(Header {
             op,
             status,
+            flags: fixed[6],
             request_id,
             object_id,
             size: u64::from_le_bytes(read_array(fixed, 32)),
@@ -373,8 +406,18 @@ mod tests {
         assert!(err.message.contains("operation 77"), "{}", err.message);
 
         let mut status = good;
-        status[5] = 6;
+        status[5] = 7;
         assert!(Header::decode(&status).is_err());
+
+        let mut flags = good;
+        flags[6] = 2;
+        let err = Header::decode(&flags).expect_err("unknown flag");
+        assert!(err.message.contains("flags"), "{}", err.message);
+        flags[6] = FLAG_SHARED_MEMORY;
+        assert_eq!(
+            Header::decode(&flags).map(|h| h.flags),
+            Ok(FLAG_SHARED_MEMORY)
+        );
 
         let mut reserved = good;
         reserved[7] = 1;
@@ -398,7 +441,7 @@ mod tests {
     }
 
     fn any_status() -> impl Strategy<Value = Status> {
-        (0u8..6).prop_map(|b| Status::from_byte(b).unwrap_or(Status::Error))
+        (0u8..7).prop_map(|b| Status::from_byte(b).unwrap_or(Status::Error))
     }
 
     proptest! {
@@ -420,11 +463,13 @@ mod tests {
             request_id in any::<u64>(),
             object_id in any::<u128>(),
             size in any::<u64>(),
+            shared in any::<bool>(),
             flips in proptest::collection::vec((0usize..HEADER_LEN, any::<u8>()), 0..4),
         ) {
             let mut header = Header::request(op, request_id, object_id);
             header.status = status;
             header.size = size;
+            header.flags = if shared { FLAG_SHARED_MEMORY } else { 0 };
             let mut bytes = header.encode();
             prop_assert_eq!(Header::decode(&bytes), Ok(header));
             for (at, value) in flips {
@@ -434,7 +479,8 @@ mod tests {
                 && bytes[3] == VERSION
                 && Op::from_byte(bytes[4]).is_some()
                 && Status::from_byte(bytes[5]).is_some()
-                && bytes[6..8] == [0, 0];
+                && bytes[6] & !KNOWN_FLAGS == 0
+                && bytes[7] == 0;
             match Header::decode(&bytes) {
                 Ok(decoded) => {
                     prop_assert!(valid);

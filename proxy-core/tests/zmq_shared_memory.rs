@@ -1,0 +1,177 @@
+//! Same-host shared memory between two `ZmqConnector` peers of one process: the reader is a
+//! client of the owner's endpoint, exactly as a peer in another process on this machine
+//! would be (it opens the owner's segments through `/proc/PID/fd`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn peer(options: ZmqOptions) -> ZmqConnector {
+    options.build().expect("start a zmq peer")
+}
+
+#[test]
+fn same_host_gets_map_large_objects_and_send_small_ones_at_every_size() {
+    let owner = peer(ZmqOptions::default());
+    let reader = peer(ZmqOptions::default());
+    let threshold = 64 << 10;
+    let sizes = [
+        (1000, false),
+        (threshold - 1, false),
+        (threshold, true),
+        ((1 << 20) + 8, true),
+        ((3 << 20) + 5, true),
+        (16 << 20, true),
+    ];
+    let mut expected_mapped = 0;
+    for (index, (len, mapped)) in sizes.into_iter().enumerate() {
+        let data = pattern(len, index as u8);
+        let key = owner.put(data.clone()).expect("put");
+        let before = reader.mapped_reads();
+        let read = reader.get(&key).expect("get").expect("present");
+        assert!(read == data, "{len} bytes read back differently");
+        assert_eq!(
+            reader.mapped_reads() - before,
+            u64::from(mapped),
+            "{len} bytes: mapped or not as the threshold says"
+        );
+        expected_mapped += u64::from(mapped);
+    }
+    assert_eq!(reader.mapped_reads(), expected_mapped);
+
+    // Batches map too, in order, beside missing and small objects.
+    let large: Vec<Bytes> = (0..5).map(|i| pattern(200_000 + i, i as u8)).collect();
+    let mut keys = owner.put_batch(large.clone()).expect("put batch");
+    let small = owner.put(Bytes::from_static(b"small")).expect("put");
+    let gone = owner.put(pattern(100_000, 9)).expect("put");
+    owner.evict(&gone).expect("evict");
+    keys.push(small);
+    keys.push(gone);
+    let before = reader.mapped_reads();
+    let read = reader.get_batch(&keys).expect("get batch");
+    assert_eq!(reader.mapped_reads() - before, 5);
+    for (read, data) in read.iter().zip(&large) {
+        assert_eq!(read.as_ref(), Some(data));
+    }
+    assert_eq!(read[5], Some(Bytes::from_static(b"small")));
+    assert_eq!(read[6], None, "an evicted object is not found");
+}
+
+#[test]
+fn eviction_while_a_reader_holds_the_bytes_leaves_them_unchanged() {
+    let owner = peer(ZmqOptions::default());
+    let reader = peer(ZmqOptions::default());
+    let original = pattern((1 << 20) + 8, 1);
+    let key = owner.put(original.clone()).expect("put");
+    let held = reader.get(&key).expect("get").expect("present");
+    assert_eq!(reader.mapped_reads(), 1);
+
+    owner.evict(&key).expect("evict");
+    assert_eq!(reader.get(&key).expect("get after evict"), None);
+    // Enough objects of the same size class to take every slot that is free.
+    let others: Vec<_> = (0..40)
+        .map(|i| owner.put(pattern((1 << 20) + 8, 100 + i)).expect("put"))
+        .collect();
+    assert!(
+        held == original,
+        "an evicted object's bytes changed under its reader"
+    );
+    for key in &others {
+        owner.evict(key).expect("evict");
+    }
+    drop(held);
+    // Once the reader lets go the slots are reused: the arena does not grow.
+    let reserved = owner.shared_memory_bytes().1;
+    for i in 0..40 {
+        let key = owner.put(pattern((1 << 20) + 8, i)).expect("put");
+        owner.evict(&key).expect("evict");
+    }
+    assert_eq!(owner.shared_memory_bytes(), (0, reserved));
+}
+
+#[test]
+fn with_shared_memory_off_on_either_side_objects_travel_over_tcp() {
+    let data = pattern(2 << 20, 3);
+    for (owner_on, reader_on) in [(true, false), (false, true), (false, false)] {
+        let owner = peer(ZmqOptions::default().with_shared_memory(owner_on));
+        let reader = peer(ZmqOptions::default().with_shared_memory(reader_on));
+        let key = owner.put(data.clone()).expect("put");
+        let read = reader.get(&key).expect("get").expect("present");
+        assert!(read == data);
+        assert_eq!(
+            reader.mapped_reads(),
+            0,
+            "owner {owner_on}, reader {reader_on}"
+        );
+        let held = owner.shared_memory_bytes().0;
+        assert_eq!(held, if owner_on { data.len() as u64 } else { 0 });
+    }
+}
+
+#[test]
+fn authenticated_peers_share_memory_and_unauthenticated_readers_get_nothing() {
+    let owner = peer(ZmqOptions::default().with_secret("cluster secret"));
+    let reader = peer(ZmqOptions::default().with_secret("cluster secret"));
+    let stranger = peer(ZmqOptions::default().with_secret("another secret"));
+    let anonymous = peer(ZmqOptions::default());
+    let data = pattern(1 << 20, 4);
+    let key = owner.put(data.clone()).expect("put");
+    assert!(reader.get(&key).expect("get").expect("present") == data);
+    assert_eq!(reader.mapped_reads(), 1);
+    for outsider in [&stranger, &anonymous] {
+        match outsider.get(&key) {
+            Err(Error::Unauthenticated { .. }) => {}
+            other => panic!(
+                "an unauthenticated get answered {:?}",
+                other.map(|o| o.map(|b| b.len()))
+            ),
+        }
+        assert_eq!(outsider.mapped_reads(), 0);
+    }
+}
+
+#[test]
+fn objects_beyond_the_capacity_stay_on_the_heap_and_travel_over_tcp() {
+    let owner = peer(ZmqOptions::default().with_shared_memory_capacity(4 << 20));
+    let reader = peer(ZmqOptions::default());
+    let first = pattern(3 << 20, 5);
+    let second = pattern(3 << 20, 6);
+    let first_key = owner.put(first.clone()).expect("put");
+    let second_key = owner.put(second.clone()).expect("put");
+    assert_eq!(owner.shared_memory_bytes().0, first.len() as u64);
+    assert!(owner.shared_memory_bytes().1 <= 4 << 20);
+    assert!(reader.get(&first_key).expect("get").expect("present") == first);
+    assert_eq!(reader.mapped_reads(), 1);
+    assert!(reader.get(&second_key).expect("get").expect("present") == second);
+    assert_eq!(reader.mapped_reads(), 1, "the heap object came over TCP");
+}
+
+#[test]
+fn remote_puts_stay_on_the_heap_and_count_against_the_quota() {
+    // Copying them into shared memory would stall the owner's server thread; they are read
+    // over TCP.
+    let owner = peer(ZmqOptions::default().with_max_bytes(3 << 20));
+    let writer = peer(ZmqOptions::default().with_timeout(Duration::from_secs(5)));
+    let endpoint = owner.endpoint().expect("endpoint").to_string();
+    let data = pattern(2 << 20, 7);
+    let key = writer.put_to(&endpoint, data.clone()).expect("remote put");
+    assert_eq!(owner.remote_bytes(), data.len() as u64);
+    assert_eq!(owner.shared_memory_bytes().0, 0);
+    assert!(writer.get(&key).expect("get").expect("present") == data);
+    assert_eq!(writer.mapped_reads(), 0);
+    match writer.put_to(&endpoint, pattern(2 << 20, 8)) {
+        Err(Error::QuotaExceeded { .. }) => {}
+        other => panic!("a put over the quota answered {other:?}"),
+    }
+    writer.evict(&key).expect("evict");
+    assert_eq!(owner.remote_bytes(), 0);
+}

@@ -1,0 +1,175 @@
+//! Same-host shared memory across two processes: process B (this test binary, re-executed)
+//! owns a peer and puts objects; process A reads them in place, holds one while B evicts it
+//! and reuses its memory, then kills B with SIGKILL and checks what is left behind.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use proxy_core::{Connector, Key, ZmqConnector, ZmqOptions};
+
+const CHILD_ENV: &str = "PROXY_CORE_ZMQ_SHM_MULTIPROCESS_CHILD";
+const TEST_NAME: &str =
+    "a_reader_in_another_process_maps_objects_and_a_killed_owner_leaves_nothing";
+const SIZES: [usize; 3] = [100_000, (1 << 20) + 8, 16 << 20];
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Entries of `/dev/shm` that this project could have made.
+fn our_shm_files() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.contains("proxystore"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many of process `pid`'s descriptors are this project's memory files.
+fn memory_files_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().contains("memfd:proxystore-zmq"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_reader_in_another_process_maps_objects_and_a_killed_owner_leaves_nothing() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child();
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let mut b = Command::new(exe)
+        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start process B");
+    let mut to_b = b.stdin.take().expect("stdin");
+    let mut from_b = BufReader::new(b.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let mut keys = Vec::new();
+    while keys.len() < SIZES.len() {
+        line.clear();
+        assert!(
+            from_b.read_line(&mut line).expect("B's output") > 0,
+            "B ended early"
+        );
+        // libtest may have printed the test's name on the same line.
+        if let Some((_, key)) = line.trim().split_once("KEY ") {
+            keys.push(key.parse::<Key>().expect("a key"));
+        }
+    }
+    assert!(memory_files_of(b.id()) > 0, "B holds no memory files");
+
+    let reader = ZmqOptions::default()
+        .with_timeout(Duration::from_millis(500))
+        .build()
+        .expect("peer A");
+    let mut held = Vec::new();
+    for (index, (key, len)) in keys.iter().zip(SIZES).enumerate() {
+        let read = reader.get(key).expect("get from B").expect("present");
+        assert!(read == pattern(len, index as u8), "{len} bytes differ");
+        held.push(read);
+    }
+    assert_eq!(
+        reader.mapped_reads(),
+        SIZES.len() as u64,
+        "A did not map B's objects"
+    );
+
+    // B evicts everything and stores new objects of the same sizes, which would take the
+    // slots A still reads if pins did not keep them.
+    writeln!(to_b, "churn").expect("tell B");
+    loop {
+        line.clear();
+        assert!(
+            from_b.read_line(&mut line).expect("B's output") > 0,
+            "B ended early"
+        );
+        if line.trim().ends_with("CHURNED") {
+            break;
+        }
+    }
+    for key in &keys {
+        assert_eq!(reader.get(key).expect("get"), None, "B evicted it");
+    }
+    for (index, (read, len)) in held.iter().zip(SIZES).enumerate() {
+        assert!(
+            *read == pattern(len, index as u8),
+            "B's churn changed A's bytes"
+        );
+    }
+
+    let pid = b.id();
+    b.kill().expect("SIGKILL B");
+    b.wait().expect("reap B");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "B is still there"
+    );
+    // The memory files died with B (their pages live on only in A's mappings).
+    assert!(
+        our_shm_files().is_empty(),
+        "left in /dev/shm: {:?}",
+        our_shm_files()
+    );
+    for (index, (read, len)) in held.iter().zip(SIZES).enumerate() {
+        assert!(
+            *read == pattern(len, index as u8),
+            "A's bytes changed when B died"
+        );
+    }
+    assert!(
+        reader.get(&keys[0]).is_err(),
+        "a get from a dead peer is an error"
+    );
+}
+
+/// Process B: owns a peer, puts the objects, prints their keys; on `churn`, evicts them
+/// and stores others of the same sizes; then waits to be killed.
+fn child() {
+    let owner = ZmqConnector::new().expect("start peer B");
+    let mut keys = Vec::new();
+    for (index, len) in SIZES.into_iter().enumerate() {
+        let key = owner.put(pattern(len, index as u8)).expect("put");
+        println!("KEY {key}");
+        keys.push(key);
+    }
+    std::io::stdout().flush().expect("flush");
+    let mut line = String::new();
+    let stdin = std::io::stdin();
+    while stdin.lock().read_line(&mut line).expect("read A's command") > 0 {
+        if line.trim() == "churn" {
+            for key in &keys {
+                owner.evict(key).expect("evict");
+            }
+            let mut others = Vec::new();
+            // Freed slots are reused last-freed first, so one round already aims at them.
+            for round in 0..3u8 {
+                for len in SIZES {
+                    others.push(owner.put(pattern(len, 200 + round)).expect("put"));
+                }
+            }
+            println!("CHURNED");
+            std::io::stdout().flush().expect("flush");
+        }
+        line.clear();
+    }
+}
