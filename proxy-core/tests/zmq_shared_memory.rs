@@ -112,8 +112,8 @@ fn with_shared_memory_off_on_either_side_objects_travel_over_tcp() {
             0,
             "owner {owner_on}, reader {reader_on}"
         );
-        let held = owner.shared_memory_bytes().0;
-        assert_eq!(held, if owner_on { data.len() as u64 } else { 0 });
+        // Copied into shared memory only for a reader that can map it: never here.
+        assert_eq!(owner.shared_memory_bytes().0, 0);
     }
 }
 
@@ -147,31 +147,42 @@ fn objects_beyond_the_capacity_stay_on_the_heap_and_travel_over_tcp() {
     let second = pattern(3 << 20, 6);
     let first_key = owner.put(first.clone()).expect("put");
     let second_key = owner.put(second.clone()).expect("put");
-    assert_eq!(owner.shared_memory_bytes().0, first.len() as u64);
-    assert!(owner.shared_memory_bytes().1 <= 4 << 20);
     assert!(reader.get(&first_key).expect("get").expect("present") == first);
     assert_eq!(reader.mapped_reads(), 1);
+    assert_eq!(owner.shared_memory_bytes().0, first.len() as u64);
+    assert!(owner.shared_memory_bytes().1 <= 4 << 20);
     assert!(reader.get(&second_key).expect("get").expect("present") == second);
     assert_eq!(reader.mapped_reads(), 1, "the heap object came over TCP");
 }
 
 #[test]
-fn remote_puts_stay_on_the_heap_and_count_against_the_quota() {
-    // Copying them into shared memory would stall the owner's server thread; they are read
-    // over TCP.
+fn remote_puts_are_shared_on_the_first_same_host_read_and_count_against_the_quota() {
     let owner = peer(ZmqOptions::default().with_max_bytes(3 << 20));
     let writer = peer(ZmqOptions::default().with_timeout(Duration::from_secs(5)));
     let endpoint = owner.endpoint().expect("endpoint").to_string();
     let data = pattern(2 << 20, 7);
     let key = writer.put_to(&endpoint, data.clone()).expect("remote put");
     assert_eq!(owner.remote_bytes(), data.len() as u64);
-    assert_eq!(owner.shared_memory_bytes().0, 0);
+    assert_eq!(
+        owner.shared_memory_bytes().0,
+        0,
+        "kept as received until read"
+    );
     assert!(writer.get(&key).expect("get").expect("present") == data);
-    assert_eq!(writer.mapped_reads(), 0);
+    assert_eq!(writer.mapped_reads(), 1);
+    assert_eq!(owner.shared_memory_bytes().0, data.len() as u64);
+    assert_eq!(
+        owner.remote_bytes(),
+        data.len() as u64,
+        "still held to the quota"
+    );
     match writer.put_to(&endpoint, pattern(2 << 20, 8)) {
         Err(Error::QuotaExceeded { .. }) => {}
         other => panic!("a put over the quota answered {other:?}"),
     }
     writer.evict(&key).expect("evict");
-    assert_eq!(owner.remote_bytes(), 0);
+    assert_eq!(
+        (owner.remote_bytes(), owner.shared_memory_bytes().0),
+        (0, 0)
+    );
 }

@@ -76,7 +76,6 @@ fn a_reader_in_another_process_maps_objects_and_a_killed_owner_leaves_nothing() 
             keys.push(key.parse::<Key>().expect("a key"));
         }
     }
-    assert!(memory_files_of(b.id()) > 0, "B holds no memory files");
 
     let reader = ZmqOptions::default()
         .with_timeout(Duration::from_millis(500))
@@ -93,20 +92,35 @@ fn a_reader_in_another_process_maps_objects_and_a_killed_owner_leaves_nothing() 
         SIZES.len() as u64,
         "A did not map B's objects"
     );
+    assert!(memory_files_of(b.id()) > 0, "B holds no memory files");
 
-    // B evicts everything and stores new objects of the same sizes, which would take the
-    // slots A still reads if pins did not keep them.
+    // B evicts everything and stores new objects of the same sizes; A reads them, which
+    // moves them into B's shared memory, where they would take the slots A still reads if
+    // pins did not keep them.
     writeln!(to_b, "churn").expect("tell B");
+    let mut new_keys = Vec::new();
     loop {
         line.clear();
         assert!(
             from_b.read_line(&mut line).expect("B's output") > 0,
             "B ended early"
         );
+        if let Some((_, key)) = line.trim().split_once("NEW ") {
+            new_keys.push(key.parse::<Key>().expect("a key"));
+        }
         if line.trim().ends_with("CHURNED") {
             break;
         }
     }
+    for (index, key) in new_keys.iter().enumerate() {
+        let (round, size) = (index / SIZES.len(), SIZES[index % SIZES.len()]);
+        let read = reader.get(key).expect("get").expect("present");
+        assert!(
+            read == pattern(size, 200 + round as u8),
+            "new object {index} differs"
+        );
+    }
+    assert_eq!(reader.mapped_reads(), (SIZES.len() + new_keys.len()) as u64);
     for key in &keys {
         assert_eq!(reader.get(key).expect("get"), None, "B evicted it");
     }
@@ -164,7 +178,9 @@ fn child() {
             // Freed slots are reused last-freed first, so one round already aims at them.
             for round in 0..3u8 {
                 for len in SIZES {
-                    others.push(owner.put(pattern(len, 200 + round)).expect("put"));
+                    let key = owner.put(pattern(len, 200 + round)).expect("put");
+                    println!("NEW {key}");
+                    others.push(key);
                 }
             }
             println!("CHURNED");

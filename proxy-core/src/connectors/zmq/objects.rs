@@ -3,11 +3,18 @@
 //! The map also counts the bytes of objects that other processes stored here (remote puts),
 //! so that the server can hold them to a quota.
 //!
-//! With a shared memory [`Arena`], objects this process stores (puts, futures' values) of at
-//! least its threshold are copied into it once, in the storing thread (the map then holds a
-//! `Bytes` over the mapping, and the descriptor a same-host reader needs); the rest,
-//! everything that does not fit, and objects other processes put here (remote puts, kept in
-//! libzmq's receive buffer and held to the quota) stay on the heap.
+//! With a shared memory [`Arena`], an object of at least its threshold is copied into it once
+//! (the map then holds a `Bytes` over the mapping, and the descriptor a same-host reader
+//! needs):
+//!
+//! - up to [`LAZY_MAX`] bytes, when a same-host reader first asks for it ([`ObjectMap::share`],
+//!   on the server thread): objects only read in this process, or only over TCP, are never
+//!   copied, and the copy runs beside the thread that put the object, not in it;
+//! - above it, when this process stores it (in the storing thread), so that the server thread
+//!   never stalls for long on a copy (its clients would see that as silence); objects above
+//!   it that other processes put here stay on the heap.
+//!
+//! Objects below the threshold, and those that do not fit in the arena, stay on the heap.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +23,10 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 
 use super::shm::{Arena, ArenaStats, Descriptor};
+
+/// Largest object copied into shared memory on the first same-host read rather than at put
+/// (a copy of this size takes a few milliseconds of the server thread).
+pub(crate) const LAZY_MAX: usize = 16 << 20;
 
 /// Objects by id. Every operation is one lookup, insert or remove, so a panic elsewhere can
 /// never leave the map half-updated and a poisoned lock is safe to keep using.
@@ -63,9 +74,11 @@ impl ObjectMap {
         }
     }
 
-    /// `data` as it will be stored: copied into shared memory if it belongs there.
+    /// `data` as this process stores it: copied into shared memory now if it is larger than
+    /// [`LAZY_MAX`] (smaller ones are copied when a same-host reader asks, see [`share`](Self::share)).
     fn place(&self, data: Bytes) -> Stored {
-        match self.arena.as_ref().and_then(|arena| arena.store(&data)) {
+        let eager = self.arena.as_ref().filter(|_| data.len() > LAZY_MAX);
+        match eager.and_then(|arena| arena.store(&data)) {
             Some((bytes, descriptor)) => Stored {
                 bytes,
                 shared: Some(descriptor),
@@ -99,6 +112,32 @@ impl ObjectMap {
         self.read()
             .get(&id)
             .map(|stored| (stored.bytes.clone(), stored.shared))
+    }
+
+    /// The object and its descriptor for a same-host reader: an object of at most
+    /// [`LAZY_MAX`] bytes still on the heap is copied into shared memory now (once; later
+    /// gets share the copy, and readers that got the heap bytes keep them).
+    pub(crate) fn share(&self, id: u128) -> Option<(Bytes, Option<Descriptor>)> {
+        let (bytes, shared) = self.get_shared(id)?;
+        let arena = match &self.arena {
+            Some(arena) if shared.is_none() && bytes.len() <= LAZY_MAX => arena,
+            _ => return Some((bytes, shared)),
+        };
+        // The copy happens without the lock; below the threshold or without room: the heap.
+        let Some((copy, descriptor)) = arena.store(&bytes) else {
+            return Some((bytes, None));
+        };
+        let mut objects = self.write();
+        let stored = objects.get_mut(&id)?;
+        if stored.shared.is_none()
+            && stored.bytes.as_ptr() == bytes.as_ptr()
+            && stored.bytes.len() == bytes.len()
+        {
+            stored.bytes = copy;
+            stored.shared = Some(descriptor);
+        }
+        // Otherwise another reader shared it first (or the id was reused): theirs stands.
+        Some((stored.bytes.clone(), stored.shared))
     }
 
     /// What the shared memory arena holds, if shared memory is on.
@@ -152,9 +191,8 @@ impl ObjectMap {
     /// Stores `data` from a remote put under `id` if the id is free and the bytes held for
     /// remote puts stay within `quota`.
     pub(crate) fn insert_remote(&self, id: u128, data: Bytes, quota: u64) -> Result<(), Refused> {
-        // Kept on the heap, in the buffer libzmq received it into: copying a large object
-        // into shared memory here would stall the server thread for the length of the copy
-        // (and a new segment's page allocation), which its clients would see as silence.
+        // Kept on the heap, in the buffer libzmq received it into: copying it into shared
+        // memory here would stall the server thread (see `share` for the lazy copy).
         let stored = Stored {
             bytes: data,
             shared: None,

@@ -428,7 +428,8 @@ impl ZmqOptions {
     /// Same-host shared memory, on by default (`PROXYSTORE_ZMQ_SHM=0` through
     /// [`from_env`](Self::from_env) turns it off). When on, this peer keeps objects of at
     /// least [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) bytes in
-    /// shared memory (copied in once at put), and its gets of another peer's objects ask to
+    /// shared memory (copied in once: up to 16 MiB when a reader on this machine first asks
+    /// for it, larger ones at put), and its gets of another peer's objects ask to
     /// read them in place when both run on one machine: the reader then maps the owner's
     /// memory instead of receiving the bytes over TCP. The reader must run as the same user
     /// (or root); whenever it cannot map, it reads over TCP. Off: every object stays on the

@@ -23,7 +23,7 @@ use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::objects::{ObjectMap, Refused};
 use super::options::ZmqOptions;
-use super::shm::Arena;
+use super::shm::{Arena, Descriptor};
 use super::stats::PeerStats;
 use super::wire::{error_reply_header, Header, Op, Status, FLAG_SHARED_MEMORY, HEADER_LEN};
 use crate::error::{Error, Result};
@@ -462,7 +462,7 @@ fn answer(
     }
     let id = header.object_id;
     match header.op {
-        Op::Get => match objects.get_shared(id) {
+        Op::Get => match get(objects, &header) {
             Some((data, _)) if data.len() as u64 > header.size => Reply::refusal(
                 &header,
                 Status::TooLarge,
@@ -534,6 +534,16 @@ fn answer(
                 ),
             }
         }
+    }
+}
+
+/// The object a `GET` asks for, shared (copied into shared memory if it is not yet) when
+/// the reader offered to map it.
+fn get(objects: &ObjectMap, header: &Header) -> Option<(Bytes, Option<Descriptor>)> {
+    if header.flags & FLAG_SHARED_MEMORY != 0 {
+        objects.share(header.object_id)
+    } else {
+        objects.get_shared(header.object_id)
     }
 }
 

@@ -126,18 +126,35 @@ fn own_gets_share_the_stored_buffer() {
         data.as_ptr(),
         "a local get copied the payload"
     );
-    // With it, the put copies once into shared memory and every get shares that copy.
+    // With it too: an object of at most 16 MiB is copied into shared memory only when a
+    // same-host reader asks for it, and then every local get shares that one copy.
     let connector = peer();
     let key = connector.put(data.clone()).expect("put");
     let first = connector.get(&key).expect("get").expect("present");
-    let second = connector.get(&key).expect("get").expect("present");
-    assert_eq!(first, data);
     assert_eq!(
         first.as_ptr(),
-        second.as_ptr(),
+        data.as_ptr(),
         "a local get copied the payload"
     );
+    assert_eq!(connector.shared_memory_bytes().0, 0);
+    let reader = peer();
+    assert_eq!(reader.get(&key).expect("remote get"), Some(data.clone()));
+    assert_eq!(reader.mapped_reads(), 1);
     assert_eq!(connector.shared_memory_bytes().0, data.len() as u64);
+    let shared = connector.get(&key).expect("get").expect("present");
+    let again = connector.get(&key).expect("get").expect("present");
+    assert_eq!(shared, data);
+    assert_eq!(
+        shared.as_ptr(),
+        again.as_ptr(),
+        "a local get copied the payload"
+    );
+    assert_ne!(
+        shared.as_ptr(),
+        data.as_ptr(),
+        "the object moved to shared memory"
+    );
+    assert_eq!(first, data, "a handle taken before keeps its bytes");
 }
 
 #[test]
@@ -959,7 +976,7 @@ fn malformed_stats_replies_are_protocol_errors() {
 fn real_descriptor(owner: &ZmqConnector) -> shm::Descriptor {
     let key = owner.put(Bytes::from(vec![1u8; 200_000])).expect("put");
     let server = owner.inner.server.get().expect("server");
-    let (_, descriptor) = server.objects().get_shared(key.id()).expect("stored");
+    let (_, descriptor) = server.objects().share(key.id()).expect("stored");
     descriptor.expect("in shared memory")
 }
 
