@@ -257,6 +257,15 @@ impl Segment {
     }
 }
 
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Tells readers' caches that nothing new will come from this segment.
+        if let Some(retired) = layout::retired(&self.mapping) {
+            retired.store(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The owner of a stored object's bytes: its slot, released on drop.
 struct StoredObject {
     arena: Arc<Inner>,

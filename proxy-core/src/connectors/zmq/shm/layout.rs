@@ -5,6 +5,8 @@
 //! 8..24    token  u128: random, also in every descriptor of the segment (proves that the
 //!                 file a reader opened is the one the descriptor meant)
 //! 24..32   slot size (u64)       32..40  slot count (u64)     40..48  data offset (u64)
+//! 48..56   retired (atomic u64): 0 while the owner uses the segment, 1 once it let go of it
+//!          (readers then drop their cached mapping when no object of theirs uses it)
 //! 64..     slot table: per slot 16 bytes, [generation u64][pins u64], both atomics
 //! data offset..  the slots, each `slot size` bytes, page aligned
 //! ```
@@ -110,6 +112,11 @@ impl Layout {
         }
         Ok(layout)
     }
+}
+
+/// The segment's retired flag (see the module documentation).
+pub(crate) fn retired(mapping: &Mapping) -> Option<&AtomicU64> {
+    mapping.atomic_u64(48)
 }
 
 /// Slot `slot`'s generation: bumped each time the slot is freed, so a descriptor made for

@@ -150,6 +150,11 @@ fn mapped(descriptor: &Descriptor) -> Result<Arc<Mapped>, Miss> {
     let layout = Layout::read_header(&mapping, descriptor.token).map_err(Miss::Unusable)?;
     let mapped = Arc::new(Mapped { mapping, layout });
     let mut cache = lock(cache());
+    // A new segment is the moment to let go of the ones no object uses whose owner is gone
+    // or has retired them: their pages stay allocated as long as they are mapped here.
+    cache.retain(|&(pid, _, _), mapped| {
+        Arc::strong_count(mapped) > 1 || (!mapped.is_retired() && sys::process_exists(pid))
+    });
     if cache.len() >= MAX_CACHED {
         // Keep the mappings that objects still use.
         cache.retain(|_, mapped| Arc::strong_count(mapped) > 1);
@@ -158,6 +163,13 @@ fn mapped(descriptor: &Descriptor) -> Result<Arc<Mapped>, Miss> {
         return Ok(Arc::clone(cache.entry(id).or_insert(mapped)));
     }
     Ok(mapped)
+}
+
+impl Mapped {
+    /// Whether the owner has let go of the segment.
+    fn is_retired(&self) -> bool {
+        layout::retired(&self.mapping).is_none_or(|flag| flag.load(Ordering::SeqCst) != 0)
+    }
 }
 
 /// Forgets the cached mappings that no object uses any more (tests; the owner's death does
@@ -244,6 +256,25 @@ mod tests {
             (d.token, d.slot) == (descriptor.token, descriptor.slot)
         });
         assert!(reused, "the slot was never reused after its reader let go");
+    }
+
+    #[test]
+    fn retired_segments_leave_the_cache_when_a_new_one_is_mapped() {
+        let (arena, owned, descriptor) = stored(300_000);
+        let id = (descriptor.pid, descriptor.fd, descriptor.token);
+        drop(read(&descriptor).expect("read"));
+        drop(owned);
+        assert!(
+            lock(cache()).contains_key(&id),
+            "a live segment left the cache"
+        );
+        drop(arena); // the owner lets go of its segments: they retire
+        let (_other_arena, _other, other) = stored(300_000);
+        drop(read(&other).expect("read"));
+        assert!(
+            !lock(cache()).contains_key(&id),
+            "a retired segment stayed mapped"
+        );
     }
 
     #[test]

@@ -208,6 +208,12 @@ impl Drop for Mapping {
     }
 }
 
+/// Whether a process with this id exists (a recycled id counts: callers pair it with a
+/// check of their own).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// A 16-byte digest of this boot of this machine (`/proc/sys/kernel/random/boot_id`), or
 /// `None` where it cannot be read. Two processes with the same digest run on one kernel.
 pub(crate) fn boot_id() -> Option<[u8; 16]> {
