@@ -92,7 +92,7 @@ pub(crate) enum Command {
     },
     /// Fetch the object of KEY into a file (or standard output)
     Get {
-        /// A key as `put` prints it
+        /// A key as `put` prints it (it names the peer that holds the object, so no --peer)
         key: Key,
         /// Where to write the object [default: standard output]
         #[arg(short, long, value_name = "FILE")]
@@ -102,14 +102,14 @@ pub(crate) enum Command {
     },
     /// Print whether the object of KEY exists (exit status 0 if it does, 1 if not)
     Exists {
-        /// A key as `put` prints it
+        /// A key as `put` prints it (it names the peer that holds the object, so no --peer)
         key: Key,
         #[command(flatten)]
         limits: Limits,
     },
     /// Delete the object of KEY from its peer (evicting a missing object is not an error)
     Evict {
-        /// A key as `put` prints it
+        /// A key as `put` prints it (it names the peer that holds the object, so no --peer)
         key: Key,
         #[command(flatten)]
         limits: Limits,
