@@ -5,48 +5,12 @@
 //! in a shared mapping of one of the owner's memory files (`/proc/self/maps` names them
 //! `/memfd:proxystore-zmq`), not in anything this process allocated.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "support/large_allocations.rs"]
+mod large_allocations;
 
 use bytes::Bytes;
+use large_allocations::large_allocations_during;
 use proxy_core::{Connector, ZmqConnector};
-
-const LARGE: usize = 1 << 20;
-static LARGE_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-struct CountLargeAllocations;
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountLargeAllocations {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= LARGE {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= LARGE {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size >= LARGE {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountLargeAllocations = CountLargeAllocations;
 
 /// The line of `/proc/self/maps` whose range holds `ptr..ptr + len`, if any.
 fn mapping_of(ptr: *const u8, len: usize) -> Option<String> {
@@ -77,9 +41,8 @@ fn a_same_host_get_of_64_mib_returns_the_owners_shared_pages_without_a_copy() {
     let small = owner.put(Bytes::from_static(b"warm")).expect("put");
     reader.get(&small).expect("warm-up get");
 
-    let before = LARGE_ALLOCATIONS.load(Ordering::SeqCst);
-    let fetched = reader.get(&key).expect("get").expect("present");
-    let large = LARGE_ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let (fetched, large) = large_allocations_during(|| reader.get(&key));
+    let fetched = fetched.expect("get").expect("present");
     assert_eq!(
         large, 0,
         "a same-host get of 64 MiB made {large} Rust allocations of 1 MiB or more"

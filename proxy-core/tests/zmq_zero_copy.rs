@@ -9,54 +9,12 @@
 //! Both peers turn same-host shared memory off, so that this measures the TCP path (the
 //! shared memory path has its own test, `zmq_shared_memory_zero_copy.rs`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "support/large_allocations.rs"]
+mod large_allocations;
 
 use bytes::Bytes;
+use large_allocations::large_allocations_during;
 use proxy_core::{Connector, ZmqConnector, ZmqOptions};
-
-const LARGE: usize = 1 << 20;
-static LARGE_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-struct CountLargeAllocations;
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountLargeAllocations {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= LARGE {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= LARGE {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size >= LARGE {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountLargeAllocations = CountLargeAllocations;
-
-fn large_allocations_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = LARGE_ALLOCATIONS.load(Ordering::SeqCst);
-    let result = f();
-    (result, LARGE_ALLOCATIONS.load(Ordering::SeqCst) - before)
-}
 
 #[test]
 fn sixty_four_mib_moves_between_peers_without_a_copy_into_rust_memory() {
