@@ -429,6 +429,15 @@ impl<C: Connector> Connector for WithServer<C> {
     fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
         self.connector.get_batch(keys)
     }
+    fn new_key(&self) -> Result<Key> {
+        self.connector.new_key()
+    }
+    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
+        self.connector.put_at(key, data)
+    }
+    fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
+        self.connector.overwrite(key, data)
+    }
     fn close(&self) -> Result<()> {
         self.connector.close()
     }

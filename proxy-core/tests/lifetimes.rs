@@ -358,3 +358,37 @@ fn lifetimes_over_zmq_peers() {
     drop(lease);
     wait_until("the zmq lease to expire", || !exists(&alice, &key));
 }
+
+#[test]
+fn a_batch_and_a_future_attached_to_a_scope_are_evicted_with_it() {
+    let store = local("scope-batch-future");
+    let scope = ContextLifetime::new();
+    let proxies = store
+        .proxy_batch_in(vec![vec![1u8; 10], vec![2u8; 20], vec![3u8; 30]], &scope)
+        .expect("proxy_batch_in");
+    let future = store.future_in::<String>(&scope).expect("future_in");
+    future.set(&"set before the end".to_string()).expect("set");
+    assert_eq!(scope.len(), 4);
+    let keys: Vec<Key> = proxies.iter().map(|p| Proxy::key(p).clone()).collect();
+    assert!(keys.iter().all(|k| exists(&store, k)) && exists(&store, future.key()));
+    scope.close().expect("close");
+    assert!(keys.iter().all(|k| !exists(&store, k)));
+    assert!(
+        !exists(&store, future.key()),
+        "the future's value outlived the scope"
+    );
+}
+
+#[test]
+fn a_batch_for_an_ended_lifetime_is_refused_and_leaves_nothing_behind() {
+    let connector = LocalConnector::new();
+    let store = Store::new(unique("batch-closed"), connector.clone());
+    let scope = ContextLifetime::new();
+    scope.close().expect("close");
+    let err = store
+        .proxy_batch_in(vec![1u64, 2, 3], &scope)
+        .expect_err("the scope has ended");
+    assert!(matches!(err, Error::LifetimeClosed { .. }), "{err:?}");
+    assert!(store.future_in::<u8>(&scope).is_err());
+    assert_eq!(proxy_core::Connector::object_count(&connector), Some(0));
+}

@@ -3,6 +3,7 @@
 use super::Lifetime;
 use crate::codec::Codec;
 use crate::error::Result;
+use crate::future::StoreFuture;
 use crate::key::Key;
 use crate::proxy::Proxy;
 use crate::store::Store;
@@ -61,18 +62,89 @@ impl<Dc: 'static> Store<Dc> {
         Ok(proxy)
     }
 
+    /// Stores several objects with one batched put, attaches them all to `lifetime`, and
+    /// returns their proxies (as [`proxy_batch`](Store::proxy_batch)). If the lifetime has
+    /// ended, every object is evicted again and the error returned.
+    ///
+    /// ```
+    /// use proxy_core::{LeaseLifetime, Lifetime, LocalConnector, Proxy, Store};
+    /// use std::time::Duration;
+    ///
+    /// let store = Store::new("proxy-batch-in-doc", LocalConnector::new());
+    /// let lease = LeaseLifetime::new(Duration::from_secs(60));
+    /// let proxies = store.proxy_batch_in(vec![vec![1u8; 4], vec![2u8; 8]], &lease)?;
+    /// assert_eq!(lease.len(), 2);
+    /// lease.close()?; // before the minute is up
+    /// assert!(!store.exists(Proxy::key(&proxies[0]))?);
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn proxy_batch_in<T>(
+        &self,
+        objs: Vec<T>,
+        lifetime: &dyn Lifetime,
+    ) -> Result<Vec<Proxy<T, Dc>>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        self.proxy_batch_in_with::<T, Dc>(objs, lifetime)
+    }
+
+    /// Like [`proxy_batch_in`](Store::proxy_batch_in), with codec `C`.
+    pub fn proxy_batch_in_with<T, C>(
+        &self,
+        objs: Vec<T>,
+        lifetime: &dyn Lifetime,
+    ) -> Result<Vec<Proxy<T, C>>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let proxies = self.proxy_batch_with::<T, C>(objs)?;
+        let keys: Vec<Key> = proxies.iter().map(|p| Proxy::key(p).clone()).collect();
+        self.attach_all(&keys, lifetime)?;
+        Ok(proxies)
+    }
+
+    /// A [future](Store::future) whose key is attached to `lifetime`: its value (set or not)
+    /// is evicted when the lifetime ends, so a future nobody sets or reads leaks no longer
+    /// than the lifetime.
+    pub fn future_in<T>(&self, lifetime: &dyn Lifetime) -> Result<StoreFuture<T, Dc>>
+    where
+        Dc: Codec<T>,
+    {
+        self.future_in_with::<T, Dc>(lifetime)
+    }
+
+    /// Like [`future_in`](Store::future_in), with codec `C`.
+    pub fn future_in_with<T, C: Codec<T>>(
+        &self,
+        lifetime: &dyn Lifetime,
+    ) -> Result<StoreFuture<T, C>> {
+        let future = self.future_with::<T, C>()?;
+        self.attach(future.key(), lifetime)?;
+        Ok(future)
+    }
+
     /// Attaches a just-stored object to `lifetime`, or evicts it if the lifetime has ended
     /// (so that a failed call leaves nothing behind).
     fn attach(&self, key: &Key, lifetime: &dyn Lifetime) -> Result<()> {
-        let attached = lifetime.add_keys(&self.erased(), std::slice::from_ref(key));
+        self.attach_all(std::slice::from_ref(key), lifetime)
+    }
+
+    /// [`attach`](Self::attach) for several objects at once.
+    fn attach_all(&self, keys: &[Key], lifetime: &dyn Lifetime) -> Result<()> {
+        let attached = lifetime.add_keys(&self.erased(), keys);
         if let Err(error) = attached {
-            if let Err(evict) = self.evict(key) {
-                tracing::warn!(
-                    lifetime = %lifetime.name(),
-                    %key,
-                    error = %evict,
-                    "could not evict an object stored for a lifetime that had ended: it leaks"
-                );
+            for key in keys {
+                if let Err(evict) = self.evict(key) {
+                    tracing::warn!(
+                        lifetime = %lifetime.name(),
+                        %key,
+                        error = %evict,
+                        "could not evict an object stored for a lifetime that had ended: it leaks"
+                    );
+                }
             }
             return Err(error);
         }
