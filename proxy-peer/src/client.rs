@@ -79,7 +79,7 @@ pub(crate) fn run(command: Command) -> proxy_core::Result<ExitCode> {
 /// One `name: value` line per counter (values in plain numbers, for scripts).
 fn stats_text(stats: &PeerStats) -> String {
     format!(
-        "objects: {}\nbytes: {}\nrejected requests: {}\nrequests: {}\nremote bytes: {}\nmax bytes: {}\nmax message size: {}\n",
+        "objects: {}\nbytes: {}\nrejected requests: {}\nrequests: {}\nremote bytes: {}\nmax bytes: {}\nmax message size: {}\nshared memory bytes: {}\nshared memory reserved: {}\n",
         stats.objects,
         stats.bytes,
         stats.rejected_requests,
@@ -87,6 +87,8 @@ fn stats_text(stats: &PeerStats) -> String {
         stats.remote_bytes,
         stats.max_bytes,
         stats.max_message_size,
+        stats.shared_memory_bytes,
+        stats.shared_memory_reserved,
     )
 }
 

@@ -59,7 +59,12 @@ struct ServerShared {
 impl ServerShared {
     /// The server's counters now.
     fn stats(&self, objects: &ObjectMap) -> PeerStats {
+        let (shared_memory_bytes, shared_memory_reserved) = objects
+            .shm_stats()
+            .map_or((0, 0), |arena| (arena.held, arena.reserved));
         PeerStats {
+            shared_memory_bytes,
+            shared_memory_reserved,
             objects: objects.len() as u64,
             bytes: objects.bytes(),
             rejected_requests: self.rejected.load(Ordering::Relaxed),

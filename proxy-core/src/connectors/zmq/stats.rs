@@ -4,7 +4,7 @@
 /// Length of a `STATS` reply's payload: [`FIELDS`] little-endian `u64`s.
 pub(crate) const STATS_LEN: usize = FIELDS * 8;
 /// Fields of the payload, in order.
-const FIELDS: usize = 7;
+const FIELDS: usize = 9;
 
 /// A peer server's counters, as [`ZmqConnector::peer_stats`](super::ZmqConnector::peer_stats)
 /// reports them (one `STATS` request, answered from counters the server keeps: no scan of
@@ -45,6 +45,12 @@ pub struct PeerStats {
     /// The largest message the peer accepts, in bytes
     /// ([`ZmqOptions::with_max_message_size`](super::ZmqOptions::with_max_message_size)).
     pub max_message_size: u64,
+    /// Bytes of objects the peer holds in same-host shared memory (0 when it is off).
+    pub shared_memory_bytes: u64,
+    /// Bytes of shared memory segments the peer has created (held objects, their rounding
+    /// to size classes, and free slots kept for reuse; segments are not released while the
+    /// peer lives).
+    pub shared_memory_reserved: u64,
 }
 
 impl PeerStats {
@@ -58,6 +64,8 @@ impl PeerStats {
             self.remote_bytes,
             self.max_bytes,
             self.max_message_size,
+            self.shared_memory_bytes,
+            self.shared_memory_reserved,
         ];
         let mut out = [0u8; STATS_LEN];
         for (chunk, field) in out.chunks_exact_mut(8).zip(fields) {
@@ -81,7 +89,7 @@ impl PeerStats {
             bytes.copy_from_slice(chunk);
             *field = u64::from_le_bytes(bytes);
         }
-        let [objects, bytes, rejected_requests, requests, remote_bytes, max_bytes, max_message_size] =
+        let [objects, bytes, rejected_requests, requests, remote_bytes, max_bytes, max_message_size, shared_memory_bytes, shared_memory_reserved] =
             fields;
         Ok(PeerStats {
             objects,
@@ -91,6 +99,8 @@ impl PeerStats {
             remote_bytes,
             max_bytes,
             max_message_size,
+            shared_memory_bytes,
+            shared_memory_reserved,
         })
     }
 }
@@ -110,9 +120,11 @@ mod tests {
             remote_bytes: 5,
             max_bytes: u64::MAX,
             max_message_size: 7,
+            shared_memory_bytes: 8,
+            shared_memory_reserved: 9,
         };
         let bytes = stats.encode();
-        assert_eq!(bytes.len(), 56);
+        assert_eq!(bytes.len(), 72);
         assert_eq!(&bytes[..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&bytes[8..16], &[3, 2, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&bytes[16..24], &3u64.to_le_bytes());
@@ -120,6 +132,8 @@ mod tests {
         assert_eq!(&bytes[32..40], &5u64.to_le_bytes());
         assert_eq!(&bytes[40..48], &[0xff; 8]);
         assert_eq!(&bytes[48..56], &7u64.to_le_bytes());
+        assert_eq!(&bytes[56..64], &8u64.to_le_bytes());
+        assert_eq!(&bytes[64..72], &9u64.to_le_bytes());
         assert_eq!(PeerStats::decode(&bytes), Ok(stats));
     }
 
@@ -138,7 +152,7 @@ mod tests {
     proptest! {
         /// Any bytes decode without panicking; what decodes re-encodes to the same bytes.
         #[test]
-        fn decoding_arbitrary_bytes_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..80)) {
+        fn decoding_arbitrary_bytes_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..96)) {
             match PeerStats::decode(&payload) {
                 Ok(stats) => prop_assert_eq!(&stats.encode()[..], &payload[..]),
                 Err(message) => prop_assert!(payload.len() != STATS_LEN && !message.is_empty()),

@@ -1084,3 +1084,49 @@ fn hostile_or_unasked_for_descriptors_are_protocol_errors() {
         fake.join().expect("fake peer");
     }
 }
+
+#[test]
+fn stats_report_the_shared_memory_a_peer_holds() {
+    let server = ZmqOptions::default()
+        .with_shared_memory(true)
+        .build()
+        .expect("peer");
+    let at = endpoint(&server);
+    let reader = ZmqConnector::client(ZmqOptions::default().with_shared_memory(true))
+        .expect("reader on this host");
+    let before = reader.peer_stats(&at).expect("stats");
+    assert_eq!(
+        (before.shared_memory_bytes, before.shared_memory_reserved),
+        (0, 0)
+    );
+
+    let size = 1 << 20;
+    let key = server.put(Bytes::from(vec![5u8; size])).expect("put");
+    let read = reader.get(&key).expect("get").expect("present");
+    assert_eq!(read.len(), size);
+    if reader.mapped_reads() == 0 {
+        // Same-host reads need /proc/PID/fd access; without it the peer serves over TCP and
+        // holds nothing in shared memory.
+        assert!(
+            !crate::testing::tests_require_all(),
+            "this process could not map its peer's shared memory"
+        );
+        println!("SKIPPED shared memory stats: this process cannot map its peer's memory");
+        return;
+    }
+    let held = reader.peer_stats(&at).expect("stats");
+    assert_eq!(held.shared_memory_bytes, size as u64, "{held:?}");
+    assert!(
+        held.shared_memory_reserved >= held.shared_memory_bytes,
+        "{held:?}"
+    );
+
+    server.evict(&key).expect("evict");
+    drop(read);
+    let after = reader.peer_stats(&at).expect("stats");
+    assert_eq!(after.shared_memory_bytes, 0, "{after:?}");
+    assert_eq!(
+        after.shared_memory_reserved, held.shared_memory_reserved,
+        "segments are kept for reuse"
+    );
+}

@@ -33,8 +33,8 @@
 //!    - an error reply carries a UTF-8 message saying what was wrong;
 //!    - every other message has no payload frame.
 //!
-//! **`STATS` reply payload**: exactly [`STATS_LEN`](super::stats::STATS_LEN) (56) bytes,
-//! seven little-endian u64 fields (a client refuses any other length); see
+//! **`STATS` reply payload**: exactly [`STATS_LEN`](super::stats::STATS_LEN) (72) bytes,
+//! nine little-endian u64 fields (a client refuses any other length); see
 //! [`PeerStats`](super::PeerStats) for their meaning:
 //!
 //! | bytes  | field             |
@@ -46,6 +46,8 @@
 //! | 32..40 | remote bytes held |
 //! | 40..48 | byte quota        |
 //! | 48..56 | max message size  |
+//! | 56..64 | shared memory bytes held |
+//! | 64..72 | shared memory reserved   |
 //!
 //! A `STATS` request has object id 0 (ignored, echoed), no payload, and, to a peer with a secret, a proof like
 //! any other request (the counters tell about the peer's contents and traffic).
