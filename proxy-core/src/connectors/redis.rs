@@ -166,6 +166,26 @@ mod connector {
             }
         }
 
+        /// `SET key data NX` (only if free) or `XX` (only if present), as `condition` says:
+        /// whether the condition held, so the value was written.
+        fn set_if(&self, key: &Key, data: &Bytes, condition: Condition) -> Result<bool> {
+            let (flag, label) = match condition {
+                Condition::Free => ("NX", "SET NX"),
+                Condition::Present => ("XX", "SET XX"),
+            };
+            let mut command = redis::cmd("SET");
+            command
+                .arg(self.redis_key(key)?)
+                .arg(data.as_ref())
+                .arg(flag);
+            let operation = Operation::One(label, key);
+            match self.pool.run(operation, |c| request(c, &command))? {
+                Value::Okay => Ok(true),
+                Value::Nil => Ok(false),
+                other => Err(self.protocol_error(operation, &other)),
+            }
+        }
+
         fn protocol_error(&self, operation: Operation<'_>, reply: &Value) -> Error {
             Error::Protocol {
                 peer: self.pool.server().to_string(),
@@ -186,6 +206,15 @@ mod connector {
             Value::BulkString(data) => Ok(Some(Bytes::from(data))),
             other => Err(other),
         }
+    }
+
+    /// The condition of a conditional `SET`.
+    #[derive(Clone, Copy)]
+    enum Condition {
+        /// `NX`: only if no value is stored under the key.
+        Free,
+        /// `XX`: only if a value is stored under the key.
+        Present,
     }
 
     impl Connector for RedisConnector {
@@ -234,37 +263,25 @@ mod connector {
 
         /// `SET key data NX`: stores the value only if the key is free (write-once).
         fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
-            let mut command = redis::cmd("SET");
-            command
-                .arg(self.redis_key(key)?)
-                .arg(data.as_ref())
-                .arg("NX");
-            let operation = Operation::One("SET NX", key);
-            match self.pool.run(operation, |c| request(c, &command))? {
-                Value::Okay => Ok(()),
-                Value::Nil => Err(Error::KeyTaken {
+            if self.set_if(key, &data, Condition::Free)? {
+                Ok(())
+            } else {
+                Err(Error::KeyTaken {
                     key: key.clone(),
                     connector: format!("redis connector at {}", self.pool.server()),
-                }),
-                other => Err(self.protocol_error(operation, &other)),
+                })
             }
         }
 
         /// `SET key data XX`: replaces the value only if the key exists.
         fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
-            let mut command = redis::cmd("SET");
-            command
-                .arg(self.redis_key(key)?)
-                .arg(data.as_ref())
-                .arg("XX");
-            let operation = Operation::One("SET XX", key);
-            match self.pool.run(operation, |c| request(c, &command))? {
-                Value::Okay => Ok(()),
-                Value::Nil => Err(Error::NotFound {
+            if self.set_if(key, &data, Condition::Present)? {
+                Ok(())
+            } else {
+                Err(Error::NotFound {
                     store: self.pool.server().to_string(),
                     key: key.clone(),
-                }),
-                other => Err(self.protocol_error(operation, &other)),
+                })
             }
         }
 

@@ -326,6 +326,13 @@ impl ZmqConnector {
                 .insert_many(keys.iter().map(Key::id).zip(data));
             return Ok(keys);
         }
+        self.send_puts(peer, &keys, data)?;
+        Ok(keys)
+    }
+
+    /// Sends a PUT of each object under its key's id to the remote `peer`, in one pipelined
+    /// exchange, after checking every object against this process's maximum message size.
+    fn send_puts(&self, peer: &str, keys: &[Key], data: Vec<Bytes>) -> Result<()> {
         let limit = self.inner.options.get_max_message_size();
         if let Some(large) = data.iter().find(|d| d.len() as u64 > limit) {
             return Err(Error::TooLarge {
@@ -344,8 +351,7 @@ impl ZmqConnector {
                 ..Request::new(Op::Put, key.id())
             })
             .collect();
-        exchange(peer, &self.inner.options, &requests)?;
-        Ok(keys)
+        exchange(peer, &self.inner.options, &requests).map(|_| ())
     }
 
     fn client_only_error(&self) -> Error {
@@ -528,22 +534,8 @@ impl Connector for ZmqConnector {
                 }
             }
             Owner::Peer(peer) => {
-                let limit = self.inner.options.get_max_message_size();
-                if data.len() as u64 > limit {
-                    return Err(Error::TooLarge {
-                        peer: peer.to_string(),
-                        operation: format!("put of {key}"),
-                        size: data.len() as u64,
-                        limit,
-                        whose: "this process's",
-                    });
-                }
-                let request = Request {
-                    payload: Some(data),
-                    ..Request::new(Op::Put, key.id())
-                };
-                match exchange(peer, &self.inner.options, std::slice::from_ref(&request)) {
-                    Ok(_) => Ok(()),
+                match self.send_puts(peer, std::slice::from_ref(key), vec![data]) {
+                    Ok(()) => Ok(()),
                     // The peer's refusal of an id it already holds (see `server::answer`).
                     Err(Error::Peer { message, .. }) if message.contains("is already stored") => {
                         Err(Error::KeyTaken {
