@@ -104,12 +104,14 @@ impl<T, C> Proxy<T, C> {
         key: Key,
         store: Option<Store>,
         value: Option<Arc<T>>,
+        evict_on_read: bool,
+        polling: Option<Polling>,
     ) -> Self {
         let inner = Inner {
             config,
             key,
-            evict_on_read: false,
-            polling: None,
+            evict_on_read,
+            polling,
             store: OnceLock::new(),
             value: OnceLock::new(),
             fetching: Mutex::new(()),
@@ -128,12 +130,18 @@ impl<T, C> Proxy<T, C> {
 
     pub(crate) fn resolved(store: Store, key: Key, value: Arc<T>) -> Self {
         let config = Arc::clone(store.shared_config());
-        Self::build(config, key, Some(store), Some(value))
+        Self::build(config, key, Some(store), Some(value), false, None)
     }
 
     pub(crate) fn from_store(store: Store, key: Key) -> Self {
         let config = Arc::clone(store.shared_config());
-        Self::build(config, key, Some(store), None)
+        Self::build(config, key, Some(store), None, false, None)
+    }
+
+    /// An unresolved proxy whose object is evicted after its first successful resolve.
+    pub(crate) fn evicting_on_read(store: Store, key: Key) -> Self {
+        let config = Arc::clone(store.shared_config());
+        Self::build(config, key, Some(store), None, true, None)
     }
 
     /// The proxy of a future: unresolved, waiting for the value as `polling` says.
@@ -143,28 +151,13 @@ impl<T, C> Proxy<T, C> {
         store: Option<Store>,
         polling: Polling,
     ) -> Self {
-        Self::build(config, key, store, None).polling(Some(polling))
-    }
-
-    fn polling(mut self, polling: Option<Polling>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.polling = polling;
-        }
-        self
+        Self::build(config, key, store, None, false, Some(polling))
     }
 
     /// Whether this is the proxy of a [future](crate::StoreFuture): its first use waits for
     /// the value to be set.
     pub fn is_future(this: &Self) -> bool {
         this.inner.polling.is_some()
-    }
-
-    /// This unresolved proxy, marked to evict its object after its first successful resolve.
-    pub(crate) fn evicting_on_read(mut self) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.evict_on_read = true;
-        }
-        self
     }
 
     /// Whether the object is evicted right after the first successful resolve of this
@@ -344,12 +337,7 @@ where
         match inner.value.into_inner().map(Arc::try_unwrap) {
             Some(Ok(value)) => Ok(value),
             _ => {
-                let proxy = Self::build(config, proxy_key, store, None).polling(polling);
-                let proxy = if evict_on_read {
-                    proxy.evicting_on_read()
-                } else {
-                    proxy
-                };
+                let proxy = Self::build(config, proxy_key, store, None, evict_on_read, polling);
                 Self::fetch_fresh(&proxy)
             }
         }
@@ -451,13 +439,14 @@ impl<T, C> Serialize for Proxy<T, C> {
 impl<'de, T, C> Deserialize<'de> for Proxy<T, C> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let factory = Factory::deserialize(deserializer)?;
-        let proxy =
-            Self::build(Arc::new(factory.store), factory.key, None, None).polling(factory.polling);
-        Ok(if factory.evict_on_read {
-            proxy.evicting_on_read()
-        } else {
-            proxy
-        })
+        Ok(Self::build(
+            Arc::new(factory.store),
+            factory.key,
+            None,
+            None,
+            factory.evict_on_read,
+            factory.polling,
+        ))
     }
 }
 

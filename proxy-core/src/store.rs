@@ -604,7 +604,7 @@ impl<Dc: 'static> Store<Dc> {
         C: Codec<T>,
     {
         let key = self.put_owned::<T, C>(obj)?;
-        Ok(Proxy::<T, C>::from_store(self.erased(), key).evicting_on_read())
+        Ok(Proxy::<T, C>::evicting_on_read(self.erased(), key))
     }
 
     /// Stores several objects with one [`Connector::put_batch`] and returns their proxies
