@@ -35,8 +35,6 @@ pub(crate) struct ObjectMap {
     objects: RwLock<HashMap<u128, Stored>>,
     /// Where large objects go, if shared memory is on.
     arena: Option<Arena>,
-    /// Ids of objects stored by remote puts (their bytes count against the quota).
-    remote: RwLock<HashMap<u128, u64>>,
     remote_bytes: AtomicU64,
     /// Bytes of every object stored (written only under the map's write lock).
     bytes: AtomicU64,
@@ -48,6 +46,8 @@ struct Stored {
     bytes: Bytes,
     /// Where it is in shared memory, if it is there.
     shared: Option<Descriptor>,
+    /// Whether another process stored it (a remote put: its bytes count against the quota).
+    remote: bool,
 }
 
 impl Stored {
@@ -82,10 +82,12 @@ impl ObjectMap {
             Some((bytes, descriptor)) => Stored {
                 bytes,
                 shared: Some(descriptor),
+                remote: false,
             },
             None => Stored {
                 bytes: data,
                 shared: None,
+                remote: false,
             },
         }
     }
@@ -167,6 +169,7 @@ impl ObjectMap {
             if let Some(replaced) = objects.insert(id, data) {
                 self.bytes
                     .fetch_sub(replaced.len() as u64, Ordering::AcqRel);
+                self.forget_remote(&replaced);
             }
         }
     }
@@ -196,6 +199,7 @@ impl ObjectMap {
         let stored = Stored {
             bytes: data,
             shared: None,
+            remote: true,
         };
         let size = stored.len() as u64;
         let mut objects = self.write();
@@ -208,7 +212,6 @@ impl ObjectMap {
         }
         self.remote_bytes.fetch_add(size, Ordering::AcqRel);
         self.bytes.fetch_add(size, Ordering::AcqRel);
-        lock_remote(&self.remote).insert(id, size);
         objects.insert(id, stored);
         Ok(())
     }
@@ -228,9 +231,7 @@ impl ObjectMap {
         let mut objects = self.write();
         if let Some(removed) = objects.remove(&id) {
             self.bytes.fetch_sub(removed.len() as u64, Ordering::AcqRel);
-            if let Some(size) = lock_remote(&self.remote).remove(&id) {
-                self.remote_bytes.fetch_sub(size, Ordering::AcqRel);
-            }
+            self.forget_remote(&removed);
         }
     }
 
@@ -239,21 +240,22 @@ impl ObjectMap {
         self.read().len()
     }
 
+    /// Takes a removed object's bytes off the remote-put count, if another process stored
+    /// it (called under the map's write lock).
+    fn forget_remote(&self, removed: &Stored) {
+        if removed.remote {
+            self.remote_bytes
+                .fetch_sub(removed.len() as u64, Ordering::AcqRel);
+        }
+    }
+
     /// Removes every object.
     pub(crate) fn clear(&self) {
         let mut objects = self.write();
         objects.clear();
-        lock_remote(&self.remote).clear();
         self.remote_bytes.store(0, Ordering::Release);
         self.bytes.store(0, Ordering::Release);
     }
-}
-
-/// Written only while the object map's write lock is held, so never contended.
-fn lock_remote(remote: &RwLock<HashMap<u128, u64>>) -> RwLockWriteGuard<'_, HashMap<u128, u64>> {
-    remote
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
