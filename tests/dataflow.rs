@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use dataflow_plugin::{AutoProxy, Proxied, ProxyRecords, ReleaseProxies, Resolve, ResolveError};
-use proxy_core::{register_store, Connector, ErrorKind, Key, LocalConnector, Proxy, Store};
+use proxy_core::{
+    register_store, Connector, ErrorKind, Key, LocalConnector, Proxy, Store, ZmqOptions,
+};
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concat, Exchange, Input, Inspect, Probe};
 use timely::Config;
@@ -426,6 +428,53 @@ fn try_resolve_sends_failures_to_the_error_stream_and_still_evicts() {
         connector.object_count(),
         Some(0),
         "objects left in the store"
+    );
+}
+
+#[test]
+fn records_of_a_dead_peer_cost_one_timeout_not_one_each() {
+    // A "host" that accepts TCP connections and never says a word: its kernel completes the
+    // handshake, the process behind it is gone (or stopped).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = format!("tcp://{}", dead.local_addr().expect("address"));
+    let timeout = std::time::Duration::from_secs(1);
+    let connector = ZmqOptions::default()
+        .with_timeout(timeout)
+        .with_client_only()
+        .build()
+        .expect("connector");
+    let store = Store::new("df-dead-peer", connector);
+    const RECORDS: usize = 256;
+    let proxies: Vec<Proxy<Vec<u8>>> = (0..RECORDS)
+        .map(|i| store.proxy_from_key(Key::new("zmq", 1 + i as u128).with_peer(peer.clone())))
+        .collect();
+    let started = std::time::Instant::now();
+    let (values, errors) = timely::example(move |scope| {
+        use timely::dataflow::operators::{Capture, ToStream};
+        let (values, errors) = proxies.to_stream(scope).try_resolve();
+        (values.capture(), errors.capture())
+    });
+    let elapsed = started.elapsed();
+    use timely::dataflow::operators::capture::Extract;
+    let values: Vec<Vec<u8>> = values.extract().into_iter().flat_map(|(_, v)| v).collect();
+    let errors: Vec<ResolveError> = errors
+        .try_iter()
+        .flat_map(|event| match event {
+            timely::dataflow::operators::capture::Event::Messages(_, data) => data,
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(values.is_empty());
+    assert_eq!(errors.len(), RECORDS, "every record on the error stream");
+    for failure in &errors {
+        assert_eq!(failure.kind, ErrorKind::Timeout, "{failure}");
+        assert!(failure.message.contains(&peer), "names the peer: {failure}");
+    }
+    // One timeout per record would be 256 s (and was, with the prefetch's error dropped and
+    // each record fetched again); a few timeouts allow for a loaded machine.
+    assert!(
+        elapsed < 30 * timeout,
+        "{RECORDS} records of a dead peer took {elapsed:?} with a {timeout:?} timeout"
     );
 }
 

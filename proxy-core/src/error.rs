@@ -207,6 +207,19 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A background fetch of a batch of objects ([`Proxy::prefetch`](crate::Proxy::prefetch),
+    /// the dataflow's `resolve`) failed; every object of the batch that could not be fetched
+    /// on its own either reports it once, instead of fetching again (which would cost a dead
+    /// peer's timeout once more per object).
+    #[error("{key} was not fetched: its background fetch failed: {source}")]
+    Prefetch {
+        /// The object that was not fetched.
+        key: Key,
+        /// Why its fetch failed (shared by the objects that failed with it).
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+
     /// An operation of a store failed; the source says why.
     #[error("store `{store}`, key {key}: {source}")]
     Store {
@@ -363,10 +376,11 @@ impl Error {
     }
 
     /// The innermost error, looking through [`Error::Store`] context wrappers (and through
-    /// [`Error::LifetimeEvict`] to its first failure).
+    /// [`Error::LifetimeEvict`] to its first failure, [`Error::Prefetch`] to its cause).
     pub fn root(&self) -> &Error {
         match self {
             Error::Store { source, .. } | Error::LifetimeEvict { source, .. } => source.root(),
+            Error::Prefetch { source, .. } => source.root(),
             other => other,
         }
     }

@@ -67,12 +67,14 @@ struct Inner<T> {
     polling: Option<Polling>,
     store: OnceLock<Store>,
     value: OnceLock<Arc<T>>,
-    /// Held while fetching, so that clones resolving at once fetch only once.
-    fetching: Mutex<()>,
+    /// Held while fetching, so that clones resolving at once fetch only once. Holds why a
+    /// background fetch of this object failed, which the next use reports (once) instead
+    /// of fetching again.
+    fetching: Mutex<Option<Arc<Error>>>,
 }
 
 impl<T> Inner<T> {
-    fn lock_fetch(&self) -> MutexGuard<'_, ()> {
+    fn lock_fetch(&self) -> MutexGuard<'_, Option<Arc<Error>>> {
         self.fetching
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -114,7 +116,7 @@ impl<T, C> Proxy<T, C> {
             polling,
             store: OnceLock::new(),
             value: OnceLock::new(),
-            fetching: Mutex::new(()),
+            fetching: Mutex::new(None),
         };
         if let Some(store) = store {
             let _ = inner.store.set(store);
@@ -201,9 +203,15 @@ where
         if let Some(value) = self.inner.value.get() {
             return Ok(value);
         }
-        let _fetching = self.inner.lock_fetch();
+        let mut fetching = self.inner.lock_fetch();
         if let Some(value) = self.inner.value.get() {
             return Ok(value);
+        }
+        if let Some(failure) = fetching.take() {
+            return Err(Error::Prefetch {
+                key: self.inner.key.clone(),
+                source: failure,
+            });
         }
         let store = Self::store(self)?;
         let key = &self.inner.key;
@@ -283,7 +291,7 @@ where
     fn fetch_chunk(chunk: &[Self]) {
         // Hold each proxy's fetch lock for the whole batch, so a use that arrives meanwhile
         // waits for this fetch instead of starting its own.
-        let mut locked: Vec<(&Self, MutexGuard<'_, ()>)> = chunk
+        let mut locked: Vec<(&Self, MutexGuard<'_, Option<Arc<Error>>>)> = chunk
             .iter()
             .filter_map(|p| match p.inner.fetching.try_lock() {
                 Ok(guard) => Some((p, guard)),
@@ -301,18 +309,57 @@ where
                 .into_iter()
                 .partition(|(p, _)| p.inner.config.name == store.name());
             locked = rest;
+            let mut same = same;
             let keys: Vec<Key> = same.iter().map(|(p, _)| p.inner.key.clone()).collect();
-            if let Ok(values) = store.get_batch_with::<T, C>(&keys) {
-                for ((proxy, _guard), value) in same.iter().zip(values) {
-                    // An evict-on-read object that cannot be evicted stays unresolved: the
-                    // use reports the error.
-                    if let Some(value) = value {
-                        if proxy.evict_if_read_once(&store).is_ok() {
-                            let _ = proxy.inner.value.set(value);
+            match store.get_batch_with::<T, C>(&keys) {
+                Ok(values) => {
+                    for ((proxy, _guard), value) in same.iter().zip(values) {
+                        // An evict-on-read object that cannot be evicted stays unresolved:
+                        // the use reports the error.
+                        if let Some(value) = value {
+                            if proxy.evict_if_read_once(&store).is_ok() {
+                                let _ = proxy.inner.value.set(value);
+                            }
                         }
                     }
                 }
+                Err(_) if same.len() > 1 => {
+                    // One object (its owner silent, its bytes bad) fails the whole batch:
+                    // fetch each on its own, so that the others still arrive. Objects of a
+                    // peer that just timed out fail at once (the ZeroMQ connector's
+                    // cool-down), so a dead peer costs one timeout, not one per object.
+                    for (proxy, failure) in same.iter_mut() {
+                        let fetched = store.get_with::<T, C>(&proxy.inner.key);
+                        proxy.keep_prefetched(&store, fetched, failure);
+                    }
+                }
+                Err(error) => {
+                    if let Some((proxy, failure)) = same.first_mut() {
+                        proxy.keep_prefetched(&store, Err(error), failure);
+                    }
+                }
             }
+        }
+    }
+
+    /// Keeps what a background fetch of this proxy's object gave: the value, or the error
+    /// for the next use to report. An object not stored (yet: a future's use polls for it)
+    /// is left for the use to look up again.
+    fn keep_prefetched(
+        &self,
+        store: &Store,
+        fetched: Result<Option<Arc<T>>>,
+        failure: &mut Option<Arc<Error>>,
+    ) {
+        match fetched {
+            Ok(None) => {}
+            Ok(Some(value)) => {
+                if self.evict_if_read_once(store).is_ok() {
+                    let _ = self.inner.value.set(value);
+                }
+            }
+            Err(error) if error.is_not_found() || self.inner.polling.is_some() => {}
+            Err(error) => *failure = Some(Arc::new(error)),
         }
     }
 
@@ -516,7 +563,8 @@ pub struct Prefetch {
 
 impl Prefetch {
     /// Whether every batch of the prefetch has finished. A proxy that is still unresolved
-    /// after that failed to fetch: resolving it again reports why.
+    /// after that failed to fetch: resolving it reports why ([`Error::Prefetch`], once,
+    /// without fetching again), or looks again for an object that was not stored.
     pub fn is_done(&self) -> bool {
         self.remaining.load(Ordering::Acquire) == 0
     }

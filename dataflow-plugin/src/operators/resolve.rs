@@ -217,7 +217,9 @@ where
             });
             for batch in pending.iter_mut() {
                 // After the prefetch finished, what is still unresolved failed: taking it
-                // fetches once more and reports the error.
+                // reports the error the background fetch kept (without fetching again: a
+                // dead peer costs one timeout, not one per record), or looks once more for
+                // an object that was not stored.
                 let finished = batch.prefetch.is_done();
                 let (mut ready, mut failed) = (Vec::new(), Vec::new());
                 let mut waiting = VecDeque::new();

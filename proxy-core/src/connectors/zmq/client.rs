@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::auth::Secret;
 use super::context;
+use super::cooldown;
 use super::frame::{message_into_bytes, send_bytes};
 use super::liveness::Liveness;
 use super::options::ZmqOptions;
@@ -110,6 +111,7 @@ pub(crate) fn exchange(
         return Ok(Vec::new());
     }
     check_endpoint(peer)?;
+    cooldown::check(peer, || describe(requests, 0))?;
     let outcome = SOCKETS.try_with(|sockets| {
         let mut sockets = sockets.borrow_mut();
         let reusable = sockets.get(peer).is_some_and(|s| {
@@ -138,12 +140,14 @@ pub(crate) fn exchange(
         }
         result
     });
-    outcome.unwrap_or_else(|_| {
+    let result = outcome.unwrap_or_else(|_| {
         Err(peer_error(
             peer,
             "this thread is exiting and has no client sockets left".to_string(),
         ))
-    })
+    });
+    cooldown::observe(peer, options.peer_cooldown(), &result);
+    result
 }
 
 /// Refuses puts larger than the peer accepts, asking the peer its limit on first use (one

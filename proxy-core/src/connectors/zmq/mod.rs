@@ -15,6 +15,7 @@
 mod auth;
 mod client;
 mod context;
+mod cooldown;
 mod frame;
 mod liveness;
 mod objects;

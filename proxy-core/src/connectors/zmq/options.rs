@@ -26,6 +26,8 @@ pub(crate) const ENV_ADVERTISE: &str = "PROXYSTORE_ZMQ_ADVERTISE";
 pub(crate) const ENV_PORT: &str = "PROXYSTORE_ZMQ_PORT";
 /// The request timeout, such as `5s` or `250ms` (`PROXYSTORE_ZMQ_TIMEOUT`).
 pub(crate) const ENV_TIMEOUT: &str = "PROXYSTORE_ZMQ_TIMEOUT";
+/// How long requests to a peer that timed out fail at once (`PROXYSTORE_ZMQ_COOLDOWN`).
+pub(crate) const ENV_COOLDOWN: &str = "PROXYSTORE_ZMQ_COOLDOWN";
 /// The largest message accepted, in bytes (`PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE`).
 pub(crate) const ENV_MAX_MESSAGE_SIZE: &str = "PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE";
 /// The most bytes held for remote puts (`PROXYSTORE_ZMQ_MAX_BYTES`).
@@ -93,6 +95,9 @@ pub struct ZmqOptions {
     /// First and last port to try; `(0, 0)`: the OS chooses.
     ports: (u16, u16),
     timeout: Duration,
+    /// How long requests to a peer that timed out fail at once; `None`: the timeout.
+    #[serde(default)]
+    cooldown: Option<Duration>,
     max_message_size: u64,
     /// Where this connector's puts go.
     placement: Placement,
@@ -154,6 +159,7 @@ impl Default for ZmqOptions {
             address: None,
             ports: (0, 0),
             timeout: DEFAULT_TIMEOUT,
+            cooldown: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             placement: Placement::Here,
             max_bytes: DEFAULT_MAX_BYTES,
@@ -175,6 +181,7 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_ADVERTISE` | [`with_address`](Self::with_address) | `node-3` |
     /// | `PROXYSTORE_ZMQ_PORT` | [`with_port`](Self::with_port) or [`with_port_range`](Self::with_port_range) | `7000`, `7000-7099` |
     /// | `PROXYSTORE_ZMQ_TIMEOUT` | [`with_timeout`](Self::with_timeout) | `5s`, `250ms`, `1m 30s` |
+    /// | `PROXYSTORE_ZMQ_COOLDOWN` | [`with_peer_cooldown`](Self::with_peer_cooldown) | `10s`, `0s` |
     /// | `PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE` | [`with_max_message_size`](Self::with_max_message_size) | `268435456` |
     /// | `PROXYSTORE_ZMQ_MAX_BYTES` | [`with_max_bytes`](Self::with_max_bytes) | `8589934592` |
     /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
@@ -227,6 +234,14 @@ impl ZmqOptions {
                 )
             })?;
             self = checked(self, ENV_TIMEOUT)?;
+        }
+        if let Some(cooldown) = var(ENV_COOLDOWN) {
+            self.cooldown = Some(humantime::parse_duration(cooldown.trim()).map_err(|e| {
+                env_error(
+                    ENV_COOLDOWN,
+                    format!("{cooldown:?} is not a duration such as 10s or 0s: {e}"),
+                )
+            })?);
         }
         if let Some(size) = var(ENV_MAX_MESSAGE_SIZE) {
             self.max_message_size = size.trim().parse().map_err(|_| {
@@ -305,6 +320,18 @@ impl ZmqOptions {
         self
     }
 
+    /// How long requests to a peer fail at once after one of them timed out, so that a dead
+    /// or silent peer costs its callers one timeout rather than one per request (a batch of
+    /// records owned by a host that went away fails in about one timeout). During the
+    /// cool-down, requests to that peer fail with [`Error::Timeout`] saying they were not
+    /// sent; the first request after it is sent as usual, and any answer ends the cool-down.
+    /// Every connector of the process shares what it learnt about a peer. Default: the
+    /// timeout; zero turns it off.
+    pub fn with_peer_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = Some(cooldown);
+        self
+    }
+
     /// The largest frame accepted from the network, in bytes, both by the peer server (a
     /// larger request drops the connection that sent it) and by this connector's client
     /// sockets (a larger reply does the same, and the request then times out). Default 1 GiB.
@@ -332,6 +359,12 @@ impl ZmqOptions {
     /// How long a request waits for a silent peer.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// How long requests to a peer fail at once after one of them timed out (see
+    /// [`with_peer_cooldown`](Self::with_peer_cooldown)).
+    pub fn peer_cooldown(&self) -> Duration {
+        self.cooldown.unwrap_or(self.timeout)
     }
 
     /// The largest frame accepted from the network, in bytes.
@@ -384,6 +417,7 @@ impl ZmqOptions {
     ) -> Result<ZmqOptions> {
         ZmqOptions {
             timeout: travelled.timeout,
+            cooldown: travelled.cooldown,
             max_message_size: travelled.max_message_size,
             ..ZmqOptions::default()
         }
@@ -896,6 +930,17 @@ mod tests {
         let options = options.with_port(7200).with_timeout(Duration::from_secs(9));
         assert_eq!(options.ports(), (7200, 7200));
         assert_eq!(options.timeout(), Duration::from_secs(9));
+
+        // The cool-down follows the timeout unless set.
+        assert_eq!(options.peer_cooldown(), Duration::from_secs(9));
+        let set = from_vars(&[(ENV_COOLDOWN, "2s")]).expect("valid");
+        assert_eq!(set.peer_cooldown(), Duration::from_secs(2));
+        let off = from_vars(&[(ENV_COOLDOWN, "0s")]).expect("valid");
+        assert_eq!(off.peer_cooldown(), Duration::ZERO);
+        assert!(matches!(
+            from_vars(&[(ENV_COOLDOWN, "soon")]),
+            Err(Error::Config { .. })
+        ));
 
         let options = from_vars(&[(ENV_PORT, "7300"), (ENV_TIMEOUT, "1m 30s")]).expect("valid");
         assert_eq!(options.ports(), (7300, 7300));
