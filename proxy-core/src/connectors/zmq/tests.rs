@@ -355,7 +355,12 @@ fn a_silent_peer_times_out_and_a_late_reply_is_never_taken_for_the_next() {
     });
     let first = first.with_peer(endpoint.as_str());
     let second = second.with_peer(endpoint.as_str());
-    let client = peer_with_timeout(SHORT);
+    // No cool-down: the second request must reach the peer that just timed out.
+    let client = ZmqOptions::default()
+        .with_timeout(SHORT)
+        .with_peer_cooldown(Duration::ZERO)
+        .build()
+        .expect("start a zmq peer");
 
     let started = Instant::now();
     assert_times_out(client.get(&first), &endpoint, started, SHORT);
