@@ -460,7 +460,13 @@ fn an_unfinished_message_cannot_grow_the_peer() {
 fn timeouts_measure_silence_not_the_transfer() {
     const TIMEOUT: Duration = Duration::from_millis(100);
     let mut peer = Peer::start(&[]);
-    let client = ZmqConnector::client(ZmqOptions::default().with_timeout(TIMEOUT)).expect("client");
+    // No cool-down: both requests below must reach the stopped peer and time out.
+    let client = ZmqConnector::client(
+        ZmqOptions::default()
+            .with_timeout(TIMEOUT)
+            .with_peer_cooldown(Duration::ZERO),
+    )
+    .expect("client");
     let big = Bytes::from(vec![7u8; 256 << 20]);
     let key = client
         .put_to(&peer.endpoint, big.clone())

@@ -111,7 +111,7 @@ pub(crate) fn exchange(
         return Ok(Vec::new());
     }
     check_endpoint(peer)?;
-    cooldown::check(peer, || describe(requests, 0))?;
+    cooldown::check(peer, options.peer_cooldown(), || describe(requests, 0))?;
     let outcome = SOCKETS.try_with(|sockets| {
         let mut sockets = sockets.borrow_mut();
         let reusable = sockets.get(peer).is_some_and(|s| {

@@ -39,8 +39,16 @@ fn silent_peers() -> MutexGuard<'static, HashMap<String, Silence>> {
 }
 
 /// Fails at once, with a timeout error naming `peer` and `operation`, when `peer` timed out
-/// less than its cool-down ago.
-pub(crate) fn check(peer: &str, operation: impl FnOnce() -> String) -> Result<()> {
+/// less than its cool-down ago; never when the caller's own `cooldown` is zero (it opted
+/// out).
+pub(crate) fn check(
+    peer: &str,
+    cooldown: Duration,
+    operation: impl FnOnce() -> String,
+) -> Result<()> {
+    if cooldown.is_zero() {
+        return Ok(());
+    }
     let now = Instant::now();
     let silence = {
         let mut peers = silent_peers();
@@ -118,6 +126,8 @@ fn round_ms(duration: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     fn timeout(peer: &str) -> Result<()> {
         Err(Error::Timeout {
             peer: peer.to_string(),
@@ -129,9 +139,9 @@ mod tests {
     #[test]
     fn a_timed_out_peer_is_skipped_until_its_cool_down_ends() {
         let peer = "tcp://192.0.2.1:7001";
-        assert!(check(peer, || "get".into()).is_ok());
+        assert!(check(peer, HOUR, || "get".into()).is_ok());
         observe(peer, Duration::from_secs(3600), &timeout(peer));
-        let err = check(peer, || "get of object 2".into()).expect_err("in its cool-down");
+        let err = check(peer, HOUR, || "get of object 2".into()).expect_err("in its cool-down");
         assert!(err.is_timeout(), "{err}");
         let message = err.to_string();
         assert!(message.contains(peer), "{message}");
@@ -139,10 +149,10 @@ mod tests {
         assert!(message.contains("not sent"), "{message}");
         assert!(message.contains("within 300ms"), "{message}");
         // Another peer is not affected.
-        assert!(check("tcp://192.0.2.1:7002", || "get".into()).is_ok());
+        assert!(check("tcp://192.0.2.1:7002", HOUR, || "get".into()).is_ok());
         // Any answer ends the cool-down.
         observe(peer, Duration::from_secs(3600), &Ok(()));
-        assert!(check(peer, || "get".into()).is_ok());
+        assert!(check(peer, HOUR, || "get".into()).is_ok());
     }
 
     #[test]
@@ -150,13 +160,18 @@ mod tests {
         let peer = "tcp://192.0.2.1:7003";
         observe(peer, Duration::from_millis(1), &timeout(peer));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while check(peer, || "get".into()).is_err() {
+        while check(peer, HOUR, || "get".into()).is_err() {
             assert!(Instant::now() < deadline, "the cool-down never ended");
             std::thread::sleep(Duration::from_millis(1));
         }
         let peer = "tcp://192.0.2.1:7004";
         observe(peer, Duration::ZERO, &timeout(peer));
-        assert!(check(peer, || "get".into()).is_ok());
+        assert!(check(peer, HOUR, || "get".into()).is_ok());
+        // A caller that opted out sends even to a peer others saw time out.
+        let peer = "tcp://192.0.2.1:7006";
+        observe(peer, HOUR, &timeout(peer));
+        assert!(check(peer, HOUR, || "get".into()).is_err());
+        assert!(check(peer, Duration::ZERO, || "get".into()).is_ok());
     }
 
     #[test]
@@ -167,7 +182,7 @@ mod tests {
             message: "request rejected".to_string(),
         });
         observe(peer, Duration::from_secs(3600), &refused);
-        assert!(check(peer, || "get".into()).is_ok());
+        assert!(check(peer, HOUR, || "get".into()).is_ok());
     }
 
     #[test]

@@ -326,7 +326,8 @@ impl ZmqOptions {
     /// cool-down, requests to that peer fail with [`Error::Timeout`] saying they were not
     /// sent; the first request after it is sent as usual, and any answer ends the cool-down.
     /// Every connector of the process shares what it learnt about a peer. Default: the
-    /// timeout; zero turns it off.
+    /// timeout; zero turns it off for this connector (its requests are always sent, and its
+    /// timeouts start no cool-down).
     pub fn with_peer_cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = Some(cooldown);
         self
@@ -452,7 +453,9 @@ impl ZmqOptions {
 
     /// The most bytes this peer holds for objects other processes store on it (remote
     /// puts); a put beyond it is refused with [`Error::QuotaExceeded`] and nothing is
-    /// stored. Objects this process puts itself do not count. Default 4 GiB
+    /// stored. Each object is charged its bytes plus 320 bytes of overhead (its entry and
+    /// bookkeeping: empty objects are not free). Objects this process puts itself do not
+    /// count. Default 4 GiB
     /// (`PROXYSTORE_ZMQ_MAX_BYTES` through [`from_env`](Self::from_env)).
     pub fn with_max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
