@@ -24,6 +24,12 @@ use bytes::Bytes;
 
 use super::shm::{Arena, ArenaStats, Descriptor};
 
+/// What each object another process stores here costs against the quota besides its bytes:
+/// its entry in the map, the received message's bookkeeping and the allocator's rounding
+/// (about 290 bytes were measured per empty object). Without it, empty objects would be free
+/// and a client could grow a peer without bound under any byte quota.
+pub(crate) const REMOTE_OBJECT_OVERHEAD: u64 = 320;
+
 /// Largest object copied into shared memory on the first same-host read rather than at put
 /// (a copy of this size takes a few milliseconds of the server thread).
 pub(crate) const LAZY_MAX: usize = 16 << 20;
@@ -36,6 +42,9 @@ pub(crate) struct ObjectMap {
     /// Where large objects go, if shared memory is on.
     arena: Option<Arena>,
     remote_bytes: AtomicU64,
+    /// How many objects other processes stored here (each charged
+    /// [`REMOTE_OBJECT_OVERHEAD`] against the quota).
+    remote_objects: AtomicU64,
     /// Bytes of every object stored (written only under the map's write lock).
     bytes: AtomicU64,
 }
@@ -61,7 +70,8 @@ impl Stored {
 pub(crate) enum Refused {
     /// The id is taken.
     Taken,
-    /// The quota would be exceeded; the bytes already held.
+    /// The quota would be exceeded; the bytes already charged (objects' bytes plus their
+    /// overhead).
     OverQuota(u64),
 }
 
@@ -191,8 +201,8 @@ impl ObjectMap {
         }
     }
 
-    /// Stores `data` from a remote put under `id` if the id is free and the bytes held for
-    /// remote puts stay within `quota`.
+    /// Stores `data` from a remote put under `id` if the id is free and what remote puts
+    /// are charged (their bytes plus [`REMOTE_OBJECT_OVERHEAD`] each) stays within `quota`.
     pub(crate) fn insert_remote(&self, id: u128, data: Bytes, quota: u64) -> Result<(), Refused> {
         // Kept on the heap, in the buffer libzmq received it into: copying it into shared
         // memory here would stall the server thread (see `share` for the lazy copy).
@@ -206,11 +216,16 @@ impl ObjectMap {
         if objects.contains_key(&id) {
             return Err(Refused::Taken);
         }
-        let held = self.remote_bytes.load(Ordering::Acquire);
-        if held.saturating_add(size) > quota {
-            return Err(Refused::OverQuota(held));
+        let charged = self.remote_charged();
+        if charged
+            .saturating_add(size)
+            .saturating_add(REMOTE_OBJECT_OVERHEAD)
+            > quota
+        {
+            return Err(Refused::OverQuota(charged));
         }
         self.remote_bytes.fetch_add(size, Ordering::AcqRel);
+        self.remote_objects.fetch_add(1, Ordering::AcqRel);
         self.bytes.fetch_add(size, Ordering::AcqRel);
         objects.insert(id, stored);
         Ok(())
@@ -219,6 +234,15 @@ impl ObjectMap {
     /// Bytes held for remote puts.
     pub(crate) fn remote_bytes(&self) -> u64 {
         self.remote_bytes.load(Ordering::Acquire)
+    }
+
+    /// What remote puts are charged against the quota: their bytes plus
+    /// [`REMOTE_OBJECT_OVERHEAD`] per object.
+    pub(crate) fn remote_charged(&self) -> u64 {
+        self.remote_objects
+            .load(Ordering::Acquire)
+            .saturating_mul(REMOTE_OBJECT_OVERHEAD)
+            .saturating_add(self.remote_bytes.load(Ordering::Acquire))
     }
 
     /// Bytes of every object stored.
@@ -246,6 +270,7 @@ impl ObjectMap {
         if removed.remote {
             self.remote_bytes
                 .fetch_sub(removed.len() as u64, Ordering::AcqRel);
+            self.remote_objects.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -254,6 +279,7 @@ impl ObjectMap {
         let mut objects = self.write();
         objects.clear();
         self.remote_bytes.store(0, Ordering::Release);
+        self.remote_objects.store(0, Ordering::Release);
         self.bytes.store(0, Ordering::Release);
     }
 }
@@ -261,6 +287,25 @@ impl ObjectMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_objects_are_not_free() {
+        // 300,000 empty remote puts under a 1 MiB quota were all accepted when only payload
+        // bytes counted (about 290 bytes of memory each): now each costs its overhead.
+        let map = ObjectMap::default();
+        let quota = 1 << 20;
+        let accepted = (0..300_000u128)
+            .take_while(|&id| map.insert_remote(id, Bytes::new(), quota).is_ok())
+            .count() as u64;
+        assert_eq!(accepted, quota / REMOTE_OBJECT_OVERHEAD);
+        assert_eq!(map.remote_bytes(), 0);
+        assert!(map.remote_charged() <= quota);
+        map.remove(0);
+        assert!(
+            map.insert_remote(1 << 100, Bytes::new(), quota).is_ok(),
+            "an evict frees room"
+        );
+    }
 
     #[test]
     fn bytes_follow_every_insert_and_removal() {
@@ -274,16 +319,23 @@ mod tests {
         );
         assert!(map.insert_new(3, Bytes::from(vec![0u8; 5])));
         assert!(!map.insert_new(3, Bytes::from(vec![0u8; 500])), "taken");
-        assert_eq!(map.insert_remote(4, Bytes::from(vec![0u8; 7]), 100), Ok(()));
+        let quota = 1000;
         assert_eq!(
-            map.insert_remote(5, Bytes::from(vec![0u8; 200]), 100),
-            Err(Refused::OverQuota(7))
+            map.insert_remote(4, Bytes::from(vec![0u8; 7]), quota),
+            Ok(())
+        );
+        let charged = 7 + REMOTE_OBJECT_OVERHEAD;
+        assert_eq!(map.remote_charged(), charged);
+        assert_eq!(
+            map.insert_remote(5, Bytes::from(vec![0u8; 700]), quota),
+            Err(Refused::OverQuota(charged))
         );
         assert_eq!((map.len(), map.bytes(), map.remote_bytes()), (4, 42, 7));
         map.remove(2);
         map.remove(4);
         map.remove(99);
         assert_eq!((map.len(), map.bytes(), map.remote_bytes()), (2, 15, 0));
+        assert_eq!(map.remote_charged(), 0);
         map.clear();
         assert_eq!((map.len(), map.bytes()), (0, 0));
     }

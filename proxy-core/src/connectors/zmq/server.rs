@@ -533,8 +533,9 @@ fn answer(
                     Status::OverQuota,
                     limits.max_bytes,
                     format!(
-                        "storing {size} bytes would exceed this peer's limit of {} bytes for remote puts ({held} bytes held)",
-                        limits.max_bytes
+                        "storing {size} bytes would exceed this peer's limit of {} bytes for remote puts ({held} bytes charged: each object's bytes plus {} bytes of overhead)",
+                        limits.max_bytes,
+                        super::objects::REMOTE_OBJECT_OVERHEAD
                     ),
                 ),
             }
