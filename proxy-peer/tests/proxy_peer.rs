@@ -230,3 +230,24 @@ fn the_stats_command_prints_objects_bytes_and_rejections() {
     signal(&child, libc::SIGTERM);
     assert!(exits_cleanly(&mut child, Duration::from_secs(5)));
 }
+
+#[test]
+fn a_log_written_to_a_file_or_pipe_has_no_colour_codes() {
+    // A client command against a peer that never answers logs an error (the level and the
+    // message) and fails; its standard error is a pipe here.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = format!("tcp://{}", dead.local_addr().expect("address"));
+    let output = Command::new(PEER)
+        .args(["stats", "--peer", &peer, "--timeout=300ms"])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run proxy-peer");
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("ERROR"), "an error was logged: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a piped log: {log:?}"
+    );
+}
