@@ -21,4 +21,4 @@ mod sys;
 
 pub(crate) use arena::{Arena, ArenaStats};
 pub(crate) use descriptor::Descriptor;
-pub(crate) use mapping::{is_unusable, mark_unusable, read, Miss};
+pub(crate) use mapping::{is_unusable, mark_unusable, read, Miss, Wanted};
