@@ -348,6 +348,74 @@ impl Drop for PinnedObject {
     }
 }
 
+/// A process of this user (or of `nobody`, run as root) that holds open, as descriptor
+/// [`HOLDER_FD`], a well-formed segment of one slot whose object `object_id` is `data`,
+/// published (generation 2) and naming the holder's own pid (tests: a segment that is not
+/// the answering peer's, or not this user's).
+#[cfg(test)]
+pub(crate) fn spawn_segment_holder(
+    token: u128,
+    object_id: u128,
+    data: &[u8],
+    as_nobody: bool,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let layout = Layout::new(layout::PAGE, 1).expect("layout");
+    let mut image = vec![0u8; layout.total_len() as usize];
+    image[..64].copy_from_slice(&layout.encode_header(token, 0));
+    image[64..72].copy_from_slice(&2u64.to_le_bytes());
+    image[80..96].copy_from_slice(&object_id.to_le_bytes());
+    let start = layout.data_offset as usize;
+    image[start..start + data.len()].copy_from_slice(data);
+    let len = image.len() as libc::off_t;
+    let mut command = std::process::Command::new("sleep");
+    command.arg("600");
+    // SAFETY: the closure makes only system calls (no allocation) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if as_nobody
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0)
+            {
+                return fail();
+            }
+            let pid = u64::from(libc::getpid() as u32).to_le_bytes();
+            let raw = libc::memfd_create(c"segment-holder".as_ptr(), libc::MFD_ALLOW_SEALING);
+            if raw < 0
+                || libc::ftruncate(raw, len) != 0
+                || libc::fallocate(raw, 0, 0, len) != 0
+                || libc::pwrite(raw, image.as_ptr().cast(), image.len(), 0) < 0
+                || libc::pwrite(raw, pid.as_ptr().cast(), 8, 56) < 0
+                || libc::fcntl(
+                    raw,
+                    libc::F_ADD_SEALS,
+                    libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+                ) != 0
+                || libc::dup2(raw, HOLDER_FD as libc::c_int) != HOLDER_FD as libc::c_int
+            {
+                return fail();
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("a child holding a segment");
+    let path = format!("/proc/{}/fd/{HOLDER_FD}", child.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_link(&path)
+        .is_ok_and(|link| link.to_string_lossy().contains("segment-holder"))
+    {
+        assert!(Instant::now() < deadline, "{path} never appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// The descriptor number of [`spawn_segment_holder`]'s segment.
+#[cfg(test)]
+pub(crate) const HOLDER_FD: u32 = 100;
+
 #[cfg(test)]
 mod tests {
     use super::super::arena::Arena;
@@ -670,65 +738,18 @@ mod tests {
         ) else {
             return;
         };
-        use std::os::unix::process::CommandExt;
-        const FD: libc::c_int = 100;
         let token = 4242u128;
-        let len = 4 * layout::PAGE;
-        let header = Layout::new(layout::PAGE, 1)
-            .expect("layout")
-            .encode_header(token, 0);
-        let mut command = std::process::Command::new("sleep");
-        command.arg("600");
-        // SAFETY: the closure makes only system calls (no allocation) between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                let fail = || Err(std::io::Error::last_os_error());
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(65534) != 0
-                    || libc::setuid(65534) != 0
-                {
-                    return fail();
-                }
-                let raw = libc::memfd_create(c"nobodys".as_ptr(), libc::MFD_ALLOW_SEALING);
-                if raw < 0
-                    || libc::ftruncate(raw, len as libc::off_t) != 0
-                    || libc::fallocate(raw, 0, 0, len as libc::off_t) != 0
-                    || libc::pwrite(raw, header.as_ptr().cast(), header.len(), 0) < 0
-                    || libc::fcntl(
-                        raw,
-                        libc::F_ADD_SEALS,
-                        libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
-                    ) != 0
-                    || libc::dup2(raw, FD) != FD
-                {
-                    return fail();
-                }
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("a child running as nobody");
-        let pid = child.id();
-        let path = format!("/proc/{pid}/fd/{FD}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !std::fs::read_link(&path)
-            .is_ok_and(|link| link.to_string_lossy().contains("nobodys"))
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{path} never appeared"
-            );
-            std::thread::yield_now();
-        }
+        let mut child = spawn_segment_holder(token, 7, b"nobody's bytes", true);
         let descriptor = Descriptor {
             boot: sys::boot_id().expect("boot id"),
-            pid,
-            fd: FD as u32,
+            pid: child.id(),
+            fd: HOLDER_FD,
             token,
-            segment_len: len,
+            segment_len: 2 * layout::PAGE,
             slot: 0,
             generation: 2,
             offset: layout::PAGE,
-            len: 100,
+            len: 14,
         };
         let outcome = read(&descriptor, &want(7)).map(|bytes| bytes.len());
         let _ = child.kill();
@@ -788,5 +809,86 @@ mod tests {
         forget_unused();
         println!("forged reads: {complete} complete, {refused} refused, {partial} partial; {rounds} objects written");
         assert_eq!(partial, 0, "a forged descriptor read a slot being written");
+    }
+
+    #[test]
+    fn a_segment_of_another_process_than_the_answering_peer_is_refused() {
+        let token = 99u128;
+        let mut child = spawn_segment_holder(token, 7, b"the holder's bytes", false);
+        let descriptor = Descriptor {
+            boot: sys::boot_id().expect("boot id"),
+            pid: child.id(),
+            fd: HOLDER_FD,
+            token,
+            segment_len: 2 * layout::PAGE,
+            slot: 0,
+            generation: 2,
+            offset: layout::PAGE,
+            len: 18,
+        };
+        // This process answers on `endpoint`; the segment is the holder's.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let endpoint = format!(
+            "tcp://127.0.0.1:{}",
+            listener.local_addr().expect("address").port()
+        );
+        let from_peer = Wanted {
+            peer: Some(&endpoint),
+            ..want(7)
+        };
+        let refused = read(&descriptor, &from_peer);
+        // The same segment is well formed: only the peer check refused it.
+        let unchecked = read(&descriptor, &want(7));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            matches!(&refused, Err(Miss::Unusable(reason)) if reason.contains("not the peer")),
+            "{refused:?}"
+        );
+        assert_eq!(unchecked.as_deref(), Ok(&b"the holder's bytes"[..]));
+        drop(unchecked);
+        forget_unused();
+    }
+
+    #[test]
+    fn copy_on_read_returns_owned_bytes_and_leaves_no_pin() {
+        let (_arena, owned, descriptor) = stored(300_000);
+        let copy = Wanted {
+            copy: true,
+            ..want(7)
+        };
+        // An object read in place holds the mapping (and one pin) meanwhile.
+        let in_place = read(&descriptor, &want(7)).expect("read");
+        let mapped = lock(cache())
+            .segments
+            .get(&(descriptor.pid, descriptor.fd, descriptor.token))
+            .map(Arc::clone)
+            .expect("cached");
+        assert!(mapped.data.contains(in_place.as_ptr()));
+        let pins = layout::pins(&mapped.table, descriptor.slot).expect("pins");
+        assert_eq!(pins.load(Ordering::SeqCst), 1);
+        let copied = read(&descriptor, &copy).expect("read");
+        assert_eq!(copied, owned);
+        assert!(
+            !mapped.data.contains(copied.as_ptr()),
+            "copy-on-read returned bytes in the mapping"
+        );
+        assert_eq!(
+            pins.load(Ordering::SeqCst),
+            1,
+            "the copy kept its slot pinned"
+        );
+        drop(in_place);
+        assert_eq!(pins.load(Ordering::SeqCst), 0);
+        drop(mapped);
+        // A descriptor longer than the reader accepts is refused before anything is mapped.
+        let small = Wanted {
+            max_len: descriptor.len - 1,
+            ..want(7)
+        };
+        assert!(matches!(read(&descriptor, &small), Err(Miss::Invalid(_))));
+        // Another object's id in the slot: refused.
+        assert!(matches!(read(&descriptor, &want(8)), Err(Miss::Invalid(_))));
+        forget_unused();
     }
 }

@@ -483,7 +483,7 @@ fn socket_inodes(pid: u32) -> Result<HashSet<u64>, String> {
 fn read_table(path: &str) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 1 << 20];
+    let mut buffer = vec![0u8; 256 << 10];
     let mut filled = 0;
     loop {
         if filled == buffer.len() {
