@@ -190,3 +190,31 @@ pub(crate) fn object_id(mapping: &Mapping, slot: u64) -> Option<(&AtomicU64, &At
         mapping.atomic_u64(entry(slot, 3)?)?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_checked_and_never_overflow() {
+        let one = Layout::new(PAGE, 1).expect("one slot of a page");
+        assert_eq!((one.data_offset, one.total_len()), (PAGE, 2 * PAGE));
+        let full = Layout::new(16 << 20, MAX_SLOTS).expect("a full segment");
+        assert_eq!(full.data_offset, PAGE, "the slot table fits in one page");
+        for (slot_size, slot_count) in [
+            (0, 1),
+            (0, 1 << 60),
+            (PAGE, 0),
+            (PAGE, MAX_SLOTS + 1),
+            (PAGE + 1, 1),
+            (u64::MAX & !(PAGE - 1), 2),
+            (1 << 62, 8),
+        ] {
+            assert_eq!(
+                Layout::new(slot_size, slot_count),
+                None,
+                "{slot_size} x {slot_count}"
+            );
+        }
+    }
+}

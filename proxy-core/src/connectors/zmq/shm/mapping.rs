@@ -2,15 +2,16 @@
 //! over the peer's shared memory, without copying (or, with copy-on-read, a copy of it).
 //!
 //! Before anything is mapped, the reader checks what it can about the file the descriptor
-//! names: the process it names is the peer that answered (it holds the endpoint's listening
-//! socket), and its `/proc/PID/fd/FD`, opened read-only (`O_RDONLY | O_NOCTTY |
-//! O_NONBLOCK`), is a regular tmpfs file of this process's own user (root too reads no one
-//! else's), sealed against shrinking and growing, fully allocated, and exactly as long as
-//! the descriptor says, at most [`MAX_SEGMENT_LEN`]. Only then is it mapped read-only
-//! (`PROT_READ`, nothing pre-faulted) and its header (magic, token, owner, layout) read with
-//! atomic loads; only then is its slot table (at most a page) mapped read-write, through a
-//! second descriptor that must name the same file, so that the reader can pin slots. A
-//! hostile descriptor therefore costs at most a page or two, whatever the file's size.
+//! names: its `/proc/PID/fd/FD`, opened read-only (`O_RDONLY | O_NOCTTY | O_NONBLOCK`), is a
+//! regular tmpfs file of this process's own user (root too reads no one else's), sealed
+//! against shrinking and growing, fully allocated, and exactly as long as the descriptor
+//! says, at most [`MAX_SEGMENT_LEN`]. Only then is it mapped read-only (`PROT_READ`, nothing
+//! pre-faulted) and its header (magic, token, owner, layout) read with atomic loads; only
+//! then is its slot table (at most a page) mapped read-write, through a second descriptor
+//! that must name the same file, so that the reader can pin slots. A hostile descriptor
+//! therefore costs at most a page or two, whatever the file's size. Before any slot is
+//! pinned, the process the descriptor names must be the peer that answered (it holds the
+//! endpoint's listening socket, see `sys::serves`).
 //! Mappings are cached per segment (every later object in it reuses them), at most
 //! [`MAX_CACHED`] segments and [`MAX_CACHED_BYTES`] bytes; those no object uses are dropped
 //! once their owner has exited or retired them.
@@ -703,7 +704,7 @@ mod tests {
             .encode_header(token, std::process::id());
         for (slot_size, slot_count, data_offset) in [
             (0u64, 1u64 << 60, 4096u64),
-            (u64::MAX & !4095, u64::MAX, u64::MAX),
+            (!4095, u64::MAX, u64::MAX),
             (1 << 62, 8, 4096),
             (0, 0, 0),
             (4096, 0, 4096),
@@ -767,8 +768,10 @@ mod tests {
         let arena = Arena::new(64 << 10, 64 << 20).expect("boot id");
         let latest = Arc::new(Mutex::new(None::<(Descriptor, u128)>));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let owner = {
             let (arena, latest, stop) = (arena.clone(), Arc::clone(&latest), Arc::clone(&stop));
+            let written = Arc::clone(&written);
             std::thread::spawn(move || {
                 let mut round = 0u64;
                 while !stop.load(Ordering::Acquire) {
@@ -776,24 +779,29 @@ mod tests {
                     let data = vec![(round % 251) as u8 + 1; LEN];
                     let (bytes, descriptor) = arena.store(round.into(), &data).expect("stored");
                     *lock(&latest) = Some((descriptor, round.into()));
+                    written.store(round, Ordering::Release);
                     drop(bytes); // evicted at once: the slot is refilled by the next round
                 }
                 round
             })
         };
         let (mut complete, mut refused, mut partial) = (0u32, 0u32, 0u32);
-        for attempt in 0..3000u64 {
+        // At least 3000 forged reads, while the owner writes at least 300 objects.
+        let mut attempt = 0u64;
+        while (attempt < 3000 || written.load(Ordering::Acquire) < 300) && !owner.is_finished() {
             let Some((seen, id)) = *lock(&latest) else {
                 std::thread::yield_now();
                 continue;
             };
-            // The slot's next generations (free, then the next object's), asking for the
-            // id the owner stores next, as a peer that knows it would.
+            attempt += 1;
+            // The slot's last object, then its next generations (free, then the next
+            // object's) asking for the id the owner stores next, as a peer that knows it.
+            let ahead = attempt % 3;
             let forged = Descriptor {
-                generation: seen.generation + 1 + attempt % 2,
+                generation: seen.generation + ahead,
                 ..seen
             };
-            match read(&forged, &want(id + 1)) {
+            match read(&forged, &want(if ahead == 0 { id } else { id + 1 })) {
                 Ok(bytes) => {
                     if bytes.iter().all(|&b| b == bytes[0]) && bytes.len() == LEN {
                         complete += 1;

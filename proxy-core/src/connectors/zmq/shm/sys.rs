@@ -211,7 +211,10 @@ mod imp {
         let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: `fs` is a valid out-pointer.
         check(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut fs) })?;
-        if fs.f_type as i64 != libc::TMPFS_MAGIC as i64 {
+        // The two types differ between targets (`i64`, `u32`, ...): compare as `i64`.
+        #[allow(clippy::unnecessary_cast)]
+        let (found, tmpfs) = (fs.f_type as i64, libc::TMPFS_MAGIC as i64);
+        if found != tmpfs {
             return Err(refused(format!(
                 "not a memory file (file system type {:#x})",
                 fs.f_type
