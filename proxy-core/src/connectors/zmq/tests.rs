@@ -1209,3 +1209,47 @@ fn copy_on_read_gets_a_private_copy_of_a_same_host_object() {
         .with_vars(|name| (name == "PROXYSTORE_ZMQ_SHM_COPY_ON_READ").then(|| "maybe".to_string()))
         .is_err());
 }
+
+#[test]
+fn root_falls_back_to_tcp_for_another_users_segment() {
+    // SAFETY: plain call.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(()) = crate::testing::require_or_skip(
+        "zmq root_falls_back_to_tcp_for_another_users_segment",
+        "run the tests as root (CI does)",
+        if root {
+            Ok(())
+        } else {
+            Err("not running as root".to_string())
+        },
+    ) else {
+        return;
+    };
+    let owner = peer();
+    let boot = real_descriptor(&owner).boot;
+    let id = Key::random("zmq").id();
+    let token = 0xbeef_u128;
+    let mut holder = shm::spawn_segment_holder(token, id, b"nobody's bytes", true);
+    let descriptor = shm::Descriptor {
+        boot,
+        pid: holder.id(),
+        fd: shm::HOLDER_FD,
+        token,
+        segment_len: 8192,
+        slot: 0,
+        generation: 2,
+        offset: 4096,
+        len: 14,
+    };
+    let (endpoint, fake) = serve_descriptor_then_bytes(descriptor.encode().to_vec(), 2);
+    let client = peer_with_timeout(Duration::from_secs(2));
+    let got = client.get(&Key::new("zmq", id).with_peer(endpoint.as_str()));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(got.expect("get"), Some(Bytes::from_static(b"over tcp")));
+    assert_eq!(client.mapped_reads(), 0, "root mapped nobody's segment");
+    assert_eq!(
+        fake.join().expect("fake peer"),
+        [wire::FLAG_SHARED_MEMORY, 0]
+    );
+}
