@@ -53,6 +53,18 @@ pub trait Codec<T>: 'static {
     }
 
     /// Decodes a value from bytes produced by [`encode`](Codec::encode).
+    ///
+    /// The bytes may not be this process's alone: a get from a peer on the same machine
+    /// returns, by default, a `Bytes` over the owner's shared memory (see
+    /// [`ZmqOptions::with_shared_memory`](crate::ZmqOptions::with_shared_memory)). The owner
+    /// never rewrites them while they are held, but a misbehaving process of the same user
+    /// can open that memory and change them while `decode` runs. A codec that checks the
+    /// bytes once and then relies on them staying checked (borrowing them as UTF-8 text, or
+    /// as a validated zero-copy archive) should copy first (`bytes.to_vec()`, as the example
+    /// above does), or the program should turn on
+    /// [`with_shared_memory_copy_on_read`](crate::ZmqOptions::with_shared_memory_copy_on_read);
+    /// owned values decoded by copying (serde, the built-in codecs) are unaffected once
+    /// decoded.
     fn decode(bytes: Bytes) -> Result<T>;
 
     /// The length [`encode`](Codec::encode) would produce, if the codec can tell without

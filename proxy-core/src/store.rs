@@ -321,6 +321,12 @@ impl<Dc: 'static> Store<Dc> {
     }
 
     /// The raw bytes stored under `key`, bypassing the codec and the cache.
+    ///
+    /// With a ZeroMQ connector and a peer on the same machine these are, by default, the
+    /// owner's shared memory mapped read-only, not a copy: a misbehaving process of the same
+    /// user can still change them while they are held (see
+    /// [`Codec::decode`](crate::Codec::decode) and
+    /// [`ZmqOptions::with_shared_memory_copy_on_read`](crate::ZmqOptions::with_shared_memory_copy_on_read)).
     pub fn get_bytes(&self, key: &Key) -> Result<Option<Bytes>> {
         let started = self.start();
         let bytes = self

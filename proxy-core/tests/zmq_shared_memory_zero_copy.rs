@@ -56,8 +56,8 @@ fn a_same_host_get_of_64_mib_returns_the_owners_shared_pages_without_a_copy() {
 
     let line = mapping_of(fetched.as_ptr(), fetched.len()).expect("the bytes are mapped");
     assert!(
-        line.contains("/memfd:proxystore-zmq") && line.contains(" rw-s "),
-        "the reader's bytes are not in a shared mapping of the owner's memory file: {line}"
+        line.contains("/memfd:proxystore-zmq") && line.contains(" r--s "),
+        "the reader's bytes are not in a shared, read-only mapping of the owner's memory file: {line}"
     );
     // The owner's copy is another mapping of the same file: the reader shares its pages.
     let on_owner = owner.get(&key).expect("get").expect("present");

@@ -451,11 +451,17 @@ impl ZmqConnector {
         let mut results = Vec::with_capacity(ids.len());
         // Objects to ask for again over TCP.
         let mut again = Vec::new();
-        for (index, answer) in answers.into_iter().enumerate() {
+        for (index, (answer, &object_id)) in answers.into_iter().zip(ids).enumerate() {
+            let wanted = shm::Wanted {
+                peer: Some(peer),
+                object_id,
+                max_len: self.inner.options.max_message_size(),
+                copy: self.inner.options.shm().copy_on_read,
+            };
             results.push(match answer {
                 Answer::Ok(data) => data,
                 Answer::NotFound | Answer::Limit(_) | Answer::Stats(_) => None,
-                Answer::Shared(descriptor) => match shm::read(&descriptor) {
+                Answer::Shared(descriptor) => match shm::read(&descriptor, &wanted) {
                     Ok(bytes) => {
                         self.inner.mapped_reads.fetch_add(1, Ordering::Relaxed);
                         Some(bytes)

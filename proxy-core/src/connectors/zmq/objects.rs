@@ -86,9 +86,9 @@ impl ObjectMap {
 
     /// `data` as this process stores it: copied into shared memory now if it is larger than
     /// [`LAZY_MAX`] (smaller ones are copied when a same-host reader asks, see [`share`](Self::share)).
-    fn place(&self, data: Bytes) -> Stored {
+    fn place(&self, id: u128, data: Bytes) -> Stored {
         let eager = self.arena.as_ref().filter(|_| data.len() > LAZY_MAX);
-        match eager.and_then(|arena| arena.store(&data)) {
+        match eager.and_then(|arena| arena.store(id, &data)) {
             Some((bytes, descriptor)) => Stored {
                 bytes,
                 shared: Some(descriptor),
@@ -136,7 +136,7 @@ impl ObjectMap {
             _ => return Some((bytes, shared)),
         };
         // The copy happens without the lock; below the threshold or without room: the heap.
-        let Some((copy, descriptor)) = arena.store(&bytes) else {
+        let Some((copy, descriptor)) = arena.store(id, &bytes) else {
             return Some((bytes, None));
         };
         let mut objects = self.write();
@@ -172,7 +172,8 @@ impl ObjectMap {
     /// Stores several objects under fresh ids.
     pub(crate) fn insert_many(&self, items: impl Iterator<Item = (u128, Bytes)>) {
         // Copies into shared memory happen before the lock is taken.
-        let placed: Vec<(u128, Stored)> = items.map(|(id, data)| (id, self.place(data))).collect();
+        let placed: Vec<(u128, Stored)> =
+            items.map(|(id, data)| (id, self.place(id, data))).collect();
         let mut objects = self.write();
         for (id, data) in placed {
             self.bytes.fetch_add(data.len() as u64, Ordering::AcqRel);
@@ -190,7 +191,7 @@ impl ObjectMap {
         if self.contains(id) {
             return false;
         }
-        let data = self.place(data);
+        let data = self.place(id, data);
         match self.write().entry(id) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {

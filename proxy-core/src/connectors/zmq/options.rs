@@ -47,6 +47,9 @@ pub(crate) const ENV_SHM: &str = "PROXYSTORE_ZMQ_SHM";
 pub(crate) const ENV_SHM_MIN_SIZE: &str = "PROXYSTORE_ZMQ_SHM_MIN_SIZE";
 /// Most bytes of shared memory a peer creates (`PROXYSTORE_ZMQ_SHM_CAPACITY`).
 pub(crate) const ENV_SHM_CAPACITY: &str = "PROXYSTORE_ZMQ_SHM_CAPACITY";
+/// `1` makes gets copy objects out of another process's shared memory
+/// (`PROXYSTORE_ZMQ_SHM_COPY_ON_READ`).
+pub(crate) const ENV_SHM_COPY_ON_READ: &str = "PROXYSTORE_ZMQ_SHM_COPY_ON_READ";
 /// Default smallest object kept in shared memory: 64 KiB (below it a TCP reply costs about
 /// as much as mapping, pinning and the extra descriptor check).
 pub(crate) const DEFAULT_SHM_MIN_SIZE: u64 = 64 << 10;
@@ -125,6 +128,9 @@ pub(crate) struct SharedMemory {
     pub(crate) min_size: u64,
     /// Most bytes of segments created.
     pub(crate) capacity: u64,
+    /// Gets copy objects out of another process's shared memory instead of reading them in
+    /// place.
+    pub(crate) copy_on_read: bool,
 }
 
 impl Default for SharedMemory {
@@ -133,6 +139,7 @@ impl Default for SharedMemory {
             enabled: true,
             min_size: DEFAULT_SHM_MIN_SIZE,
             capacity: DEFAULT_SHM_CAPACITY,
+            copy_on_read: false,
         }
     }
 }
@@ -187,6 +194,7 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
     /// | `PROXYSTORE_ZMQ_SHM_MIN_SIZE` | [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) | `65536` |
     /// | `PROXYSTORE_ZMQ_SHM_CAPACITY` | [`with_shared_memory_capacity`](Self::with_shared_memory_capacity) | `4294967296` |
+    /// | `PROXYSTORE_ZMQ_SHM_COPY_ON_READ` | [`with_shared_memory_copy_on_read`](Self::with_shared_memory_copy_on_read) | `0`, `1` |
     ///
     /// The secret (`PROXYSTORE_SECRET`, `PROXYSTORE_SECRET_FILE`) and
     /// `PROXYSTORE_INSECURE` are read by every connector when it is built, whether its
@@ -262,6 +270,18 @@ impl ZmqOptions {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" => false,
                 _ => return Err(env_error(ENV_SHM, format!("{on:?} is not 0 or 1"))),
+            };
+        }
+        if let Some(on) = var(ENV_SHM_COPY_ON_READ) {
+            self.shm.copy_on_read = match on.trim() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(env_error(
+                        ENV_SHM_COPY_ON_READ,
+                        format!("{on:?} is not 0 or 1"),
+                    ))
+                }
             };
         }
         if let Some(bytes) = var(ENV_SHM_MIN_SIZE) {
@@ -490,6 +510,30 @@ impl ZmqOptions {
     pub fn with_shared_memory_capacity(mut self, bytes: u64) -> Self {
         self.shm.capacity = bytes;
         self
+    }
+
+    /// Gets of another process's objects through shared memory copy the bytes out of the
+    /// mapping into memory of this process (one copy, at memory speed) instead of returning
+    /// a `Bytes` over the mapping. Off by default (`PROXYSTORE_ZMQ_SHM_COPY_ON_READ=1`
+    /// turns it on).
+    ///
+    /// In place, the bytes a get returns are memory that another process can still write:
+    /// the owner follows the protocol (a slot is never rewritten while a reader holds it),
+    /// but any process of the same user can open the owner's memory file read-write and
+    /// change them while this process reads, so a decoder that validates bytes once and
+    /// then trusts them (UTF-8 text, a zero-copy archive format) could see them change.
+    /// Such a process can already read and write this process's own memory, which is why
+    /// in place is the default; turn copying on in a program that shares its user with
+    /// processes it does not trust, or whose decoders must see bytes that cannot change.
+    pub fn with_shared_memory_copy_on_read(mut self, copy: bool) -> Self {
+        self.shm.copy_on_read = copy;
+        self
+    }
+
+    /// Whether gets copy objects out of shared memory (see
+    /// [`with_shared_memory_copy_on_read`](Self::with_shared_memory_copy_on_read)).
+    pub fn shared_memory_copy_on_read(&self) -> bool {
+        self.shm.copy_on_read
     }
 
     /// Whether same-host shared memory is on (see [`with_shared_memory`](Self::with_shared_memory)).

@@ -1135,3 +1135,126 @@ fn stats_report_the_shared_memory_a_peer_holds() {
         "segments are kept for reuse"
     );
 }
+
+#[test]
+fn a_descriptor_naming_another_process_than_the_answering_peer_falls_back_to_tcp() {
+    // The fake peer answers from this process; the segment it names (well formed, holding
+    // the very object asked for) belongs to another process of this user.
+    let owner = peer();
+    let boot = real_descriptor(&owner).boot;
+    let id = Key::random("zmq").id();
+    let token = 0xfeed_u128;
+    let mut holder = shm::spawn_segment_holder(token, id, b"not the peer's", false);
+    let descriptor = shm::Descriptor {
+        boot,
+        pid: holder.id(),
+        fd: shm::HOLDER_FD,
+        token,
+        segment_len: 8192,
+        slot: 0,
+        generation: 2,
+        offset: 4096,
+        len: 14,
+    };
+    let (endpoint, fake) = serve_descriptor_then_bytes(descriptor.encode().to_vec(), 2);
+    let client = peer_with_timeout(Duration::from_secs(2));
+    let key = Key::new("zmq", id).with_peer(endpoint.as_str());
+    let got = client.get(&key);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(got.expect("get"), Some(Bytes::from_static(b"over tcp")));
+    assert_eq!(
+        client.mapped_reads(),
+        0,
+        "another process's segment was mapped"
+    );
+    assert_eq!(
+        fake.join().expect("fake peer"),
+        [wire::FLAG_SHARED_MEMORY, 0]
+    );
+}
+
+#[test]
+fn copy_on_read_gets_a_private_copy_of_a_same_host_object() {
+    let owner = peer();
+    let reader = ZmqOptions::default()
+        .with_shared_memory_copy_on_read(true)
+        .build()
+        .expect("reader");
+    assert!(reader.inner.options.shared_memory_copy_on_read());
+    let data = Bytes::from(
+        (0..300_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let key = owner.put(data.clone()).expect("put");
+    let got = reader.get(&key).expect("get").expect("present");
+    assert_eq!(got, data);
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let at = got.as_ptr() as usize;
+    let mapped_from_memfd = maps.lines().any(|line| {
+        let range = line.split_whitespace().next().unwrap_or_default();
+        let mut bounds = range.split('-').map(|b| usize::from_str_radix(b, 16));
+        matches!((bounds.next(), bounds.next()), (Some(Ok(low)), Some(Ok(high))) if low <= at && at < high)
+            && line.contains("memfd:")
+    });
+    if reader.mapped_reads() == 0 {
+        println!("SKIPPED copy-on-read: this process cannot map its peer's memory");
+        return;
+    }
+    assert!(
+        !mapped_from_memfd,
+        "copy-on-read returned bytes in a shared mapping"
+    );
+    let env = ZmqOptions::default()
+        .with_vars(|name| (name == "PROXYSTORE_ZMQ_SHM_COPY_ON_READ").then(|| "1".to_string()))
+        .expect("options");
+    assert!(env.shared_memory_copy_on_read());
+    assert!(ZmqOptions::default()
+        .with_vars(|name| (name == "PROXYSTORE_ZMQ_SHM_COPY_ON_READ").then(|| "maybe".to_string()))
+        .is_err());
+}
+
+#[test]
+fn root_falls_back_to_tcp_for_another_users_segment() {
+    // SAFETY: plain call.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(()) = crate::testing::require_or_skip(
+        "zmq root_falls_back_to_tcp_for_another_users_segment",
+        "run the tests as root (CI does)",
+        if root {
+            Ok(())
+        } else {
+            Err("not running as root".to_string())
+        },
+    ) else {
+        return;
+    };
+    let owner = peer();
+    let boot = real_descriptor(&owner).boot;
+    let id = Key::random("zmq").id();
+    let token = 0xbeef_u128;
+    let mut holder = shm::spawn_segment_holder(token, id, b"nobody's bytes", true);
+    let descriptor = shm::Descriptor {
+        boot,
+        pid: holder.id(),
+        fd: shm::HOLDER_FD,
+        token,
+        segment_len: 8192,
+        slot: 0,
+        generation: 2,
+        offset: 4096,
+        len: 14,
+    };
+    let (endpoint, fake) = serve_descriptor_then_bytes(descriptor.encode().to_vec(), 2);
+    let client = peer_with_timeout(Duration::from_secs(2));
+    let got = client.get(&Key::new("zmq", id).with_peer(endpoint.as_str()));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(got.expect("get"), Some(Bytes::from_static(b"over tcp")));
+    assert_eq!(client.mapped_reads(), 0, "root mapped nobody's segment");
+    assert_eq!(
+        fake.join().expect("fake peer"),
+        [wire::FLAG_SHARED_MEMORY, 0]
+    );
+}

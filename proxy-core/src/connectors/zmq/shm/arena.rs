@@ -8,13 +8,19 @@
 //! share it, and when the last handle is dropped (the object was evicted and nobody in this
 //! process reads it any more) the slot is released:
 //!
-//! 1. its generation is bumped, so descriptors handed out for the old object stop matching;
+//! 1. its generation is bumped to the next odd number (free), so descriptors handed out for
+//!    the old object stop matching;
 //! 2. it is reused only once its pin count is 0, that is when no reader in another process
-//!    still holds its bytes.
+//!    still holds its bytes; while the new object is copied in, the generation stays odd,
+//!    and only after the copy are the object's id and then the next even generation stored
+//!    (`Release`), which the descriptor carries.
 //!
 //! A reader pins (increments) first and then checks the generation; the owner bumps the
 //! generation first and then checks the pins (both sequentially consistent), so either the
-//! owner sees the pin and waits, or the reader sees the new generation and backs off.
+//! owner sees the pin and waits, or the reader sees the new generation and backs off. A
+//! reader accepts only an even generation equal to its descriptor's and the object id it
+//! asked for, so even a forged descriptor naming a slot's next generation never pins a slot
+//! while its bytes are being written (see `layout`).
 //!
 //! A reader that crashes while holding pins leaks its slots until this process ends (the
 //! kernel frees the memory files with it); at most every slot of the arena, which is
@@ -35,7 +41,7 @@ use super::sys::{self, Mapping};
 /// Bytes a segment aims at (fewer for classes above it: one slot each).
 pub(crate) const SEGMENT_TARGET: u64 = 16 << 20;
 /// Most slots in one segment.
-pub(crate) const SLOTS_PER_SEGMENT: u64 = 64;
+pub(crate) const SLOTS_PER_SEGMENT: u64 = layout::MAX_SLOTS;
 /// Most segments (open memory files) per arena.
 const MAX_SEGMENTS: usize = 512;
 
@@ -128,7 +134,7 @@ impl Arena {
     /// Copies `data` into shared memory and returns it as a `Bytes` over the mapping, with
     /// its descriptor; `None` when it is below the size threshold or does not fit (then the
     /// caller keeps the heap copy).
-    pub(crate) fn store(&self, data: &[u8]) -> Option<(Bytes, Descriptor)> {
+    pub(crate) fn store(&self, id: u128, data: &[u8]) -> Option<(Bytes, Descriptor)> {
         let len = data.len() as u64;
         if len < self.inner.min_size {
             return None;
@@ -137,13 +143,18 @@ impl Arena {
         let slot = self.allocate(class)?;
         let segment = &slot.segment;
         let offset = segment.layout.slot_offset(slot.index);
-        let generation = layout::generation(&segment.mapping, slot.index)?.load(Ordering::SeqCst);
-        // Cannot fail (the class holds `len`); if it did, the slot stays out of use rather
-        // than be written outside.
+        let generation = layout::generation(&segment.mapping, slot.index)?;
+        let (id_low, id_high) = layout::object_id(&segment.mapping, slot.index)?;
+        let free = generation.load(Ordering::SeqCst);
+        // Cannot fail (the class holds `len`, a free slot's generation is odd); if it did,
+        // the slot stays out of use rather than be written outside or published twice.
         segment.mapping.slice(offset, len)?;
+        if free % 2 == 0 {
+            return None;
+        }
         // SAFETY: `offset..offset + len` is inside the mapping (checked above) and the slot
-        // is ours alone: it was free, and no reader reads it (its generation has moved on
-        // from any descriptor handed out before, and its pin count was 0 after that).
+        // is ours alone: it was free, and no reader reads it (its generation is odd, which
+        // readers refuse, and its pin count was 0 after it became odd).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),
@@ -151,6 +162,12 @@ impl Arena {
                 data.len(),
             );
         }
+        // Published: the id, then the even generation after the bytes (`Release`: a reader
+        // that loads it sees the whole object and its id).
+        id_low.store(id as u64, Ordering::Relaxed);
+        id_high.store((id >> 64) as u64, Ordering::Relaxed);
+        let generation = free.wrapping_add(1);
+        layout::generation(&segment.mapping, slot.index)?.store(generation, Ordering::SeqCst);
         let descriptor = Descriptor {
             boot: self.inner.boot,
             pid: self.inner.pid,
@@ -202,9 +219,9 @@ impl Arena {
         let slots = (SEGMENT_TARGET / class)
             .clamp(1, SLOTS_PER_SEGMENT)
             .min(room);
-        let layout = Layout::new(class, slots);
+        let layout = Layout::new(class, slots)?;
         let size = layout.total_len();
-        if slots == 0 || state.segments >= MAX_SEGMENTS || size > left {
+        if state.segments >= MAX_SEGMENTS || size > left {
             return None;
         }
         // Created under the lock: puts of this class wait for it rather than all create one.
@@ -229,6 +246,7 @@ impl Arena {
 impl Inner {
     /// Takes back a slot whose object is gone from this process.
     fn release(&self, slot: Slot, len: u64) {
+        // Even (published) to odd (free): descriptors of the old object stop matching.
         if let Some(generation) = layout::generation(&slot.segment.mapping, slot.index) {
             generation.fetch_add(1, Ordering::SeqCst);
         }
@@ -247,7 +265,7 @@ impl Segment {
         let fd = sys::create_memory_file("proxystore-zmq", layout.total_len())?;
         let mapping = sys::map(fd.as_fd(), layout.total_len())?;
         let token = crate::ids::new_id();
-        layout.write_header(&mapping, token);
+        layout.write_header(&mapping, token, std::process::id());
         Ok(Segment {
             fd,
             mapping,
@@ -336,9 +354,9 @@ mod tests {
     #[test]
     fn small_objects_stay_out_and_large_ones_round_trip() {
         let arena = arena();
-        assert!(arena.store(&[1u8; 1000]).is_none());
+        assert!(arena.store(1001, &[1u8; 1000]).is_none());
         let data: Vec<u8> = (0..(1 << 20) + 8).map(|i| (i % 251) as u8).collect();
-        let (bytes, descriptor) = arena.store(&data).expect("stored");
+        let (bytes, descriptor) = arena.store(1002, &data).expect("stored");
         assert_eq!(&bytes[..], &data[..]);
         assert_eq!(descriptor.len, data.len() as u64);
         assert_eq!(descriptor.pid, std::process::id());
@@ -350,18 +368,18 @@ mod tests {
     #[test]
     fn the_last_released_slot_is_reused_first_with_a_new_generation() {
         let arena = arena();
-        let (first, before) = arena.store(&[1u8; 100_000]).expect("stored");
+        let (first, before) = arena.store(1003, &[1u8; 100_000]).expect("stored");
         let clone = first.clone();
         drop(first);
-        let (other, during) = arena.store(&[3u8; 100_000]).expect("stored");
+        let (other, during) = arena.store(1004, &[3u8; 100_000]).expect("stored");
         assert_ne!(
             during.slot, before.slot,
             "a slot still held in this process was reused"
         );
         drop(clone);
-        let (second, after) = arena.store(&[2u8; 100_000]).expect("stored");
+        let (second, after) = arena.store(1005, &[2u8; 100_000]).expect("stored");
         assert_eq!((after.token, after.slot), (before.token, before.slot));
-        assert_eq!(after.generation, before.generation + 1);
+        assert_eq!(after.generation, before.generation + 2);
         assert!(second.iter().all(|&b| b == 2));
         assert!(other.iter().all(|&b| b == 3));
         assert_eq!(arena.stats().segments, 1);
@@ -372,18 +390,18 @@ mod tests {
         let arena = Arena::new(64 << 10, 1 << 30).expect("boot id");
         // Above the segment target: one slot per segment, so reuse is visible.
         let big = vec![5u8; (SEGMENT_TARGET + 1) as usize];
-        let (first, _) = arena.store(&big).expect("stored");
+        let (first, _) = arena.store(1006, &big).expect("stored");
         let ptr = first.as_ptr();
         drop(first);
-        let (second, _) = arena.store(&big).expect("stored");
+        let (second, _) = arena.store(1007, &big).expect("stored");
         assert_eq!(second.as_ptr(), ptr, "a released, unpinned slot is reused");
         drop(second);
         pin(&arena, ptr, 1);
-        let (third, _) = arena.store(&big).expect("stored");
+        let (third, _) = arena.store(1008, &big).expect("stored");
         assert_ne!(third.as_ptr(), ptr, "a pinned slot was reused");
         assert_eq!(arena.stats().segments, 2);
         pin(&arena, ptr, -1);
-        let (fourth, _) = arena.store(&big).expect("stored");
+        let (fourth, _) = arena.store(1009, &big).expect("stored");
         assert_eq!(fourth.as_ptr(), ptr, "an unpinned slot is reusable again");
         drop((third, fourth));
     }
@@ -392,13 +410,16 @@ mod tests {
     fn the_capacity_bounds_the_segments() {
         let arena = Arena::new(64 << 10, 40 << 20).expect("boot id");
         let big = vec![1u8; 20 << 20];
-        let (kept, _) = arena.store(&big).expect("first fits");
+        let (kept, _) = arena.store(1010, &big).expect("first fits");
         assert!(
-            arena.store(&big).is_none(),
+            arena.store(1011, &big).is_none(),
             "a second 20 MiB segment exceeds 40 MiB"
         );
         assert!(arena.stats().reserved <= 40 << 20);
         drop(kept);
-        assert!(arena.store(&big).is_some(), "the released slot is reused");
+        assert!(
+            arena.store(1012, &big).is_some(),
+            "the released slot is reused"
+        );
     }
 }
