@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::wait_until;
 use proxy_core::{
     register_store, Connector, Error, ErrorKind, FileConnector, LocalConnector, MultiConnector,
     Polling, Proxy, RoutingPolicy, Store, StoreFuture, ZmqConnector,
@@ -94,18 +96,29 @@ fn deref_of_an_unset_future_panics_with_the_timeout() {
     let _ = *proxy;
 }
 
+/// A prefetch does not wait for a future's value: one started before the values are set
+/// finishes and leaves the proxies unresolved (a use then waits); one started after they
+/// are set resolves every proxy before any use.
 #[test]
-fn prefetched_future_proxies_wait_for_their_values() {
+fn prefetched_future_proxies_resolve_once_their_values_are_set() {
     let store = Store::new("future-prefetch", LocalConnector::new());
     let futures: Vec<StoreFuture<u32>> = (0..20).map(|_| store.future().expect("future")).collect();
     let proxies: Vec<Proxy<u32>> = futures.iter().map(StoreFuture::proxy).collect();
-    let prefetch = Proxy::prefetch(&proxies, None);
+    let early = Proxy::prefetch(&proxies, None);
+    wait_until("the early prefetch", || early.is_done());
+    assert!(
+        !proxies.iter().any(Proxy::is_resolved),
+        "resolved before its value was set"
+    );
     for (i, future) in futures.iter().enumerate() {
         future.set(&(i as u32)).expect("set");
     }
-    while !prefetch.is_done() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let late = Proxy::prefetch(&proxies, None);
+    wait_until("the late prefetch", || late.is_done());
+    assert!(
+        proxies.iter().all(Proxy::is_resolved),
+        "a prefetch after the values were set left a proxy unresolved"
+    );
     let sum: u32 = proxies.iter().map(|p| **p).sum();
     assert_eq!(sum, (0..20).sum());
 }
