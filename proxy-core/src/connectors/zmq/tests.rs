@@ -548,7 +548,9 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
     let mut nonzero_status = header_bytes(2, 13, 1);
     nonzero_status[5] = 1;
     let mut nonzero_reserved = header_bytes(2, 14, 1);
-    nonzero_reserved[6] = 7;
+    nonzero_reserved[7] = 7;
+    let mut unknown_flags = header_bytes(2, 15, 1);
+    unknown_flags[6] = 0x80;
     let duplicate_put = header_bytes(4, 9, key.id());
     let cases: Vec<(&str, Vec<Vec<u8>>, u64)> = vec![
         ("garbage", vec![b"\xff\x00garbage".to_vec()], 0),
@@ -578,6 +580,7 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
         ),
         ("request with a status", vec![nonzero_status], 13),
         ("request with a reserved byte", vec![nonzero_reserved], 14),
+        ("request with unknown flags", vec![unknown_flags], 15),
     ];
     let count = cases.len() as u64;
     for (what, frames, request_id) in cases {
