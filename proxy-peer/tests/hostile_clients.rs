@@ -544,7 +544,7 @@ fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
                 _ => {}
             }
         }
-        if batches % OVERSIZED_EVERY == 0 {
+        if batches.is_multiple_of(OVERSIZED_EVERY) {
             let mut raw = zmtp_dealer(&peer.endpoint);
             let len = 65_537 + rng.below(200_000) as usize;
             let header = request_header(4, 1, u128::from(rng.next()), len as u64);
