@@ -13,6 +13,11 @@ use proxy_core::{
     Polling, Proxy, RoutingPolicy, Store, StoreFuture, ZmqConnector,
 };
 
+/// How many gets `store` has made (its metrics must be on).
+fn gets(store: &Store) -> u64 {
+    store.metrics().expect("metrics on").get.count
+}
+
 fn short(ms: u64) -> Polling {
     Polling::default()
         .with_interval(Duration::from_millis(1))
@@ -22,7 +27,9 @@ fn short(ms: u64) -> Polling {
 
 #[test]
 fn a_proxy_made_before_the_value_resolves_once_it_is_set() {
-    let store = Store::new("future-basic", LocalConnector::new());
+    let store = Store::builder("future-basic", LocalConnector::new())
+        .with_metrics(true)
+        .build();
     let future = store.future::<Vec<u64>>().expect("future");
     let proxy = future.proxy();
     assert!(Proxy::is_future(&proxy));
@@ -33,7 +40,8 @@ fn a_proxy_made_before_the_value_resolves_once_it_is_set() {
         let proxy = proxy.clone();
         std::thread::spawn(move || proxy.iter().sum::<u64>())
     };
-    std::thread::sleep(Duration::from_millis(20));
+    // Set only once the resolver has looked and missed: it is waiting.
+    wait_until("the resolver's first look", || gets(&store) >= 1);
     future.set(&vec![1, 2, 3, 4]).expect("set");
     assert_eq!(waiting.join().expect("resolver thread"), 10);
     assert!(future.done().expect("done"));
@@ -125,12 +133,16 @@ fn prefetched_future_proxies_resolve_once_their_values_are_set() {
 
 #[test]
 fn extract_of_a_future_proxy_waits_too() {
-    let store = Store::new("future-extract", LocalConnector::new());
+    let store = Store::builder("future-extract", LocalConnector::new())
+        .with_metrics(true)
+        .build();
     let future = store.future::<Vec<u8>>().expect("future");
     let proxy = future.proxy();
     let setter = future.clone();
+    let watched = store.clone();
     let handle = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(10));
+        // Set only once the extract has looked and missed: it is waiting.
+        wait_until("the extract's first look", || gets(&watched) >= 1);
         setter.set_owned(vec![9; 100]).expect("set");
     });
     assert_eq!(Proxy::extract(proxy).expect("extract"), vec![9; 100]);
