@@ -36,11 +36,9 @@ fn a_relative_directory_is_made_absolute() {
 /// creates a store over the relative directory `store`, changes directory, checks that the
 /// store still reads its object, and writes a serialized proxy for the parent.
 #[test]
+#[ignore = "run by a_proxy_made_in_another_working_directory_resolves_here in a child process"]
 fn child_relative_store() {
-    let Some(out) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
-    let out = PathBuf::from(out);
+    let out = PathBuf::from(std::env::var_os(CHILD_ENV).expect("run by the parent test"));
     let store = Store::new(
         "file-relative-child",
         FileConnector::create("store")
@@ -86,7 +84,12 @@ fn a_proxy_made_in_another_working_directory_resolves_here() {
 fn run_child(cwd: &Path, out: &Path) {
     let exe = std::env::current_exe().expect("test binary");
     let status = Command::new(exe)
-        .args(["--exact", "child_relative_store", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_relative_store",
+            "--ignored",
+            "--test-threads=1",
+        ])
         .current_dir(cwd)
         .env(CHILD_ENV, out)
         .status()

@@ -6,10 +6,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::wait_until;
 use proxy_core::{
     register_store, Connector, Error, ErrorKind, FileConnector, LocalConnector, MultiConnector,
     Polling, Proxy, RoutingPolicy, Store, StoreFuture, ZmqConnector,
 };
+
+/// How many gets `store` has made (its metrics must be on).
+fn gets(store: &Store) -> u64 {
+    store.metrics().expect("metrics on").get.count
+}
 
 fn short(ms: u64) -> Polling {
     Polling::default()
@@ -20,7 +27,9 @@ fn short(ms: u64) -> Polling {
 
 #[test]
 fn a_proxy_made_before_the_value_resolves_once_it_is_set() {
-    let store = Store::new("future-basic", LocalConnector::new());
+    let store = Store::builder("future-basic", LocalConnector::new())
+        .with_metrics(true)
+        .build();
     let future = store.future::<Vec<u64>>().expect("future");
     let proxy = future.proxy();
     assert!(Proxy::is_future(&proxy));
@@ -31,7 +40,8 @@ fn a_proxy_made_before_the_value_resolves_once_it_is_set() {
         let proxy = proxy.clone();
         std::thread::spawn(move || proxy.iter().sum::<u64>())
     };
-    std::thread::sleep(Duration::from_millis(20));
+    // Set only once the resolver has looked and missed: it is waiting.
+    wait_until("the resolver's first look", || gets(&store) >= 1);
     future.set(&vec![1, 2, 3, 4]).expect("set");
     assert_eq!(waiting.join().expect("resolver thread"), 10);
     assert!(future.done().expect("done"));
@@ -94,30 +104,45 @@ fn deref_of_an_unset_future_panics_with_the_timeout() {
     let _ = *proxy;
 }
 
+/// A prefetch does not wait for a future's value: one started before the values are set
+/// finishes and leaves the proxies unresolved (a use then waits); one started after they
+/// are set resolves every proxy before any use.
 #[test]
-fn prefetched_future_proxies_wait_for_their_values() {
+fn prefetched_future_proxies_resolve_once_their_values_are_set() {
     let store = Store::new("future-prefetch", LocalConnector::new());
     let futures: Vec<StoreFuture<u32>> = (0..20).map(|_| store.future().expect("future")).collect();
     let proxies: Vec<Proxy<u32>> = futures.iter().map(StoreFuture::proxy).collect();
-    let prefetch = Proxy::prefetch(&proxies, None);
+    let early = Proxy::prefetch(&proxies, None);
+    wait_until("the early prefetch", || early.is_done());
+    assert!(
+        !proxies.iter().any(Proxy::is_resolved),
+        "resolved before its value was set"
+    );
     for (i, future) in futures.iter().enumerate() {
         future.set(&(i as u32)).expect("set");
     }
-    while !prefetch.is_done() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let late = Proxy::prefetch(&proxies, None);
+    wait_until("the late prefetch", || late.is_done());
+    assert!(
+        proxies.iter().all(Proxy::is_resolved),
+        "a prefetch after the values were set left a proxy unresolved"
+    );
     let sum: u32 = proxies.iter().map(|p| **p).sum();
     assert_eq!(sum, (0..20).sum());
 }
 
 #[test]
 fn extract_of_a_future_proxy_waits_too() {
-    let store = Store::new("future-extract", LocalConnector::new());
+    let store = Store::builder("future-extract", LocalConnector::new())
+        .with_metrics(true)
+        .build();
     let future = store.future::<Vec<u8>>().expect("future");
     let proxy = future.proxy();
     let setter = future.clone();
+    let watched = store.clone();
     let handle = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(10));
+        // Set only once the extract has looked and missed: it is waiting.
+        wait_until("the extract's first look", || gets(&watched) >= 1);
         setter.set_owned(vec![9; 100]).expect("set");
     });
     assert_eq!(Proxy::extract(proxy).expect("extract"), vec![9; 100]);

@@ -196,8 +196,15 @@ fn resolve_async_then_immediate_deref_sees_the_value() {
     Proxy::resolve_async(&proxy);
     assert_eq!(&*proxy, "soon");
     // Whichever of the background job and the deref came first fetched; the other found
-    // the proxy resolved (the job, if it runs later, must not fetch again).
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // the proxy resolved (the job, if it runs later, must not fetch again). The job holds a
+    // clone of the proxy until it ends, and the proxy's hold on its value goes with the
+    // last clone: wait for that before counting.
+    let value = Proxy::get(&proxy).expect("resolved");
+    let held = Arc::strong_count(&value);
+    drop(proxy);
+    wait_until("the background job to end", || {
+        Arc::strong_count(&value) < held
+    });
     assert_eq!(store.metrics().expect("metrics").get.count, 1);
 }
 
@@ -234,12 +241,10 @@ fn prefetch_resolves_every_proxy_and_notifies_once_per_batch() {
         .collect();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let prefetch = Proxy::prefetch(
-        &proxies,
-        Some(Arc::new(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        })),
-    );
+    let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let prefetch = Proxy::prefetch(&proxies, Some(Arc::clone(&notify)));
     wait_until("the prefetch", || prefetch.is_done());
     // 64 proxies spread over the 4 fetch threads, in batches of at most 16: four batches,
     // four notifications.
@@ -258,7 +263,9 @@ fn prefetch_resolves_every_proxy_and_notifies_once_per_batch() {
         4,
         "deref fetched again"
     );
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Each batch job holds the callback until it ends: once this is the last handle, no
+    // notification can come any more.
+    wait_until("every batch job to end", || Arc::strong_count(&notify) == 1);
     assert_eq!(
         calls.load(Ordering::SeqCst),
         4,
@@ -272,14 +279,13 @@ fn prefetch_of_nothing_is_done_at_once() {
     let resolved = store.proxy(1u8).expect("proxy");
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let prefetch = Proxy::prefetch(
-        [&resolved],
-        Some(Arc::new(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        })),
-    );
+    let notify: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let prefetch = Proxy::prefetch([&resolved], Some(Arc::clone(&notify)));
     assert!(prefetch.is_done(), "nothing to fetch, yet not done");
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // No job was started that could still call it: nothing else holds the callback.
+    assert_eq!(Arc::strong_count(&notify), 1, "a job holds the callback");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert_eq!(store.metrics().expect("metrics").get.count, 0);
 }

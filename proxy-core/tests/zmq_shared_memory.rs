@@ -66,34 +66,68 @@ fn same_host_gets_map_large_objects_and_send_small_ones_at_every_size() {
     assert_eq!(read[6], None, "an evicted object is not found");
 }
 
+/// Puts objects of `len` bytes on `owner` and reads each once through `reader` (which copies
+/// it into the owner's shared memory, in a free slot), dropping the read bytes, until one is
+/// not mapped because the arena is full; returns the keys of those that were (still stored).
+fn fill_the_arena(owner: &ZmqConnector, reader: &ZmqConnector, len: usize) -> Vec<proxy_core::Key> {
+    let mut mapped = Vec::new();
+    for seed in 0..200u8 {
+        let data = pattern(len, seed);
+        let key = owner.put(data.clone()).expect("put");
+        let before = reader.mapped_reads();
+        let read = reader.get(&key).expect("get").expect("present");
+        assert!(read == data, "object {seed} read back differently");
+        if reader.mapped_reads() == before {
+            owner.evict(&key).expect("evict");
+            return mapped;
+        }
+        mapped.push(key);
+    }
+    panic!("200 objects of {len} bytes fitted in an arena meant to hold one segment");
+}
+
 #[test]
 fn eviction_while_a_reader_holds_the_bytes_leaves_them_unchanged() {
-    let owner = peer(ZmqOptions::default());
+    // Room for one segment of slots, so that a slot that is not reused shows as one object
+    // fewer in shared memory rather than as a new segment.
+    let owner = peer(ZmqOptions::default().with_shared_memory_capacity(16 << 20));
     let reader = peer(ZmqOptions::default());
-    let original = pattern((1 << 20) + 8, 1);
+    let len = (1 << 20) + 8;
+    let original = pattern(len, 1);
     let key = owner.put(original.clone()).expect("put");
     let held = reader.get(&key).expect("get").expect("present");
     assert_eq!(reader.mapped_reads(), 1);
 
     owner.evict(&key).expect("evict");
     assert_eq!(reader.get(&key).expect("get after evict"), None);
-    // Enough objects of the same size class to take every slot that is free.
-    let others: Vec<_> = (0..40)
-        .map(|i| owner.put(pattern((1 << 20) + 8, 100 + i)).expect("put"))
-        .collect();
+    // Objects of the same size class, each read once so that it moves into shared memory,
+    // until the arena is full: the evicted slot was released last, so without the reader's
+    // pin the first of them would be written into the bytes `held` still reads.
+    let others = fill_the_arena(&owner, &reader, len);
+    assert!(
+        !others.is_empty(),
+        "no other object entered shared memory: the check below would be empty"
+    );
     assert!(
         held == original,
         "an evicted object's bytes changed under its reader"
     );
+    let (_, reserved) = owner.shared_memory_bytes();
     for key in &others {
         owner.evict(key).expect("evict");
     }
     drop(held);
-    // Once the reader lets go the slots are reused: the arena does not grow.
-    let reserved = owner.shared_memory_bytes().1;
-    for i in 0..40 {
-        let key = owner.put(pattern((1 << 20) + 8, i)).expect("put");
-        owner.evict(&key).expect("evict");
+    // Once the reader lets go, its slot is reused too: one object more than before fits,
+    // in the same segments.
+    let again = fill_the_arena(&owner, &reader, len);
+    assert_eq!(
+        again.len(),
+        others.len() + 1,
+        "the slot the reader held was not reused after it let go"
+    );
+    assert_eq!(owner.shared_memory_bytes().1, reserved, "the arena grew");
+    for key in &again {
+        owner.evict(key).expect("evict");
     }
     assert_eq!(owner.shared_memory_bytes(), (0, reserved));
 }

@@ -2,7 +2,9 @@
 //! owns a peer and puts objects; process A reads them in place, holds one while B evicts it
 //! and reuses its memory, then kills B with SIGKILL and checks what is left behind.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,29 +24,32 @@ fn pattern(len: usize, seed: u8) -> Bytes {
     )
 }
 
-/// Entries of `/dev/shm` that this project could have made.
-fn our_shm_files() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
+/// The inodes of process `pid`'s descriptors that are this project's memory files.
+fn memory_files_of(pid: u32) -> HashSet<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|entries| {
             entries
-                .filter_map(|entry| entry.ok())
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .filter(|name| name.contains("proxystore"))
+                .filter_map(|entry| {
+                    let path = entry.ok()?.path();
+                    let target = std::fs::read_link(&path).ok()?;
+                    target
+                        .to_string_lossy()
+                        .contains("memfd:proxystore-zmq")
+                        .then(|| std::fs::metadata(&path).ok().map(|m| m.ino()))?
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
-/// How many of process `pid`'s descriptors are this project's memory files.
-fn memory_files_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-                .filter(|target| target.to_string_lossy().contains("memfd:proxystore-zmq"))
-                .count()
-        })
-        .unwrap_or(0)
+/// The inodes of the files this process has mapped (`/proc/self/maps`, fifth column).
+fn mapped_inodes() -> HashSet<u64> {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4)?.parse().ok())
+        .filter(|&inode: &u64| inode != 0)
+        .collect()
 }
 
 #[test]
@@ -92,7 +97,12 @@ fn a_reader_in_another_process_maps_objects_and_a_killed_owner_leaves_nothing() 
         SIZES.len() as u64,
         "A did not map B's objects"
     );
-    assert!(memory_files_of(b.id()) > 0, "B holds no memory files");
+    let b_files = memory_files_of(b.id());
+    assert!(!b_files.is_empty(), "B holds no memory files");
+    assert!(
+        b_files.is_subset(&mapped_inodes()),
+        "A does not map B's memory files"
+    );
 
     // B evicts everything and stores new objects of the same sizes; A reads them, which
     // moves them into B's shared memory, where they would take the slots A still reads if
@@ -138,12 +148,7 @@ fn a_reader_in_another_process_maps_objects_and_a_killed_owner_leaves_nothing() 
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "B is still there"
     );
-    // The memory files died with B (their pages live on only in A's mappings).
-    assert!(
-        our_shm_files().is_empty(),
-        "left in /dev/shm: {:?}",
-        our_shm_files()
-    );
+    // The memory files died with B: their pages live on only in A's mappings.
     for (index, (read, len)) in held.iter().zip(SIZES).enumerate() {
         assert!(
             *read == pattern(len, index as u8),
@@ -154,6 +159,16 @@ fn a_reader_in_another_process_maps_objects_and_a_killed_owner_leaves_nothing() 
         reader.get(&keys[0]).is_err(),
         "a get from a dead peer is an error"
     );
+    // Once A lets go of B's objects, the next segment A maps (here one of a peer of its
+    // own) makes it drop its mappings of the dead owner's files: nothing of B is left.
+    drop(held);
+    let other = ZmqConnector::new().expect("another peer in A");
+    let key = other.put(pattern(200_000, 7)).expect("put");
+    let before = reader.mapped_reads();
+    assert!(reader.get(&key).expect("get").expect("present") == pattern(200_000, 7));
+    assert_eq!(reader.mapped_reads(), before + 1, "not read in place");
+    let left: Vec<u64> = b_files.intersection(&mapped_inodes()).copied().collect();
+    assert!(left.is_empty(), "A still maps B's memory files {left:?}");
 }
 
 /// Process B: owns a peer, puts the objects, prints their keys; on `churn`, evicts them

@@ -1,8 +1,10 @@
 //! Hostile clients against a real `proxy-peer` over TCP: each fault a client could exploit,
 //! and the behaviour that replaced it.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
@@ -53,15 +55,28 @@ fn assert_serves(peer: &mut Peer) {
     peer.assert_alive();
 }
 
-/// A raw DEALER that claims `routing_id` and completes the ZMTP handshake.
-fn claim(context: &zmq::Context, endpoint: &str, routing_id: &[u8]) -> zmq::Socket {
+/// A raw DEALER, with `routing_id` if given, whose connection the peer has accepted: it
+/// sends a message and waits for the peer's (error) reply, so the peer has registered the
+/// connection under its routing id before the next client comes.
+fn connected(context: &zmq::Context, endpoint: &str, routing_id: Option<&[u8]>) -> zmq::Socket {
     let socket = context.socket(zmq::DEALER).expect("socket");
     socket.set_linger(0).expect("linger");
-    socket.set_identity(routing_id).expect("routing id");
+    socket.set_rcvtimeo(10_000).expect("rcvtimeo");
+    if let Some(routing_id) = routing_id {
+        socket.set_identity(routing_id).expect("routing id");
+    }
     socket.connect(endpoint).expect("connect");
-    // Any message makes sure the handshake has finished before the next client comes.
     socket.send(&b"x"[..], 0).expect("send");
+    let reply = socket
+        .recv_multipart(0)
+        .unwrap_or_else(|e| panic!("no reply to routing id {routing_id:02x?}: {e}"));
+    assert_eq!(&reply[0][..4], b"PXZ\x02", "not a reply");
     socket
+}
+
+/// A raw DEALER that claims `routing_id` and has been answered under it.
+fn claim(context: &zmq::Context, endpoint: &str, routing_id: &[u8]) -> zmq::Socket {
+    connected(context, endpoint, Some(routing_id))
 }
 
 /// libzmq hands out automatic routing ids `00` + a 4-byte counter (first value from an
@@ -72,33 +87,27 @@ fn claiming_the_next_automatic_routing_id_does_not_crash_the_peer() {
     let mut peer = Peer::start(&[]);
     let context = zmq::Context::new();
     let _claimed = claim(&context, &peer.endpoint, &[0x00, 0x6b, 0x8b, 0x45, 0x67]);
-    std::thread::sleep(Duration::from_millis(100));
     assert_serves(&mut peer);
     assert_serves(&mut peer);
 }
 
-/// Blind: after 50 ordinary clients, 256 claimed ids around the counter's likely values.
+/// After 50 ordinary clients (which took the first 50 automatic ids), the next 256 ids the
+/// counter would hand out are claimed: every later ordinary client meets a claimed id.
 #[test]
 fn a_spray_of_claimed_routing_ids_does_not_crash_the_peer() {
     let mut peer = Peer::start(&[]);
     let context = zmq::Context::new();
-    let mut plain = Vec::new();
-    for _ in 0..50 {
-        let socket = context.socket(zmq::DEALER).expect("socket");
-        socket.set_linger(0).expect("linger");
-        socket.connect(&peer.endpoint).expect("connect");
-        socket.send(&b"x"[..], 0).expect("send");
-        plain.push(socket);
-    }
-    let start: u32 = 0x6b8b_4567;
+    let plain: Vec<zmq::Socket> = (0..50)
+        .map(|_| connected(&context, &peer.endpoint, None))
+        .collect();
+    let next: u32 = 0x6b8b_4567 + 50;
     let claimed: Vec<zmq::Socket> = (0..256u32)
         .map(|i| {
             let mut id = vec![0u8];
-            id.extend_from_slice(&start.wrapping_add(i).to_be_bytes());
+            id.extend_from_slice(&next.wrapping_add(i).to_be_bytes());
             claim(&context, &peer.endpoint, &id)
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
     for _ in 0..20 {
         assert_serves(&mut peer);
     }
@@ -280,6 +289,13 @@ fn remote_puts_beyond_the_quota_are_refused() {
             other => panic!("over quota: {other:?}"),
         }
     }
+    // Nothing of the refused puts was stored.
+    let stats = client.peer_stats(&peer.endpoint).expect("stats");
+    assert_eq!(
+        (stats.objects, stats.remote_bytes),
+        (1, 600_000),
+        "a refused put was stored: {stats:?}"
+    );
     // Evicting frees the quota.
     client.evict(&first).expect("evict");
     let second = client
@@ -375,12 +391,109 @@ fn resident_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// Tens of thousands of random and mutated messages against a live peer: each gets a reply,
-/// the peer keeps serving a fresh put and get, and its memory stays within a bound.
+/// A TCP connection to `endpoint` that has done the ZMTP 3.0 handshake as a `DEALER` (NULL
+/// mechanism) by hand, so a test can send frames that libzmq's own sockets would hold back
+/// or split, and see the moment the peer drops the connection.
+fn zmtp_dealer(endpoint: &str) -> TcpStream {
+    let address = endpoint.strip_prefix("tcp://").expect("a tcp endpoint");
+    let mut stream = TcpStream::connect(address).expect("connect");
+    // Bounds a test that would otherwise hang; never reached when the peer behaves.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("write timeout");
+    // Signature, version 3.0, mechanism NULL, not a server, filler.
+    let mut greeting = [0u8; 64];
+    greeting[0] = 0xff;
+    greeting[9] = 0x7f;
+    greeting[10] = 3;
+    greeting[12..16].copy_from_slice(b"NULL");
+    stream.write_all(&greeting).expect("send the greeting");
+    let mut theirs = [0u8; 64];
+    stream.read_exact(&mut theirs).expect("the peer's greeting");
+    assert_eq!((theirs[0], theirs[9], theirs[10]), (0xff, 0x7f, 3));
+    let mut ready = b"\x05READY\x0bSocket-Type".to_vec();
+    ready.extend_from_slice(&6u32.to_be_bytes());
+    ready.extend_from_slice(b"DEALER");
+    let mut command = vec![0x04, ready.len() as u8];
+    command.extend_from_slice(&ready);
+    stream.write_all(&command).expect("send READY");
+    let (flags, body) = read_frame(&mut stream).expect("the peer's READY");
+    assert!(
+        flags & 0x04 != 0 && body.starts_with(b"\x05READY"),
+        "not a READY command: {flags:#x} {body:02x?}"
+    );
+    stream
+}
+
+/// Writes one ZMTP message frame (long form), followed by more frames of its message if
+/// `more`.
+fn write_frame(stream: &mut TcpStream, payload: &[u8], more: bool) -> std::io::Result<()> {
+    let mut head = vec![if more { 0x03 } else { 0x02 }];
+    head.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    stream.write_all(&head)?;
+    stream.write_all(payload)
+}
+
+/// Reads one ZMTP frame: its flags and body.
+fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut flags = [0u8; 1];
+    stream.read_exact(&mut flags)?;
+    let len = if flags[0] & 0x02 != 0 {
+        let mut len = [0u8; 8];
+        stream.read_exact(&mut len)?;
+        u64::from_be_bytes(len)
+    } else {
+        let mut len = [0u8; 1];
+        stream.read_exact(&mut len)?;
+        u64::from(len[0])
+    };
+    let mut body = vec![0u8; usize::try_from(len).expect("a frame length")];
+    stream.read_exact(&mut body)?;
+    Ok((flags[0], body))
+}
+
+/// Sends a `LIMITS` request over a hand-made connection and reads the reply: the
+/// connection speaks ZMTP as the peer expects (so a drop later is the peer's refusal).
+fn assert_answers_on(stream: &mut TcpStream) {
+    write_frame(stream, &request_header(5, 1, 0, 0), false).expect("send LIMITS");
+    let (flags, reply) = read_frame(stream).expect("a reply to LIMITS");
+    assert_eq!(flags & 0x01, 0, "a LIMITS reply has one frame");
+    assert_eq!((&reply[..4], reply[4], reply[5]), (&b"PXZ\x02"[..], 5, 0));
+}
+
+/// Waits for the peer to close `stream`; panics if it answers instead, or keeps it open.
+fn assert_dropped(stream: &mut TcpStream, what: &str) {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ) => {}
+        Ok(_) => panic!("{what}: the peer answered instead of dropping the connection"),
+        Err(e) => panic!("{what}: the peer kept the connection open ({e})"),
+    }
+}
+
+/// Tens of thousands of random and mutated messages against a live peer, among them enough
+/// valid remote puts to pass its 4 MB quota eight times over and, on connections of their own,
+/// puts larger than its 64 KiB message limit: each fuzzed message gets a reply, the quota
+/// refuses what goes beyond it, each oversized put loses its connection unanswered, the
+/// peer keeps serving a fresh put and get, and its memory stays within a bound that holds
+/// only if the quota and the limit did.
 #[test]
 fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
     const MESSAGES: u64 = 40_000;
     const IN_FLIGHT: u64 = 200;
+    /// Valid remote puts in each batch of fuzzed messages (20 to 60 KB each).
+    const PUTS_PER_BATCH: u64 = 5;
+    /// A batch out of this many also sends an oversized put on a connection of its own.
+    const OVERSIZED_EVERY: u64 = 20;
+    const QUOTA: u64 = 4_000_000;
     let mut peer = Peer::start(&["--max-message-size", "65536", "--max-bytes", "4000000"]);
     assert_serves(&mut peer);
     let before = resident_bytes(peer.child.id());
@@ -388,18 +501,34 @@ fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
     let context = zmq::Context::new();
     let socket = context.socket(zmq::DEALER).expect("socket");
     socket.set_linger(0).expect("linger");
-    socket.set_rcvtimeo(5000).expect("rcvtimeo");
+    socket.set_rcvtimeo(10_000).expect("rcvtimeo");
     socket.connect(&peer.endpoint).expect("connect");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut refused = 0u64;
+    let (mut refused, mut over_quota, mut put_bytes, mut oversized) = (0u64, 0u64, 0u64, 0u64);
+    let mut stored = Vec::new();
     let mut sent = 0u64;
+    let mut batches = 0u64;
     while sent < MESSAGES {
         let batch = IN_FLIGHT.min(MESSAGES - sent);
         for i in 0..batch {
             let frames = fuzzed_message(&mut rng, sent + i);
             socket.send_multipart(frames, 0).expect("send");
         }
-        for _ in 0..batch {
+        for i in 0..PUTS_PER_BATCH {
+            let len = 20_000 + rng.below(40_000) as usize;
+            let payload = rng.bytes(len);
+            put_bytes += payload.len() as u64;
+            let header = request_header(
+                4,
+                MESSAGES + sent + i,
+                (u128::from(rng.next()) << 64) | u128::from(rng.next()),
+                payload.len() as u64,
+            );
+            socket
+                .send_multipart([header, payload], 0)
+                .expect("send a put");
+        }
+        for _ in 0..batch + PUTS_PER_BATCH {
             let reply = socket
                 .recv_multipart(0)
                 .unwrap_or_else(|e| panic!("no reply after {sent} messages: {e}"));
@@ -408,43 +537,89 @@ fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
                 refused += 1;
                 assert_eq!(reply.len(), 2, "a refusal without a reason");
             }
+            let request_id = u64::from_le_bytes(reply[0][8..16].try_into().expect("8 bytes"));
+            match (request_id >= MESSAGES, reply[0][5]) {
+                (true, 0) => stored.push(reply[0][16..32].to_vec()),
+                (true, 4) => over_quota += 1,
+                _ => {}
+            }
+        }
+        if batches.is_multiple_of(OVERSIZED_EVERY) {
+            let mut raw = zmtp_dealer(&peer.endpoint);
+            let len = 65_537 + rng.below(200_000) as usize;
+            let header = request_header(4, 1, u128::from(rng.next()), len as u64);
+            // The peer may drop the connection before it has read the whole payload.
+            let _ = write_frame(&mut raw, &header, true)
+                .and_then(|()| write_frame(&mut raw, &vec![0xa5; len], false));
+            assert_dropped(
+                &mut raw,
+                &format!("a put of {len} bytes over a 64 KiB limit"),
+            );
+            oversized += 1;
         }
         sent += batch;
+        batches += 1;
     }
     assert!(
         refused > MESSAGES / 2,
         "only {refused} of {MESSAGES} refused"
     );
-    assert_serves(&mut peer);
+    assert!(put_bytes > 8 * QUOTA, "only {put_bytes} bytes of puts sent");
+    assert!(over_quota > 0, "no put reached the quota");
+    let stats = client().peer_stats(&peer.endpoint).expect("stats");
+    assert!(
+        stats.remote_bytes <= QUOTA && stats.remote_bytes > QUOTA - 60_000,
+        "remote puts hold {} bytes: the quota is {QUOTA} and was reached",
+        stats.remote_bytes
+    );
+    assert!(oversized >= MESSAGES / IN_FLIGHT / OVERSIZED_EVERY);
     let after = resident_bytes(peer.child.id());
-    // Remote puts are held to 4 MB; allow the allocator and libzmq that much again.
+    // Remote puts are held to 4 MB (without the quota they would hold over 30 MB); allow
+    // the allocator and libzmq that much again.
     assert!(
         after < before + (16 << 20),
         "resident memory grew from {before} to {after} bytes"
     );
+    // Evicting the puts frees the quota, and the peer serves a fresh put and get.
+    for (i, id) in stored.iter().enumerate() {
+        let id = u128::from_le_bytes(id.as_slice().try_into().expect("16 bytes"));
+        socket
+            .send(request_header(3, i as u64, id, 0), 0)
+            .expect("send an evict");
+        let reply = socket.recv_multipart(0).expect("a reply to an evict");
+        assert_eq!(reply[0][5], 0, "an evict of a stored put was refused");
+    }
+    assert_serves(&mut peer);
 }
 
 /// A client that sends frame after frame of one message without ever finishing it: each
 /// frame is under the limit, and libzmq used to keep them all (the peer grew by what was
-/// sent). Now the whole message is bounded by the maximum message size.
+/// sent). Now the whole message is bounded by the maximum message size: the peer drops the
+/// connection once the message passes it, and does not grow.
 #[test]
 fn an_unfinished_message_cannot_grow_the_peer() {
     let mut peer = Peer::start(&["--max-message-size", "65536"]);
     assert_serves(&mut peer);
     let before = resident_bytes(peer.child.id());
-    let context = zmq::Context::new();
-    let socket = context.socket(zmq::DEALER).expect("socket");
-    socket.set_linger(0).expect("linger");
-    socket.set_sndtimeo(2000).expect("sndtimeo");
-    socket.connect(&peer.endpoint).expect("connect");
+    let mut stream = zmtp_dealer(&peer.endpoint);
+    assert_answers_on(&mut stream);
     let frame = vec![0x5au8; 60_000];
-    // 64 MB in one message that never ends.
+    // Up to 60 MB in one message that never ends: the second frame passes the limit.
+    let mut sent = 0;
     for _ in 0..1000 {
-        if socket.send(&frame[..], zmq::SNDMORE).is_err() {
-            break;
+        if write_frame(&mut stream, &frame, true).is_err() {
+            break; // the peer dropped the connection
         }
+        sent += 1;
     }
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sent >= 2,
+        "{sent} frames sent: the message never passed the limit"
+    );
+    assert_dropped(
+        &mut stream,
+        &format!("an unfinished message of {sent} frames of 60000 bytes"),
+    );
     let after = resident_bytes(peer.child.id());
     assert!(
         after < before + (16 << 20),
@@ -453,36 +628,91 @@ fn an_unfinished_message_cannot_grow_the_peer() {
     assert_serves(&mut peer);
 }
 
-/// A timeout measures silence, not the transfer: 256 MiB puts and gets succeed with a
-/// 100 ms timeout from a live peer, and a stopped peer still times out within the timeout
-/// and a small margin.
+/// A loopback TCP relay to `upstream` that forwards at most `chunk` bytes, then pauses for
+/// `pause`, in each direction: a transfer through it takes at least one pause per `chunk`
+/// bytes however fast the machine, and is never silent for much longer than one pause.
+/// Returns the relay's endpoint; its threads end with the connections (the listener's with
+/// the test process).
+fn slow_relay(upstream: &str, chunk: usize, pause: Duration) -> String {
+    fn pump(mut from: TcpStream, mut to: TcpStream, chunk: usize, pause: Duration) {
+        let mut buffer = vec![0u8; chunk];
+        loop {
+            let n = match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if to.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+            std::thread::sleep(pause);
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+    let at = format!("tcp://{}", listener.local_addr().expect("relay address"));
+    let upstream = upstream
+        .strip_prefix("tcp://")
+        .expect("a tcp endpoint")
+        .to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                break;
+            };
+            let (Ok(client_in), Ok(server_in)) = (client.try_clone(), server.try_clone()) else {
+                break;
+            };
+            std::thread::spawn(move || pump(client_in, server, chunk, pause));
+            std::thread::spawn(move || pump(server_in, client, chunk, pause));
+        }
+    });
+    at
+}
+
+/// A timeout measures silence, not the transfer: through a relay that paces 16 MiB over at
+/// least 2.56 s (five timeouts), with pauses of 10 ms (a fiftieth of the timeout), a put and
+/// a get succeed; a stopped peer still times out, no sooner than the timeout and within
+/// five times the expected wait (the timeout and one 50 ms progress check).
 #[test]
 fn timeouts_measure_silence_not_the_transfer() {
-    const TIMEOUT: Duration = Duration::from_millis(100);
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    const SIZE: usize = 16 << 20;
     let mut peer = Peer::start(&[]);
-    // No cool-down: both requests below must reach the stopped peer and time out.
+    let relay = slow_relay(&peer.endpoint, 64 << 10, Duration::from_millis(10));
+    // Over TCP only: a same-host read of shared memory would move nothing through the relay.
+    // No cool-down: both requests to the stopped peer below must reach it and time out.
     let client = ZmqConnector::client(
         ZmqOptions::default()
             .with_timeout(TIMEOUT)
+            .with_shared_memory(false)
             .with_peer_cooldown(Duration::ZERO),
     )
     .expect("client");
-    let big = Bytes::from(vec![7u8; 256 << 20]);
+    let big = Bytes::from(vec![7u8; SIZE]);
+    let started = Instant::now();
     let key = client
-        .put_to(&peer.endpoint, big.clone())
-        .expect("a 256 MiB put with a 100 ms timeout");
+        .put_to(&relay, big.clone())
+        .expect("a put five timeouts long");
+    let took = started.elapsed();
+    assert!(took >= 5 * TIMEOUT, "the put took only {took:?}");
+    let key = key.with_peer(relay.as_str());
+    let started = Instant::now();
     let got = client
         .get(&key)
-        .expect("a 256 MiB get with a 100 ms timeout")
+        .expect("a get five timeouts long")
         .expect("stored");
+    let took = started.elapsed();
     assert!(got == big, "the object changed on the way");
+    assert!(took >= 5 * TIMEOUT, "the get took only {took:?}");
     drop(got);
 
+    let key = key.with_peer(peer.endpoint.as_str());
     let pid = i32::try_from(peer.child.id()).expect("pid");
     // SAFETY: stops and resumes our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     for attempt in ["get", "put"] {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let result = match attempt {
             "get" => client.get(&key).map(|_| ()),
             _ => client.put_to(&peer.endpoint, big.clone()).map(|_| ()),
@@ -493,7 +723,7 @@ fn timeouts_measure_silence_not_the_transfer() {
             "{attempt} from a stopped peer gave {result:?}"
         );
         assert!(
-            waited < TIMEOUT + Duration::from_millis(400),
+            waited >= TIMEOUT && waited < 5 * (TIMEOUT + Duration::from_millis(50)),
             "{attempt} from a stopped peer took {waited:?}"
         );
     }

@@ -74,11 +74,21 @@ mod with_a_redis_child {
         assert_eq!(small.route(), Some("small"));
         let local = multi.child("small").expect("small child");
         assert!(
-            local.exists(&small.with_route(None)).expect("exists"),
+            local
+                .exists(&small.clone().with_route(None))
+                .expect("exists"),
             "small object not in the local child"
         );
+        // The same id under the local child's own name: nothing is stored there.
         assert!(
-            !local.exists(&key.with_route(None)).unwrap_or(false),
+            !local
+                .exists(&Key::new(small.connector(), key.id()))
+                .expect("exists"),
+            "large object in the local child"
+        );
+        assert_eq!(
+            local.object_count(),
+            Some(1),
             "large object in the local child"
         );
     }
