@@ -36,6 +36,7 @@ fn empty_remote_puts_are_refused_past_the_quota() {
     }
     let stats = writer.peer_stats(&endpoint).expect("stats");
     // Each empty object is charged 320 bytes: at most 3,276 fit in 1 MiB.
+    assert_eq!(ZmqConnector::REMOTE_OBJECT_OVERHEAD, 320);
     assert_eq!(stats.objects, 1 + QUOTA / 320, "{stats:?}");
     assert_eq!(stats.remote_bytes, 0);
 }

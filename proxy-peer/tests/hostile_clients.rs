@@ -567,10 +567,14 @@ fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
     assert!(put_bytes > 8 * QUOTA, "only {put_bytes} bytes of puts sent");
     assert!(over_quota > 0, "no put reached the quota");
     let stats = client().peer_stats(&peer.endpoint).expect("stats");
+    // The quota charges each object its bytes and a fixed overhead.
+    let charged = stats.remote_bytes + stats.objects * ZmqConnector::REMOTE_OBJECT_OVERHEAD;
     assert!(
-        stats.remote_bytes <= QUOTA && stats.remote_bytes > QUOTA - 60_000,
-        "remote puts hold {} bytes: the quota is {QUOTA} and was reached",
-        stats.remote_bytes
+        charged <= QUOTA && charged > QUOTA - 60_000,
+        "remote puts are charged {charged} bytes ({} bytes in {} objects): the quota is \
+         {QUOTA} and was reached",
+        stats.remote_bytes,
+        stats.objects
     );
     assert!(oversized >= MESSAGES / IN_FLIGHT / OVERSIZED_EVERY);
     let after = resident_bytes(peer.child.id());
