@@ -127,6 +127,12 @@ pub use registry::{
     Registration, Registry,
 };
 pub use store::{CodecStoreBuilder, Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
+/// The ZeroMQ bindings this crate is built with (rust-zmq 0.10 over proxy-core's patched
+/// libzmq, see `proxy-core/ZMQ.md`, Security). A program that needs raw ZeroMQ sockets next
+/// to proxy-core uses these (`use proxy_core::zmq;`) rather than depending on crates.io's
+/// `zmq`: two crates that build libzmq cannot be linked into one program (both declare
+/// `links = "zmq"`, and Cargo refuses the second).
+pub use zmq;
 
 // The types this crate promises can be shared between threads (and timely workers): a
 // change that breaks the promise fails to compile here, not in a user's program.

@@ -5,11 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-fn add_cpp_sources(
-    build: &mut cc::Build,
-    root: impl AsRef<Path>,
-    files: &[&str],
-) {
+fn add_cpp_sources(build: &mut cc::Build, root: impl AsRef<Path>, files: &[&str]) {
     let root = root.as_ref();
     build.files(files.iter().map(|src| {
         let mut p = root.join(src);
@@ -20,11 +16,7 @@ fn add_cpp_sources(
     build.include(root);
 }
 
-fn add_c_sources(
-    build: &mut cc::Build,
-    root: impl AsRef<Path>,
-    files: &[&str],
-) {
+fn add_c_sources(build: &mut cc::Build, root: impl AsRef<Path>, files: &[&str]) {
     let root = root.as_ref();
     build.files(files.iter().map(|src| {
         let mut p = root.join(src);
@@ -69,8 +61,7 @@ mod glibc {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/strlcpy.c");
         println!("cargo:rerun-if-changed={}", src.display());
 
-        let dest =
-            PathBuf::from(env::var("OUT_DIR").unwrap()).join("has_strlcpy");
+        let dest = PathBuf::from(env::var("OUT_DIR").unwrap()).join("has_strlcpy");
 
         cc::Build::new()
             .warnings(false)
@@ -178,6 +169,9 @@ impl Build {
         let vendor = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor");
 
         let mut build = cc::Build::new();
+        // proxystore: libzmq's own -Wall/-Wextra warnings are not ours to fix, and a path
+        // dependency's build warnings reach every dependent's terminal.
+        build.warnings(false);
         build
             .cpp(true)
             .define("ZMQ_BUILD_TESTS", "OFF")
@@ -359,8 +353,7 @@ impl Build {
 
             // Write out an empty platform file: defines will be set through cc directly,
             // sync to prevent potential IO troubles later on
-            let mut f =
-                File::create(out_includes.join("platform.hpp")).unwrap();
+            let mut f = File::create(out_includes.join("platform.hpp")).unwrap();
             f.write_all(b"").unwrap();
             f.sync_all().unwrap();
 
@@ -370,11 +363,7 @@ impl Build {
         let mut has_strlcpy = false;
         if target.contains("windows") {
             // on windows vista and up we can use `epoll` through the `wepoll` lib
-            add_c_sources(
-                &mut build,
-                vendor.join("external/wepoll"),
-                &["wepoll.c"],
-            );
+            add_c_sources(&mut build, vendor.join("external/wepoll"), &["wepoll.c"]);
 
             build.define("ZMQ_IOTHREAD_POLLER_USE_EPOLL", "1");
             build.define("ZMQ_POLL_BASED_ON_POLL", "1");
@@ -442,9 +431,7 @@ impl Build {
 
         // On windows we need to rename the static compiled lib
         // since its name is unpredictable.
-        if target.contains("msvc")
-            && rename_libzmq_in_dir(&lib_dir, "zmq.lib").is_err()
-        {
+        if target.contains("msvc") && rename_libzmq_in_dir(&lib_dir, "zmq.lib").is_err() {
             panic!("unable to find compiled `libzmq` lib");
         }
 
@@ -452,8 +439,7 @@ impl Build {
         let include_dir = source_dir.join("include");
 
         // Finally we need to copy the include files.
-        dircpy::copy_dir(vendor.join("include"), &include_dir)
-            .expect("unable to copy include dir");
+        dircpy::copy_dir(vendor.join("include"), &include_dir).expect("unable to copy include dir");
         dircpy::copy_dir(vendor.join("src"), source_dir.join("src"))
             .expect("unable to copy src dir");
         dircpy::copy_dir(vendor.join("external"), source_dir.join("external"))

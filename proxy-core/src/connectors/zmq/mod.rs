@@ -6,6 +6,7 @@
 //! - `wire`: the versioned wire format;
 //! - `stats`: a peer's counters ([`PeerStats`]) and their wire layout;
 //! - `frame`: payload frames without copies;
+//! - `hardened`: whether the linked libzmq has proxy-core's patches;
 //! - `objects`: the map of objects a peer serves;
 //! - `server`: the peer server thread (`ROUTER`);
 //! - `client`: per-thread `DEALER` sockets and pipelined requests;
@@ -17,6 +18,7 @@ mod client;
 mod context;
 mod cooldown;
 mod frame;
+mod hardened;
 mod liveness;
 mod objects;
 mod options;

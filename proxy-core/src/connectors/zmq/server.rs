@@ -21,6 +21,7 @@ use bytes::Bytes;
 use super::auth::{Secret, Verifier};
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
+use super::hardened;
 use super::objects::{ObjectMap, Refused};
 use super::options::ZmqOptions;
 use super::shm::{Arena, Descriptor};
@@ -110,6 +111,7 @@ impl PeerServer {
     /// and starts serving on a new thread.
     pub(crate) fn start(options: &ZmqOptions) -> Result<Arc<PeerServer>> {
         options.check_exposure()?;
+        hardened::check_library(options.interface(), hardened::library_is_hardened())?;
         let bind = options.bind_description();
         let zmq_error = |action: &str, e: zmq::Error| Error::Peer {
             peer: bind.clone(),

@@ -1485,6 +1485,10 @@ int zmq_device (int /* type */, void *frontend_, void *backend_)
 
 int zmq_has (const char *capability_)
 {
+    //  proxy-core's patches (claimed routing ids, unfinished multipart messages),
+    //  so that programs can refuse to serve with a libzmq that lacks them.
+    if (strcmp (capability_, "proxystore-hardened") == 0)
+        return true;
 #if defined(ZMQ_HAVE_IPC)
     if (strcmp (capability_, zmq::protocol_name::ipc) == 0)
         return true;
