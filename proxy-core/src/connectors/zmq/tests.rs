@@ -1192,26 +1192,25 @@ fn stats_report_the_shared_memory_a_peer_holds() {
     );
 }
 
+/// A well-formed one-slot segment holding `data` as a fresh object, kept open by a child
+/// process (running as `nobody` when `as_nobody`), and a descriptor of it: what a hostile
+/// peer could name in a reply. Returns the object's id, the child and the descriptor.
+fn foreign_segment(
+    token: u128,
+    data: &[u8],
+    as_nobody: bool,
+) -> (u128, std::process::Child, shm::Descriptor) {
+    let id = Key::random("zmq").id();
+    let holder = shm::spawn_segment_holder(token, id, data, as_nobody);
+    let descriptor = shm::holder_descriptor(&holder, token, data.len() as u64);
+    (id, holder, descriptor)
+}
+
 #[test]
 fn a_descriptor_naming_another_process_than_the_answering_peer_falls_back_to_tcp() {
     // The fake peer answers from this process; the segment it names (well formed, holding
     // the very object asked for) belongs to another process of this user.
-    let owner = peer();
-    let boot = real_descriptor(&owner).boot;
-    let id = Key::random("zmq").id();
-    let token = 0xfeed_u128;
-    let mut holder = shm::spawn_segment_holder(token, id, b"not the peer's", false);
-    let descriptor = shm::Descriptor {
-        boot,
-        pid: holder.id(),
-        fd: shm::HOLDER_FD,
-        token,
-        segment_len: 8192,
-        slot: 0,
-        generation: 2,
-        offset: 4096,
-        len: 14,
-    };
+    let (id, mut holder, descriptor) = foreign_segment(0xfeed, b"not the peer's", false);
     let (endpoint, fake) = serve_descriptor_then_bytes(descriptor.encode().to_vec(), 2);
     let client = peer_with_timeout(Duration::from_secs(2));
     let key = Key::new("zmq", id).with_peer(endpoint.as_str());
@@ -1254,10 +1253,18 @@ fn copy_on_read_gets_a_private_copy_of_a_same_host_object() {
         matches!((bounds.next(), bounds.next()), (Some(Ok(low)), Some(Ok(high))) if low <= at && at < high)
             && line.contains("memfd:")
     });
-    if reader.mapped_reads() == 0 {
-        println!("SKIPPED copy-on-read: this process cannot map its peer's memory");
+    let mapped = if reader.mapped_reads() == 0 {
+        Err("this process could not map its peer's shared memory".to_string())
+    } else {
+        Ok(())
+    };
+    let Some(()) = crate::testing::require_or_skip(
+        "zmq copy_on_read_gets_a_private_copy_of_a_same_host_object",
+        "run on Linux with shared memory available (memfd, /proc)",
+        mapped,
+    ) else {
         return;
-    }
+    };
     assert!(
         !mapped_from_memfd,
         "copy-on-read returned bytes in a shared mapping"
@@ -1286,22 +1293,7 @@ fn root_falls_back_to_tcp_for_another_users_segment() {
     ) else {
         return;
     };
-    let owner = peer();
-    let boot = real_descriptor(&owner).boot;
-    let id = Key::random("zmq").id();
-    let token = 0xbeef_u128;
-    let mut holder = shm::spawn_segment_holder(token, id, b"nobody's bytes", true);
-    let descriptor = shm::Descriptor {
-        boot,
-        pid: holder.id(),
-        fd: shm::HOLDER_FD,
-        token,
-        segment_len: 8192,
-        slot: 0,
-        generation: 2,
-        offset: 4096,
-        len: 14,
-    };
+    let (id, mut holder, descriptor) = foreign_segment(0xbeef, b"nobody's bytes", true);
     let (endpoint, fake) = serve_descriptor_then_bytes(descriptor.encode().to_vec(), 2);
     let client = peer_with_timeout(Duration::from_secs(2));
     let got = client.get(&Key::new("zmq", id).with_peer(endpoint.as_str()));

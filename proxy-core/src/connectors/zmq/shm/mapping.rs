@@ -417,6 +417,23 @@ pub(crate) fn spawn_segment_holder(
 #[cfg(test)]
 pub(crate) const HOLDER_FD: u32 = 100;
 
+/// A descriptor of the object of `len` bytes in the segment that [`spawn_segment_holder`]
+/// started `holder` with (this machine's boot id, its slot 0, generation 2).
+#[cfg(test)]
+pub(crate) fn holder_descriptor(holder: &std::process::Child, token: u128, len: u64) -> Descriptor {
+    Descriptor {
+        boot: sys::boot_id().expect("boot id"),
+        pid: holder.id(),
+        fd: HOLDER_FD,
+        token,
+        segment_len: 2 * layout::PAGE,
+        slot: 0,
+        generation: 2,
+        offset: layout::PAGE,
+        len,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::arena::Arena;
@@ -741,17 +758,7 @@ mod tests {
         };
         let token = 4242u128;
         let mut child = spawn_segment_holder(token, 7, b"nobody's bytes", true);
-        let descriptor = Descriptor {
-            boot: sys::boot_id().expect("boot id"),
-            pid: child.id(),
-            fd: HOLDER_FD,
-            token,
-            segment_len: 2 * layout::PAGE,
-            slot: 0,
-            generation: 2,
-            offset: layout::PAGE,
-            len: 14,
-        };
+        let descriptor = holder_descriptor(&child, token, 14);
         let outcome = read(&descriptor, &want(7)).map(|bytes| bytes.len());
         let _ = child.kill();
         let _ = child.wait();
@@ -823,17 +830,7 @@ mod tests {
     fn a_segment_of_another_process_than_the_answering_peer_is_refused() {
         let token = 99u128;
         let mut child = spawn_segment_holder(token, 7, b"the holder's bytes", false);
-        let descriptor = Descriptor {
-            boot: sys::boot_id().expect("boot id"),
-            pid: child.id(),
-            fd: HOLDER_FD,
-            token,
-            segment_len: 2 * layout::PAGE,
-            slot: 0,
-            generation: 2,
-            offset: layout::PAGE,
-            len: 18,
-        };
+        let descriptor = holder_descriptor(&child, token, 18);
         // This process answers on `endpoint`; the segment is the holder's.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
         let endpoint = format!(

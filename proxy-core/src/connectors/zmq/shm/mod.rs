@@ -21,6 +21,6 @@ mod sys;
 
 pub(crate) use arena::{Arena, ArenaStats};
 pub(crate) use descriptor::Descriptor;
-pub(crate) use mapping::{is_unusable, mark_unusable, read, Miss, Wanted};
 #[cfg(test)]
-pub(crate) use mapping::{spawn_segment_holder, HOLDER_FD};
+pub(crate) use mapping::{holder_descriptor, spawn_segment_holder};
+pub(crate) use mapping::{is_unusable, mark_unusable, read, Miss, Wanted};
