@@ -1130,3 +1130,232 @@ fn stats_report_the_shared_memory_a_peer_holds() {
         "segments are kept for reuse"
     );
 }
+
+/// Peers that keep a request waiting by moving a few bytes at a time (issue 18, item 2): a
+/// raw TCP listener speaking just enough ZMTP 3.1 to take a request, then trickling its reply
+/// or sending only heartbeats.
+mod slow_peers {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
+
+    use super::super::wire::{Header, Status};
+    use super::super::*;
+
+    /// What the fake peer does once it has read the request.
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        /// Sends the reply header, announces a 1 MiB payload, then one byte every 40 ms.
+        Trickle,
+        /// Sends nothing but ZMTP `PING` commands, one every 40 ms.
+        PingOnly,
+    }
+
+    const GAP: Duration = Duration::from_millis(40);
+    /// The fake stops on its own after this long (the client should have given up long
+    /// before; before the fix it waited for as long as bytes kept coming).
+    const FAKE_LIFETIME: Duration = Duration::from_secs(30);
+
+    fn greeting() -> [u8; 64] {
+        let mut g = [0u8; 64];
+        g[0] = 0xff;
+        g[9] = 0x7f;
+        g[10] = 3; // ZMTP 3.1
+        g[11] = 1;
+        g[12..16].copy_from_slice(b"NULL");
+        g
+    }
+
+    /// A command frame (short form) with `body`.
+    fn command(body: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x04, body.len() as u8];
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn ready() -> Vec<u8> {
+        let mut body = vec![5];
+        body.extend_from_slice(b"READY");
+        body.push(11);
+        body.extend_from_slice(b"Socket-Type");
+        body.extend_from_slice(&6u32.to_be_bytes());
+        body.extend_from_slice(b"ROUTER");
+        command(&body)
+    }
+
+    /// Reads one ZMTP frame: (flags, body).
+    fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+        let mut flags = [0u8; 1];
+        stream.read_exact(&mut flags)?;
+        let size = if flags[0] & 0x02 != 0 {
+            let mut size = [0u8; 8];
+            stream.read_exact(&mut size)?;
+            u64::from_be_bytes(size)
+        } else {
+            let mut size = [0u8; 1];
+            stream.read_exact(&mut size)?;
+            u64::from(size[0])
+        };
+        let mut body = vec![0u8; size as usize];
+        stream.read_exact(&mut body)?;
+        Ok((flags[0], body))
+    }
+
+    /// Serves one connection as `behaviour` says, until `stop` or the client goes away.
+    fn serve(
+        mut stream: TcpStream,
+        behaviour: Behaviour,
+        stop: &AtomicBool,
+    ) -> std::io::Result<()> {
+        stream.set_nodelay(true)?;
+        stream.write_all(&greeting())?;
+        let mut theirs = [0u8; 64];
+        stream.read_exact(&mut theirs)?;
+        stream.write_all(&ready())?;
+        // Their READY, then the request's frames (a command frame has bit 2 set).
+        let request = loop {
+            let (flags, body) = read_frame(&mut stream)?;
+            if flags & 0x04 != 0 {
+                continue;
+            }
+            let mut more = flags & 0x01 != 0;
+            while more {
+                more = read_frame(&mut stream)?.0 & 0x01 != 0;
+            }
+            break body;
+        };
+        let started = Instant::now();
+        match behaviour {
+            Behaviour::Trickle => {
+                let header = Header::decode(&request)
+                    .map_err(|e| std::io::Error::other(e.message))?
+                    .reply(Status::Ok)
+                    .encode();
+                let mut out = vec![0x01, header.len() as u8];
+                out.extend_from_slice(&header);
+                out.push(0x02); // last frame, long size
+                out.extend_from_slice(&(1u64 << 20).to_be_bytes());
+                stream.write_all(&out)?;
+                while !stop.load(Ordering::Acquire) && started.elapsed() < FAKE_LIFETIME {
+                    stream.write_all(&[0x5a])?;
+                    std::thread::sleep(GAP);
+                }
+            }
+            Behaviour::PingOnly => {
+                let mut body = vec![4];
+                body.extend_from_slice(b"PING");
+                body.extend_from_slice(&[0, 0]); // TTL
+                let ping = command(&body);
+                while !stop.load(Ordering::Acquire) && started.elapsed() < FAKE_LIFETIME {
+                    stream.write_all(&ping)?;
+                    std::thread::sleep(GAP);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A get with a 1 s timeout from a fake peer behaving as `behaviour`: fails within a
+    /// generous bound, as too slow, naming the peer.
+    fn a_get_from(behaviour: Behaviour) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("tcp://{}", listener.local_addr().expect("address"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let fake = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                // Each connection the client makes gets the same treatment.
+                if let Ok((stream, _)) = listener.accept() {
+                    let _ = serve(stream, behaviour, &stop);
+                }
+            })
+        };
+        let timeout = Duration::from_secs(1);
+        let key = Key::random("zmq").with_peer(endpoint.as_str());
+        let (done, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let client = ZmqConnector::client(
+                ZmqOptions::default()
+                    .with_timeout(timeout)
+                    .with_shared_memory(false),
+            )
+            .expect("client");
+            let started = Instant::now();
+            let result = client.get(&key);
+            let _ = done.send((result, started.elapsed()));
+        });
+        // The client gives up one window (1 s) after the request, plus a slice; 10 s is a
+        // generous bound on a busy machine. Before the fix it waited as long as bytes came.
+        let bound = Duration::from_secs(10);
+        let received = outcome.recv_timeout(bound + Duration::from_secs(5));
+        stop.store(true, Ordering::Release);
+        let (result, elapsed) = received.expect("the get is still waiting on a trickling peer");
+        fake.join().expect("fake peer");
+        match result {
+            Err(error @ Error::TooSlow { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("too slow"), "{message}");
+                assert!(message.contains(&endpoint), "{message}");
+                assert_eq!(error.kind(), crate::ErrorKind::Timeout);
+            }
+            other => panic!("expected a too-slow error, got {other:?}"),
+        }
+        assert!(elapsed >= timeout, "gave up after {elapsed:?}");
+        assert!(elapsed < bound, "took {elapsed:?}");
+    }
+
+    #[test]
+    fn a_peer_that_trickles_its_reply_fails_the_get_as_too_slow() {
+        a_get_from(Behaviour::Trickle);
+    }
+
+    #[test]
+    fn a_peer_that_only_sends_heartbeats_fails_the_get_as_too_slow() {
+        a_get_from(Behaviour::PingOnly);
+    }
+
+    #[test]
+    fn without_a_rate_floor_only_silence_ends_a_request() {
+        // min_rate 0: heartbeats keep the get waiting (the old rule), far below any floor;
+        // it ends as a timeout (never as too slow) once the fake stops sending.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("tcp://{}", listener.local_addr().expect("address"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let fake = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                if let Ok((stream, _)) = listener.accept() {
+                    let _ = serve(stream, Behaviour::PingOnly, &stop);
+                }
+            })
+        };
+        let timeout = Duration::from_secs(1);
+        let client = ZmqConnector::client(
+            ZmqOptions::default()
+                .with_timeout(timeout)
+                .with_min_rate(0)
+                .with_shared_memory(false),
+        )
+        .expect("client");
+        let key = Key::random("zmq").with_peer(endpoint.as_str());
+        let stopper = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(3));
+                stop.store(true, Ordering::Release);
+            })
+        };
+        let started = Instant::now();
+        let result = client.get(&key);
+        let elapsed = started.elapsed();
+        stopper.join().expect("stopper");
+        fake.join().expect("fake peer");
+        assert!(
+            matches!(result, Err(Error::Timeout { .. })),
+            "expected a timeout, got {result:?}"
+        );
+        assert!(elapsed >= timeout, "{elapsed:?}");
+    }
+}
