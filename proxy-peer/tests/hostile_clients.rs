@@ -292,10 +292,10 @@ fn remote_puts_beyond_the_quota_are_refused() {
     peer.assert_alive();
 }
 
-/// A 96-byte version 2 request header.
+/// A 96-byte version 3 request header.
 fn request_header(op: u8, request_id: u64, object_id: u128, size: u64) -> Vec<u8> {
     let mut header = vec![0u8; 96];
-    header[..4].copy_from_slice(b"PXZ\x02");
+    header[..4].copy_from_slice(b"PXZ\x03");
     header[4] = op;
     header[8..16].copy_from_slice(&request_id.to_le_bytes());
     header[16..32].copy_from_slice(&object_id.to_le_bytes());
@@ -403,7 +403,7 @@ fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
             let reply = socket
                 .recv_multipart(0)
                 .unwrap_or_else(|e| panic!("no reply after {sent} messages: {e}"));
-            assert_eq!(&reply[0][..4], b"PXZ\x02", "not a reply");
+            assert_eq!(&reply[0][..4], b"PXZ\x03", "not a reply");
             if reply[0][5] >= 2 {
                 refused += 1;
                 assert_eq!(reply.len(), 2, "a refusal without a reason");

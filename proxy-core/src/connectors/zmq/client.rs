@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::auth::Secret;
+use super::auth::{self, Binding, Secret};
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::liveness::Liveness;
@@ -367,6 +367,8 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
     };
 
     let mut answers: Vec<Option<Answer>> = vec![None; requests.len()];
+    // Each request's nonce and proof, which its reply's proof must cover (with a secret).
+    let mut bindings: Vec<Binding> = Vec::with_capacity(requests.len());
     let (mut sent, mut answered) = (0usize, 0usize);
     // The most bytes all replies (and puts) of this exchange can take on the wire.
     let budget = requests.iter().fold(0u64, |total, request| {
@@ -393,7 +395,10 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                 socket.secret.as_ref(),
             );
             match sent_request {
-                Ok(()) => sent += 1,
+                Ok(binding) => {
+                    bindings.push(binding);
+                    sent += 1;
+                }
                 Err(zmq::Error::EAGAIN) => return Err(timed_out(answered)),
                 Err(e) => {
                     return Err(peer_error(
@@ -434,6 +439,11 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                     ),
                 ));
             }
+            if let (Some(secret), Some(binding)) = (&socket.secret, bindings.get(index)) {
+                if !secret.verify_reply(&header, binding, payload.as_deref()) {
+                    return Err(unproven_reply(peer, request, &header, payload.as_deref()));
+                }
+            }
             answers[index] = Some(read_answer(
                 peer,
                 request,
@@ -455,13 +465,40 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
         .collect()
 }
 
+/// The error for a reply whose proof does not verify: a refusal of authentication says the
+/// peer's secret differs (an error, never data, so nothing forged gets through); anything
+/// else is a protocol error.
+fn unproven_reply(peer: &str, request: &Request, header: &Header, payload: Option<&[u8]>) -> Error {
+    let what = describe(std::slice::from_ref(request), 0);
+    if header.status == Status::Unauthenticated {
+        return Error::Unauthenticated {
+            peer: peer.to_string(),
+            operation: what,
+            message: format!(
+                "{} (and its reply carries no valid proof either: the peer's secret is not this process's)",
+                payload.map(excerpt).unwrap_or_default()
+            ),
+        };
+    }
+    let why = if header.proof == [0; 32] {
+        "it carries no proof (the peer has no secret, or something on the path rewrote it)"
+    } else {
+        "its proof does not match this process's secret and request (another secret, or the reply was changed, replayed or made up on the path)"
+    };
+    protocol_error(
+        peer,
+        format!("reply to {what} is not authenticated: {why}; refused"),
+    )
+}
+
+/// Sends one request; returns its nonce and proof (what its reply must be bound to).
 fn send_request(
     socket: &mut zmq::Socket,
     request_id: u64,
     request: &Request,
     accepted: u64,
     secret: Option<&Secret>,
-) -> zmq::Result<()> {
+) -> zmq::Result<Binding> {
     let mut header = Header::request(request.op, request_id, request.object_id);
     if request.shared_memory && request.op == Op::Get {
         header.flags = FLAG_SHARED_MEMORY;
@@ -472,16 +509,19 @@ fn send_request(
         (None, _) => 0,
     };
     if let Some(secret) = secret {
-        secret.sign(&mut header, request.payload.as_deref());
+        let digest = request.payload.as_deref().map(auth::digest);
+        secret.sign(&mut header, digest.as_ref());
     }
+    let binding = (header.nonce, header.proof);
     let header = header.encode();
     match &request.payload {
         Some(payload) => {
             socket.send(&header[..], zmq::SNDMORE)?;
-            send_bytes(socket, payload, 0)
+            send_bytes(socket, payload, 0)?;
         }
-        None => socket.send(&header[..], 0),
+        None => socket.send(&header[..], 0)?,
     }
+    Ok(binding)
 }
 
 /// The next reply, or `None` when none came within the socket's receive timeout.

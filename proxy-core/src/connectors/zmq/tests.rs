@@ -551,7 +551,11 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
             .recv_multipart(0)
             .unwrap_or_else(|e| panic!("{what}: no reply ({e})"));
         assert_eq!(reply.len(), 2, "{what}: reply {reply:?}");
-        assert_eq!(&reply[0][..4], b"PXZ\x02", "{what}");
+        assert_eq!(
+            &reply[0][..4],
+            &[b'P', b'X', b'Z', super::wire::VERSION],
+            "{what}"
+        );
         assert_eq!(reply[0][5], Status::Error as u8, "{what}: status");
         assert_eq!(
             u64::from_le_bytes(reply[0][8..16].try_into().expect("8 bytes")),
@@ -1357,5 +1361,222 @@ mod slow_peers {
             "expected a timeout, got {result:?}"
         );
         assert!(elapsed >= timeout, "{elapsed:?}");
+    }
+}
+
+/// Replies rewritten on the path (issue 18, item 5): with a secret, a client refuses any reply
+/// that its peer did not prove for its request.
+mod man_in_the_middle {
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::super::wire::{Header, Status, HEADER_LEN};
+    use super::super::*;
+    use super::endpoint;
+
+    const SECRET: &str = "a cluster secret for the relay tests";
+
+    /// Changes a reply (its frames after the routing id), given its index.
+    type Tamper = Box<dyn FnMut(usize, &mut Vec<Vec<u8>>) + Send>;
+
+    /// A relay between clients and `upstream` passing `replies` replies, each first handed to
+    /// `tamper`; returns its endpoint and thread.
+    fn relay(upstream: &str, replies: usize, mut tamper: Tamper) -> (String, JoinHandle<()>) {
+        let listen = context().socket(zmq::ROUTER).expect("socket");
+        listen.set_linger(0).expect("linger");
+        listen.set_rcvtimeo(10_000).expect("rcvtimeo");
+        listen.bind("tcp://127.0.0.1:*").expect("bind");
+        let at = listen
+            .get_last_endpoint()
+            .expect("endpoint")
+            .expect("utf-8");
+        let forward = context().socket(zmq::DEALER).expect("socket");
+        forward.set_linger(0).expect("linger");
+        forward.set_rcvtimeo(10_000).expect("rcvtimeo");
+        forward.connect(upstream).expect("connect");
+        let thread = std::thread::spawn(move || {
+            for index in 0..replies {
+                let Ok(mut request) = listen.recv_multipart(0) else {
+                    return;
+                };
+                let from = request.remove(0);
+                if forward.send_multipart(request, 0).is_err() {
+                    return;
+                }
+                let Ok(mut reply) = forward.recv_multipart(0) else {
+                    return;
+                };
+                tamper(index, &mut reply);
+                reply.insert(0, from);
+                if listen.send_multipart(reply, 0).is_err() {
+                    return;
+                }
+            }
+        });
+        (at, thread)
+    }
+
+    fn member(shared_memory: bool) -> ZmqConnector {
+        ZmqConnector::client(
+            ZmqOptions::default()
+                .with_secret(SECRET)
+                .with_timeout(Duration::from_secs(5))
+                .with_shared_memory(shared_memory),
+        )
+        .expect("client")
+    }
+
+    fn owner() -> ZmqConnector {
+        ZmqOptions::default()
+            .with_secret(SECRET)
+            .build()
+            .expect("peer")
+    }
+
+    fn assert_refused(result: Result<Option<Bytes>>, relay: &str, what: &str) {
+        match result {
+            Err(Error::Protocol { peer, message }) => {
+                assert_eq!(peer, relay, "{what}: {message}");
+                assert!(message.contains("not authenticated"), "{what}: {message}");
+                assert!(!message.contains(SECRET), "{what}: {message}");
+            }
+            other => panic!("{what}: expected the reply to be refused, got {other:?}"),
+        }
+    }
+
+    fn set_request_id(header: &mut [u8], request_id: u64) {
+        header[8..16].copy_from_slice(&request_id.to_le_bytes());
+    }
+
+    #[test]
+    fn an_untouched_relay_delivers_proven_replies() {
+        let owner = owner();
+        let data = Bytes::from(vec![0xab; 4096]);
+        let key = owner.put(data.clone()).expect("put");
+        let (at, relay) = relay(&endpoint(&owner), 3, Box::new(|_, _| {}));
+        let client = member(false);
+        let key = key.with_peer(at.as_str());
+        assert_eq!(client.get(&key).expect("get"), Some(data));
+        assert!(client.exists(&key).expect("exists"));
+        let missing = Key::random("zmq").with_peer(at.as_str());
+        assert_eq!(client.get(&missing).expect("get"), None);
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn a_reply_whose_object_was_changed_on_the_path_is_refused() {
+        let owner = owner();
+        let key = owner.put(Bytes::from(vec![0xab; 4096])).expect("put");
+        let (at, relay) = relay(
+            &endpoint(&owner),
+            1,
+            Box::new(|_, reply| {
+                if let Some(payload) = reply.get_mut(1) {
+                    payload[100] ^= 0x01;
+                }
+            }),
+        );
+        let client = member(false);
+        assert_refused(
+            client.get(&key.with_peer(at.as_str())),
+            &at,
+            "a flipped byte",
+        );
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn a_recorded_reply_played_for_a_later_request_is_refused() {
+        let owner = owner();
+        let data = Bytes::from(vec![0xab; 4096]);
+        let key = owner.put(data.clone()).expect("put");
+        let mut recorded: Option<Vec<Vec<u8>>> = None;
+        let (at, relay) = relay(
+            &endpoint(&owner),
+            2,
+            Box::new(move |index, reply| {
+                if index == 0 {
+                    recorded = Some(reply.clone());
+                } else if let Some(old) = &recorded {
+                    // The earlier answer, dressed up as the answer to this request.
+                    let request_id =
+                        u64::from_le_bytes(reply[0][8..16].try_into().expect("a header"));
+                    *reply = old.clone();
+                    set_request_id(&mut reply[0], request_id);
+                }
+            }),
+        );
+        let client = member(false);
+        let key = key.with_peer(at.as_str());
+        assert_eq!(client.get(&key).expect("first get"), Some(data));
+        assert_refused(client.get(&key), &at, "a replayed reply");
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn replies_made_up_or_stripped_on_the_path_are_refused() {
+        let owner = owner();
+        let key = owner.put(Bytes::from(vec![0xab; 4096])).expect("put");
+        type Forge = fn(&mut Vec<Vec<u8>>);
+        let forgeries: [(&str, Forge); 4] = [
+            ("the proof zeroed", |reply| {
+                reply[0][64..HEADER_LEN].fill(0);
+            }),
+            ("another object in its place", |reply| {
+                reply[1] = b"what the attacker wants you to read".to_vec();
+            }),
+            ("not found instead of the object", |reply| {
+                let header = Header::decode(&reply[0]).expect("a reply header");
+                *reply = vec![header.reply(Status::NotFound).encode().to_vec()];
+            }),
+            ("the object's size field changed", |reply| {
+                reply[0][32] ^= 1;
+            }),
+        ];
+        let client = member(false);
+        for (what, forge) in forgeries {
+            let (at, relay) = relay(&endpoint(&owner), 1, Box::new(move |_, reply| forge(reply)));
+            assert_refused(client.get(&key.clone().with_peer(at.as_str())), &at, what);
+            relay.join().expect("relay");
+        }
+    }
+
+    #[test]
+    fn a_shared_memory_descriptor_changed_on_the_path_is_refused() {
+        // The owner answers a same-host reader with a descriptor (or, where this process
+        // cannot map it, with the bytes); changing either on the path is refused.
+        let owner = ZmqOptions::default()
+            .with_secret(SECRET)
+            .with_shared_memory(true)
+            .build()
+            .expect("peer");
+        let key = owner.put(Bytes::from(vec![0xab; 1 << 20])).expect("put");
+        let (at, relay) = relay(
+            &endpoint(&owner),
+            1,
+            Box::new(|_, reply| {
+                if let Some(payload) = reply.get_mut(1) {
+                    // In a descriptor: a byte of the owner's pid (bytes 16..20).
+                    payload[17] ^= 0x01;
+                }
+            }),
+        );
+        let client = member(true);
+        assert_refused(
+            client.get(&key.with_peer(at.as_str())),
+            &at,
+            "a changed descriptor",
+        );
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn a_client_with_a_secret_refuses_replies_of_a_peer_without_one() {
+        let open = ZmqConnector::new().expect("peer without a secret");
+        let key = open.put(Bytes::from_static(b"unproven")).expect("put");
+        let at = endpoint(&open);
+        assert_refused(member(false).get(&key), &at, "a peer without a secret");
     }
 }
