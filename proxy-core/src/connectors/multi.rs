@@ -73,7 +73,7 @@ enum ChildConnector {
     Built(Arc<dyn Connector>),
     /// A child whose host patterns do not match this host, rebuilt from a config: it is not
     /// built here; its config is kept so that [`Connector::config`] still describes it.
-    Dormant(ConnectorConfig),
+    Dormant(Box<ConnectorConfig>),
 }
 
 impl Child {
@@ -188,7 +188,7 @@ impl MultiConnector {
         let mut builder = Self::builder().with_hostname(hostname);
         for child in children {
             let connector = if !child.policy.active_on(hostname) {
-                ChildConnector::Dormant(child.connector.clone())
+                ChildConnector::Dormant(Box::new(child.connector.clone()))
             } else if let ConnectorConfig::Multi { children } = &child.connector {
                 ChildConnector::Built(Arc::new(Self::from_configs_on_host(children, hostname)?))
             } else {
@@ -492,7 +492,7 @@ impl Connector for MultiConnector {
                     policy: child.policy.clone(),
                     connector: match &child.connector {
                         ChildConnector::Built(connector) => connector.config(),
-                        ChildConnector::Dormant(config) => config.clone(),
+                        ChildConnector::Dormant(config) => (**config).clone(),
                     },
                 })
                 .collect(),
