@@ -16,11 +16,17 @@
 //!
 //! The authenticated column fetches the same objects from a second `ZmqConnector` in the
 //! child that requires a cluster secret, with a reader that has it: every request carries a
-//! BLAKE3 proof and the peer checks it (replies are not authenticated, so the payload is not
-//! hashed on a get).
+//! BLAKE3 proof that the peer checks, and every reply a proof bound to the request and to the
+//! object's digest (computed once by the owner and kept with the object), which the reader
+//! checks by hashing what it received.
+//!
+//! Every get goes over TCP (the readers turn same-host shared memory off) and every side
+//! reads every byte it fetched (a checksum), so that no side is timed without touching its
+//! data.
 //!
 //! The sides alternate get by get so that machine noise hits them alike; compare the
-//! ratios, which come from the same run. Set `ZMQ_BENCH_QUICK=1` for a short smoke run.
+//! ratios, which come from the same run. Set `ZMQ_BENCH_QUICK=1` for a short smoke run,
+//! `ZMQ_BENCH_NO_READERS=1` to leave out the many-readers part.
 //!
 //! Last, many readers: N = 1, 2, 4, 8 threads fetching distinct 1 MiB objects from one peer
 //! at once, aggregate GB/s against raw ZeroMQ with the same N (`zmq_bench/many_readers.rs`).
@@ -48,8 +54,30 @@ const CHILD_ENV: &str = "ZMQ_BENCH_PEER";
 /// The cluster secret of the authenticated peer (a benchmark, not a secret).
 const SECRET: &str = "zmq benchmark cluster secret";
 
+/// Reads every byte of `data` (eight at a time), so that a fetch is not timed without it.
+fn checksum(data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    let mut sum = 0u64;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        sum = sum.wrapping_add(u64::from_le_bytes(word));
+    }
+    chunks
+        .remainder()
+        .iter()
+        .fold(sum, |sum, &b| sum.wrapping_add(u64::from(b)))
+}
+
 fn payload(size: usize) -> &'static [u8] {
     Box::leak(vec![0xabu8; size].into_boxed_slice())
+}
+
+/// What the child's object of `size` bytes holds, to check a fetch against.
+fn payload_of(size: usize) -> &'static [u8] {
+    static ONE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let all = ONE.get_or_init(|| vec![0xabu8; SIZES[SIZES.len() - 1].0]);
+    &all[..size]
 }
 
 /// The child process: puts the objects, serves them through its `ZmqConnector` and a raw
@@ -216,9 +244,15 @@ fn main() {
     }
     let quick = std::env::var_os("ZMQ_BENCH_QUICK").is_some();
     let peer = Peer::spawn();
-    let reader = ZmqConnector::client(ZmqOptions::default()).expect("reader");
-    let member =
-        ZmqConnector::client(ZmqOptions::default().with_secret(SECRET)).expect("member reader");
+    // Over TCP: without shared memory the readers never ask for descriptors.
+    let reader =
+        ZmqConnector::client(ZmqOptions::default().with_shared_memory(false)).expect("reader");
+    let member = ZmqConnector::client(
+        ZmqOptions::default()
+            .with_secret(SECRET)
+            .with_shared_memory(false),
+    )
+    .expect("member reader");
     let raw_context = zmq::Context::new();
     let req = raw_context.socket(zmq::REQ).expect("REQ socket");
     req.set_linger(0).expect("linger");
@@ -235,14 +269,17 @@ fn main() {
         };
         let key = peer.key(index);
         let guarded_key = peer.guarded_key(index);
+        let expected = checksum(payload_of(size));
         let raw_get = || {
             req.send(&[index as u8][..], 0).expect("raw send");
             let reply = req.recv_msg(0).expect("raw recv");
             assert_eq!(reply.len(), size);
+            assert_eq!(checksum(&reply), expected);
         };
         let connector_get = || {
             let data = reader.get(&key).expect("remote get").expect("present");
             assert_eq!(data.len(), size);
+            assert_eq!(checksum(&data), expected);
         };
         let member_get = || {
             let data = member
@@ -250,6 +287,7 @@ fn main() {
                 .expect("authenticated get")
                 .expect("present");
             assert_eq!(data.len(), size);
+            assert_eq!(checksum(&data), expected);
         };
         // Warm up connections, allocators and caches.
         for _ in 0..(iterations / 5 + 2) {
@@ -355,5 +393,8 @@ fn main() {
 
     drop(peer);
 
-    many_readers::run(quick);
+    // `ZMQ_BENCH_NO_READERS=1` ends the run here (the gets above only).
+    if std::env::var_os("ZMQ_BENCH_NO_READERS").is_none() {
+        many_readers::run(quick);
+    }
 }

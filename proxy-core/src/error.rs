@@ -70,6 +70,22 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// A remote peer kept a request waiting while moving fewer bytes than the minimum rate
+    /// (a trickling peer, or one that only sends heartbeats): the request was given up.
+    #[error("peer {peer} too slow: {operation}: {bytes} bytes in {elapsed:?}, below the minimum of {min_rate} bytes/s")]
+    TooSlow {
+        /// The peer's endpoint.
+        peer: String,
+        /// The operation given up, with its key when it has one.
+        operation: String,
+        /// Bytes the connection moved during the last window.
+        bytes: u64,
+        /// The window those bytes were counted over.
+        elapsed: Duration,
+        /// The minimum rate asked for, in bytes per second.
+        min_rate: u64,
+    },
+
     /// A remote peer or server answered with an error, or could not be reached.
     #[error("peer {peer}: {message}")]
     Peer {
@@ -241,8 +257,8 @@ pub enum Error {
 pub enum ErrorKind {
     /// The object is not (or no longer) stored ([`Error::NotFound`]).
     NotFound,
-    /// A peer, a server or a wait did not finish in time ([`Error::Timeout`], or a future
-    /// not set in time: [`Error::NotSet`]).
+    /// A peer, a server or a wait did not finish in time ([`Error::Timeout`], a peer below
+    /// the minimum rate: [`Error::TooSlow`], or a future not set in time: [`Error::NotSet`]).
     Timeout,
     /// A peer or server answered with an error or could not be reached ([`Error::Peer`]),
     /// or refused a request for its size, its quota or its authentication
@@ -342,7 +358,9 @@ impl Error {
         #[allow(unreachable_patterns)] // variants added by other modules map to `Other`
         match self.root() {
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Timeout { .. } | Error::NotSet { .. } => ErrorKind::Timeout,
+            Error::Timeout { .. } | Error::TooSlow { .. } | Error::NotSet { .. } => {
+                ErrorKind::Timeout
+            }
             Error::KeyTaken { .. } => ErrorKind::Refused,
             Error::Peer { .. }
             | Error::TooLarge { .. }

@@ -70,7 +70,7 @@ fn connected(context: &zmq::Context, endpoint: &str, routing_id: Option<&[u8]>) 
     let reply = socket
         .recv_multipart(0)
         .unwrap_or_else(|e| panic!("no reply to routing id {routing_id:02x?}: {e}"));
-    assert_eq!(&reply[0][..4], b"PXZ\x02", "not a reply");
+    assert_eq!(&reply[0][..4], b"PXZ\x03", "not a reply");
     socket
 }
 
@@ -308,10 +308,10 @@ fn remote_puts_beyond_the_quota_are_refused() {
     peer.assert_alive();
 }
 
-/// A 96-byte version 2 request header.
+/// A 96-byte version 3 request header.
 fn request_header(op: u8, request_id: u64, object_id: u128, size: u64) -> Vec<u8> {
     let mut header = vec![0u8; 96];
-    header[..4].copy_from_slice(b"PXZ\x02");
+    header[..4].copy_from_slice(b"PXZ\x03");
     header[4] = op;
     header[8..16].copy_from_slice(&request_id.to_le_bytes());
     header[16..32].copy_from_slice(&object_id.to_le_bytes());
@@ -461,7 +461,7 @@ fn assert_answers_on(stream: &mut TcpStream) {
     write_frame(stream, &request_header(5, 1, 0, 0), false).expect("send LIMITS");
     let (flags, reply) = read_frame(stream).expect("a reply to LIMITS");
     assert_eq!(flags & 0x01, 0, "a LIMITS reply has one frame");
-    assert_eq!((&reply[..4], reply[4], reply[5]), (&b"PXZ\x02"[..], 5, 0));
+    assert_eq!((&reply[..4], reply[4], reply[5]), (&b"PXZ\x03"[..], 5, 0));
 }
 
 /// Waits for the peer to close `stream`; panics if it answers instead, or keeps it open.
@@ -532,7 +532,7 @@ fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
             let reply = socket
                 .recv_multipart(0)
                 .unwrap_or_else(|e| panic!("no reply after {sent} messages: {e}"));
-            assert_eq!(&reply[0][..4], b"PXZ\x02", "not a reply");
+            assert_eq!(&reply[0][..4], b"PXZ\x03", "not a reply");
             if reply[0][5] >= 2 {
                 refused += 1;
                 assert_eq!(reply.len(), 2, "a refusal without a reason");

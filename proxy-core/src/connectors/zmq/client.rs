@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::auth::Secret;
+use super::auth::{self, Binding, Secret};
 use super::context;
 use super::cooldown;
 use super::frame::{message_into_bytes, send_bytes};
@@ -34,6 +34,12 @@ const MAX_SOCKETS_PER_THREAD: usize = 64;
 /// Longest wait for a reply before looking at the connection's progress: how much a dead
 /// peer's timeout may overshoot.
 const PROGRESS_CHECK: Duration = Duration::from_millis(50);
+/// Shortest window over which a request's connection is held to the minimum rate (the
+/// window is the timeout when that is longer).
+const MIN_RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Bytes counted as progress per request beyond the largest message accepted (ZMTP framing,
+/// the header, an error message): past that, bytes cannot be a reply in transit.
+const REPLY_SLACK: u64 = 64 << 10;
 /// Longest endpoint accepted from a key.
 const MAX_ENDPOINT_LEN: usize = 256;
 
@@ -84,6 +90,7 @@ struct PeerSocket {
     liveness: Liveness,
     next_request_id: u64,
     timeout: Duration,
+    min_rate: u64,
     max_message_size: i64,
     secret: Option<Secret>,
     /// The peer's maximum message size, once asked (before the first put).
@@ -116,6 +123,7 @@ pub(crate) fn exchange(
         let mut sockets = sockets.borrow_mut();
         let reusable = sockets.get(peer).is_some_and(|s| {
             s.timeout == options.request_timeout()
+                && s.min_rate == options.min_rate()
                 && s.max_message_size == options.max_message_size_option()
                 && s.secret.as_ref() == options.secret()
         });
@@ -235,6 +243,7 @@ fn connect(peer: &str, options: &ZmqOptions) -> Result<PeerSocket> {
         liveness,
         next_request_id: 1,
         timeout,
+        min_rate: options.min_rate(),
         max_message_size: options.max_message_size_option(),
         secret: options.secret().cloned(),
         peer_max_message_size: None,
@@ -253,24 +262,132 @@ fn describe(requests: &[Request], answered: usize) -> String {
     }
 }
 
+/// How a request's wait is bounded: silence for the timeout, or (once a window has passed)
+/// fewer bytes than the minimum rate in a window.
+///
+/// Every byte the kernel saw counts (a large reply in transit is not silence), but a
+/// trickle does not keep a request alive: the bytes of each window must reach
+/// `min_rate x window`. ZMTP heartbeats are bytes like any other to the kernel; a peer that
+/// only sends them moves a few bytes a window and fails the floor, and a heartbeat flood
+/// fast enough to pass it counts at most `budget` bytes (the largest replies the exchange
+/// could be waiting for), after which it is silence.
+struct Deadline {
+    timeout: Duration,
+    min_rate: u64,
+    window: Duration,
+    /// Silence from here on fails the request.
+    silent_until: Instant,
+    /// Where the current rate window started, and the bytes counted in it.
+    window_start: Instant,
+    window_bytes: u64,
+    /// Bytes that may still count as progress.
+    budget: u64,
+}
+
+/// Why a request stopped waiting.
+enum Expired {
+    /// Nothing moved for the timeout.
+    Silent,
+    /// The bytes of the last window.
+    TooSlow { bytes: u64, elapsed: Duration },
+}
+
+impl Deadline {
+    fn new(timeout: Duration, min_rate: u64, budget: u64) -> Deadline {
+        let now = Instant::now();
+        Deadline {
+            timeout,
+            min_rate,
+            window: timeout.max(MIN_RATE_WINDOW),
+            silent_until: now + timeout,
+            window_start: now,
+            window_bytes: 0,
+            budget,
+        }
+    }
+
+    /// A reply arrived: the peer is alive and the rate window starts again.
+    fn answered(&mut self) {
+        let now = Instant::now();
+        self.silent_until = now + self.timeout;
+        self.window_start = now;
+        self.window_bytes = 0;
+    }
+
+    /// The connection moved `bytes` since the last look.
+    fn moved(&mut self, bytes: u64) {
+        let counted = bytes.min(self.budget);
+        self.budget -= counted;
+        if counted > 0 {
+            self.silent_until = Instant::now() + self.timeout;
+            self.window_bytes = self.window_bytes.saturating_add(counted);
+        }
+    }
+
+    /// How long the next wait may last, or why the request must stop waiting.
+    fn remaining(&mut self) -> std::result::Result<Duration, Expired> {
+        let now = Instant::now();
+        let remaining = self.silent_until.saturating_duration_since(now);
+        if remaining.is_zero() {
+            return Err(Expired::Silent);
+        }
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if self.min_rate > 0 && elapsed >= self.window {
+            let floor = (self.min_rate as f64 * elapsed.as_secs_f64()) as u64;
+            if self.window_bytes < floor {
+                return Err(Expired::TooSlow {
+                    bytes: self.window_bytes,
+                    elapsed,
+                });
+            }
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
+        let to_window_end = self
+            .window
+            .saturating_sub(now.saturating_duration_since(self.window_start));
+        Ok(remaining.min(to_window_end.max(Duration::from_millis(1))))
+    }
+}
+
 fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<Answer>> {
     let first_id = socket.next_request_id;
     socket.next_request_id = first_id.wrapping_add(requests.len() as u64);
-    let timeout = socket.timeout;
+    let (timeout, min_rate) = (socket.timeout, socket.min_rate);
     let timed_out = |answered| Error::Timeout {
         peer: peer.to_string(),
         operation: describe(requests, answered),
         timeout,
     };
+    let expired = |why: Expired, answered| match why {
+        Expired::Silent => timed_out(answered),
+        Expired::TooSlow { bytes, elapsed } => Error::TooSlow {
+            peer: peer.to_string(),
+            operation: describe(requests, answered),
+            bytes,
+            elapsed,
+            min_rate,
+        },
+    };
 
     let mut answers: Vec<Option<Answer>> = vec![None; requests.len()];
+    // Each request's nonce and proof, which its reply's proof must cover (with a secret).
+    let mut bindings: Vec<Binding> = Vec::with_capacity(requests.len());
     let (mut sent, mut answered) = (0usize, 0usize);
-    // The timeout counts from the last sign of life: a reply, or bytes moving on the
-    // connection (a large reply or put on its way).
-    let mut deadline = Instant::now() + timeout;
+    // The most bytes all replies (and puts) of this exchange can take on the wire.
+    let budget = requests.iter().fold(0u64, |total, request| {
+        let upload = request.payload.as_ref().map_or(0, Bytes::len) as u64;
+        total
+            .saturating_add(upload)
+            .saturating_add(socket.max_message_size.max(0) as u64)
+            .saturating_add(REPLY_SLACK)
+    });
+    // The wait ends after `timeout` of silence, or when the connection moves less than the
+    // minimum rate over a window (a trickle is not progress).
+    let mut deadline = Deadline::new(timeout, min_rate, budget);
     // Traffic before this exchange is not progress of it.
     let uploading = requests.iter().any(|r| r.payload.is_some());
-    socket.liveness.progressed(uploading);
+    socket.liveness.moved(uploading);
     while answered < requests.len() {
         while sent < requests.len() && sent - answered < WINDOW {
             let request_id = first_id.wrapping_add(sent as u64);
@@ -282,7 +399,10 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                 socket.secret.as_ref(),
             );
             match sent_request {
-                Ok(()) => sent += 1,
+                Ok(binding) => {
+                    bindings.push(binding);
+                    sent += 1;
+                }
                 Err(zmq::Error::EAGAIN) => return Err(timed_out(answered)),
                 Err(e) => {
                     return Err(peer_error(
@@ -292,10 +412,7 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                 }
             }
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(timed_out(answered));
-        }
+        let remaining = deadline.remaining().map_err(|why| expired(why, answered))?;
         // Wait for the next reply in `recv` itself (no separate poll: one call less per
         // reply, which shows on small objects), at most PROGRESS_CHECK at a time.
         let wait_ms = i32::try_from(remaining.min(PROGRESS_CHECK).as_millis())
@@ -326,6 +443,11 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                     ),
                 ));
             }
+            if let (Some(secret), Some(binding)) = (&socket.secret, bindings.get(index)) {
+                if !secret.verify_reply(&header, binding, payload.as_deref()) {
+                    return Err(unproven_reply(peer, request, &header, payload.as_deref()));
+                }
+            }
             answers[index] = Some(read_answer(
                 peer,
                 request,
@@ -334,9 +456,9 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
                 socket.max_message_size as u64,
             )?);
             answered += 1;
-            deadline = Instant::now() + timeout;
-        } else if socket.liveness.progressed(uploading) {
-            deadline = Instant::now() + timeout;
+            deadline.answered();
+        } else {
+            deadline.moved(socket.liveness.moved(uploading));
         }
     }
     answers
@@ -347,13 +469,40 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
         .collect()
 }
 
+/// The error for a reply whose proof does not verify: a refusal of authentication says the
+/// peer's secret differs (an error, never data, so nothing forged gets through); anything
+/// else is a protocol error.
+fn unproven_reply(peer: &str, request: &Request, header: &Header, payload: Option<&[u8]>) -> Error {
+    let what = describe(std::slice::from_ref(request), 0);
+    if header.status == Status::Unauthenticated {
+        return Error::Unauthenticated {
+            peer: peer.to_string(),
+            operation: what,
+            message: format!(
+                "{} (and its reply carries no valid proof either: the peer's secret is not this process's)",
+                payload.map(excerpt).unwrap_or_default()
+            ),
+        };
+    }
+    let why = if header.proof == [0; 32] {
+        "it carries no proof (the peer has no secret, or something on the path rewrote it)"
+    } else {
+        "its proof does not match this process's secret and request (another secret, or the reply was changed, replayed or made up on the path)"
+    };
+    protocol_error(
+        peer,
+        format!("reply to {what} is not authenticated: {why}; refused"),
+    )
+}
+
+/// Sends one request; returns its nonce and proof (what its reply must be bound to).
 fn send_request(
     socket: &mut zmq::Socket,
     request_id: u64,
     request: &Request,
     accepted: u64,
     secret: Option<&Secret>,
-) -> zmq::Result<()> {
+) -> zmq::Result<Binding> {
     let mut header = Header::request(request.op, request_id, request.object_id);
     if request.shared_memory && request.op == Op::Get {
         header.flags = FLAG_SHARED_MEMORY;
@@ -364,16 +513,19 @@ fn send_request(
         (None, _) => 0,
     };
     if let Some(secret) = secret {
-        secret.sign(&mut header, request.payload.as_deref());
+        let digest = request.payload.as_deref().map(auth::digest);
+        secret.sign(&mut header, digest.as_ref());
     }
+    let binding = (header.nonce, header.proof);
     let header = header.encode();
     match &request.payload {
         Some(payload) => {
             socket.send(&header[..], zmq::SNDMORE)?;
-            send_bytes(socket, payload, 0)
+            send_bytes(socket, payload, 0)?;
         }
-        None => socket.send(&header[..], 0),
+        None => socket.send(&header[..], 0)?,
     }
+    Ok(binding)
 }
 
 /// The next reply, or `None` when none came within the socket's receive timeout.

@@ -6,7 +6,10 @@
 //! when a slice passes without a reply, asks the kernel whether the connection moved data
 //! since the last look (`TCP_INFO`: bytes received from the peer, bytes of ours the peer
 //! acknowledged). Progress restarts the timeout; a peer that is dead, stopped (`SIGSTOP`) or
-//! unreachable moves nothing, so the request fails one timeout after the last byte.
+//! unreachable moves nothing, so the request fails one timeout after the last byte. Bytes are
+//! not enough on their own: a peer that trickles a reply, or sends only ZMTP heartbeats,
+//! moves a few bytes forever, so the client also holds the connection to a minimum rate
+//! (`client::run`).
 //!
 //! The connection's file descriptor comes from a libzmq socket monitor (`CONNECTED`
 //! carries it; `DISCONNECTED` and `CLOSED` retire it). libzmq sends monitor events from its
@@ -59,19 +62,26 @@ impl Liveness {
         self.fd = None;
     }
 
-    /// Whether the connection moved bytes since the last call: received any, or (when
-    /// `uploading`, i.e. a payload is on its way to the peer) had any acknowledged. The
-    /// acknowledgement of a small request alone is no sign that the peer is alive: its
-    /// kernel sends it even when the peer process is stopped.
-    pub(crate) fn progressed(&mut self, uploading: bool) -> bool {
+    /// How many bytes the connection moved since the last call: received from the peer, plus
+    /// (when `uploading`, i.e. a payload is on its way to the peer) those of ours the peer
+    /// acknowledged. The acknowledgement of a small request alone is no sign that the peer
+    /// is alive: its kernel sends it even when the peer process is stopped. The count
+    /// includes ZMTP commands (heartbeats): the kernel cannot tell them from a reply, which
+    /// is why the client also asks for a minimum rate (see `client`).
+    pub(crate) fn moved(&mut self, uploading: bool) -> u64 {
         self.read_events();
-        let Some(fd) = self.fd else { return false };
+        let Some(fd) = self.fd else { return 0 };
         let Some(now) = transferred(fd) else {
-            return false;
+            return 0;
         };
-        let (acked, received) = (now.0 != self.last.0, now.1 != self.last.1);
+        let acked = now.0.saturating_sub(self.last.0);
+        let received = now.1.saturating_sub(self.last.1);
         self.last = now;
-        received || (uploading && acked)
+        if uploading {
+            received.saturating_add(acked)
+        } else {
+            received
+        }
     }
 
     fn read_events(&mut self) {

@@ -55,7 +55,10 @@ const KIND: &str = "zmq";
 ///   read this process's map for its own keys, and ask the owning peer's server for others.
 ///   [`get_batch`](Connector::get_batch) pipelines its requests to each peer.
 /// - A peer that does not answer within the [timeout](ZmqOptions::with_timeout) gives
-///   [`Error::Timeout`] naming the peer; a peer that refuses a request gives [`Error::Peer`].
+///   [`Error::Timeout`] naming the peer, one that moves bytes below the
+///   [minimum rate](ZmqOptions::with_min_rate) (a trickle, heartbeats only) gives
+///   [`Error::TooSlow`]; a peer that refuses a request gives [`Error::Peer`]. With a secret,
+///   a reply without a valid proof of it is refused with [`Error::Protocol`].
 /// - [`config`](Connector::config) rebuilds, in this process, a connector on the same server
 ///   and objects; in another process, a connector that reads every peer's objects and starts
 ///   its own server on its first `put`, bound and advertised as *that* process's own

@@ -15,6 +15,11 @@
 //!   it that other processes put here stay on the heap.
 //!
 //! Objects below the threshold, and those that do not fit in the arena, stay on the heap.
+//!
+//! With a secret, replies prove a digest of the object ([`auth`](super::auth)); the map keeps
+//! each object's digest once computed: at put for objects above [`LAZY_MAX`] (in the storing
+//! thread, as the shared memory copy), from the request proof for remote puts, and on the
+//! first read over TCP for the rest ([`ObjectMap::digest`]), so no object is hashed twice.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
+use super::auth;
 use super::shm::{Arena, ArenaStats, Descriptor};
 
 /// What each object another process stores here costs against the quota besides its bytes:
@@ -47,6 +53,8 @@ pub(crate) struct ObjectMap {
     remote_objects: AtomicU64,
     /// Bytes of every object stored (written only under the map's write lock).
     bytes: AtomicU64,
+    /// Whether large objects are hashed when stored (the peer proves its replies).
+    digest_at_put: bool,
 }
 
 /// One stored object.
@@ -57,6 +65,8 @@ struct Stored {
     shared: Option<Descriptor>,
     /// Whether another process stored it (a remote put: its bytes count against the quota).
     remote: bool,
+    /// Its [`digest`](super::auth::digest), once computed.
+    digest: Option<[u8; 32]>,
 }
 
 impl Stored {
@@ -84,22 +94,54 @@ impl ObjectMap {
         }
     }
 
+    /// This map, hashing objects larger than [`LAZY_MAX`] when they are stored (`on`: the
+    /// peer has a secret and proves the digests of the objects it sends).
+    pub(crate) fn with_digests_at_put(mut self, on: bool) -> ObjectMap {
+        self.digest_at_put = on;
+        self
+    }
+
     /// `data` as this process stores it: copied into shared memory now if it is larger than
     /// [`LAZY_MAX`] (smaller ones are copied when a same-host reader asks, see [`share`](Self::share)).
     fn place(&self, id: u128, data: Bytes) -> Stored {
-        let eager = self.arena.as_ref().filter(|_| data.len() > LAZY_MAX);
+        let large = data.len() > LAZY_MAX;
+        let digest = (large && self.digest_at_put).then(|| auth::digest(&data));
+        let eager = self.arena.as_ref().filter(|_| large);
         match eager.and_then(|arena| arena.store(id, &data)) {
             Some((bytes, descriptor)) => Stored {
                 bytes,
                 shared: Some(descriptor),
                 remote: false,
+                digest,
             },
             None => Stored {
                 bytes: data,
                 shared: None,
                 remote: false,
+                digest,
             },
         }
+    }
+
+    /// The digest of object `id`, whose bytes `data` the caller holds: the one kept with the
+    /// object, else computed now and kept (unless the object changed meanwhile).
+    pub(crate) fn digest(&self, id: u128, data: &Bytes) -> [u8; 32] {
+        let same = |stored: &Stored| {
+            stored.bytes.as_ptr() == data.as_ptr() && stored.bytes.len() == data.len()
+        };
+        if let Some(digest) = self
+            .read()
+            .get(&id)
+            .filter(|stored| same(stored))
+            .and_then(|stored| stored.digest)
+        {
+            return digest;
+        }
+        let digest = auth::digest(data);
+        if let Some(stored) = self.write().get_mut(&id).filter(|stored| same(stored)) {
+            stored.digest = Some(digest);
+        }
+        digest
     }
 
     fn read(&self) -> RwLockReadGuard<'_, HashMap<u128, Stored>> {
@@ -203,14 +245,22 @@ impl ObjectMap {
     }
 
     /// Stores `data` from a remote put under `id` if the id is free and what remote puts
-    /// are charged (their bytes plus [`REMOTE_OBJECT_OVERHEAD`] each) stays within `quota`.
-    pub(crate) fn insert_remote(&self, id: u128, data: Bytes, quota: u64) -> Result<(), Refused> {
+    /// are charged (their bytes plus [`REMOTE_OBJECT_OVERHEAD`] each) stays within `quota`;
+    /// `digest` is its digest, if known.
+    pub(crate) fn insert_remote(
+        &self,
+        id: u128,
+        data: Bytes,
+        quota: u64,
+        digest: Option<[u8; 32]>,
+    ) -> Result<(), Refused> {
         // Kept on the heap, in the buffer libzmq received it into: copying it into shared
         // memory here would stall the server thread (see `share` for the lazy copy).
         let stored = Stored {
             bytes: data,
             shared: None,
             remote: true,
+            digest,
         };
         let size = stored.len() as u64;
         let mut objects = self.write();
@@ -296,14 +346,15 @@ mod tests {
         let map = ObjectMap::default();
         let quota = 1 << 20;
         let accepted = (0..300_000u128)
-            .take_while(|&id| map.insert_remote(id, Bytes::new(), quota).is_ok())
+            .take_while(|&id| map.insert_remote(id, Bytes::new(), quota, None).is_ok())
             .count() as u64;
         assert_eq!(accepted, quota / REMOTE_OBJECT_OVERHEAD);
         assert_eq!(map.remote_bytes(), 0);
         assert!(map.remote_charged() <= quota);
         map.remove(0);
         assert!(
-            map.insert_remote(1 << 100, Bytes::new(), quota).is_ok(),
+            map.insert_remote(1 << 100, Bytes::new(), quota, None)
+                .is_ok(),
             "an evict frees room"
         );
     }
@@ -322,13 +373,13 @@ mod tests {
         assert!(!map.insert_new(3, Bytes::from(vec![0u8; 500])), "taken");
         let quota = 1000;
         assert_eq!(
-            map.insert_remote(4, Bytes::from(vec![0u8; 7]), quota),
+            map.insert_remote(4, Bytes::from(vec![0u8; 7]), quota, None),
             Ok(())
         );
         let charged = 7 + REMOTE_OBJECT_OVERHEAD;
         assert_eq!(map.remote_charged(), charged);
         assert_eq!(
-            map.insert_remote(5, Bytes::from(vec![0u8; 700]), quota),
+            map.insert_remote(5, Bytes::from(vec![0u8; 700]), quota, None),
             Err(Refused::OverQuota(charged))
         );
         assert_eq!((map.len(), map.bytes(), map.remote_bytes()), (4, 42, 7));
@@ -339,5 +390,35 @@ mod tests {
         assert_eq!(map.remote_charged(), 0);
         map.clear();
         assert_eq!((map.len(), map.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn digests_are_computed_once_and_kept_with_the_object() {
+        let map = ObjectMap::default();
+        let data = Bytes::from(vec![9u8; 1000]);
+        map.insert_many(std::iter::once((1, data.clone())));
+        assert_eq!(map.read().get(&1).and_then(|s| s.digest), None, "lazy");
+        let digest = map.digest(1, &data);
+        assert_eq!(digest, auth::digest(&data));
+        assert_eq!(map.read().get(&1).and_then(|s| s.digest), Some(digest));
+        // A remote put keeps the digest its request proved.
+        let remote = Bytes::from_static(b"remote");
+        map.insert_remote(2, remote.clone(), 1000, Some(auth::digest(&remote)))
+            .expect("stored");
+        assert_eq!(map.digest(2, &remote), auth::digest(&remote));
+        // Bytes that are not the stored object's are hashed but never kept.
+        let other = Bytes::from(vec![9u8; 1000]);
+        map.remove(1);
+        map.insert_many(std::iter::once((1, Bytes::from(vec![8u8; 1000]))));
+        assert_eq!(map.digest(1, &other), auth::digest(&other));
+        assert_eq!(map.read().get(&1).and_then(|s| s.digest), None);
+        // Large objects are hashed when stored if the peer proves its replies.
+        let eager = ObjectMap::default().with_digests_at_put(true);
+        let large = Bytes::from(vec![1u8; LAZY_MAX + 1]);
+        eager.insert_many(std::iter::once((3, large.clone())));
+        assert_eq!(
+            eager.read().get(&3).and_then(|s| s.digest),
+            Some(auth::digest(&large))
+        );
     }
 }

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 
 /// Default time a request may wait for a silent peer.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default minimum rate of a transfer a request waits for: 1 MiB/s.
+pub(crate) const DEFAULT_MIN_RATE: u64 = 1 << 20;
 /// Default largest message (frame) a peer accepts from the network: 1 GiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
@@ -28,6 +30,9 @@ pub(crate) const ENV_PORT: &str = "PROXYSTORE_ZMQ_PORT";
 pub(crate) const ENV_TIMEOUT: &str = "PROXYSTORE_ZMQ_TIMEOUT";
 /// How long requests to a peer that timed out fail at once (`PROXYSTORE_ZMQ_COOLDOWN`).
 pub(crate) const ENV_COOLDOWN: &str = "PROXYSTORE_ZMQ_COOLDOWN";
+/// The minimum rate of a transfer, in bytes per second; 0 turns it off
+/// (`PROXYSTORE_ZMQ_MIN_RATE`).
+pub(crate) const ENV_MIN_RATE: &str = "PROXYSTORE_ZMQ_MIN_RATE";
 /// The largest message accepted, in bytes (`PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE`).
 pub(crate) const ENV_MAX_MESSAGE_SIZE: &str = "PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE";
 /// The most bytes held for remote puts (`PROXYSTORE_ZMQ_MAX_BYTES`).
@@ -101,6 +106,10 @@ pub struct ZmqOptions {
     /// How long requests to a peer that timed out fail at once; `None`: the timeout.
     #[serde(default)]
     cooldown: Option<Duration>,
+    /// Least bytes per second a request's connection must move once it has waited a
+    /// window (0: no floor).
+    #[serde(default = "default_min_rate")]
+    min_rate: u64,
     max_message_size: u64,
     /// Where this connector's puts go.
     placement: Placement,
@@ -159,6 +168,10 @@ fn default_max_bytes() -> u64 {
     DEFAULT_MAX_BYTES
 }
 
+fn default_min_rate() -> u64 {
+    DEFAULT_MIN_RATE
+}
+
 impl Default for ZmqOptions {
     fn default() -> Self {
         ZmqOptions {
@@ -167,6 +180,7 @@ impl Default for ZmqOptions {
             ports: (0, 0),
             timeout: DEFAULT_TIMEOUT,
             cooldown: None,
+            min_rate: DEFAULT_MIN_RATE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             placement: Placement::Here,
             max_bytes: DEFAULT_MAX_BYTES,
@@ -189,6 +203,7 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_PORT` | [`with_port`](Self::with_port) or [`with_port_range`](Self::with_port_range) | `7000`, `7000-7099` |
     /// | `PROXYSTORE_ZMQ_TIMEOUT` | [`with_timeout`](Self::with_timeout) | `5s`, `250ms`, `1m 30s` |
     /// | `PROXYSTORE_ZMQ_COOLDOWN` | [`with_peer_cooldown`](Self::with_peer_cooldown) | `10s`, `0s` |
+    /// | `PROXYSTORE_ZMQ_MIN_RATE` | [`with_min_rate`](Self::with_min_rate) | `1048576`, `0` (off) |
     /// | `PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE` | [`with_max_message_size`](Self::with_max_message_size) | `268435456` |
     /// | `PROXYSTORE_ZMQ_MAX_BYTES` | [`with_max_bytes`](Self::with_max_bytes) | `8589934592` |
     /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
@@ -250,6 +265,14 @@ impl ZmqOptions {
                     format!("{cooldown:?} is not a duration such as 10s or 0s: {e}"),
                 )
             })?);
+        }
+        if let Some(rate) = var(ENV_MIN_RATE) {
+            self.min_rate = rate.trim().parse().map_err(|_| {
+                env_error(
+                    ENV_MIN_RATE,
+                    format!("{rate:?} is not a number of bytes per second (0 turns it off)"),
+                )
+            })?;
         }
         if let Some(size) = var(ENV_MAX_MESSAGE_SIZE) {
             self.max_message_size = size.trim().parse().map_err(|_| {
@@ -353,6 +376,16 @@ impl ZmqOptions {
         self
     }
 
+    /// The least rate, in bytes per second, at which a request's connection must move data
+    /// once the request has waited a window (its timeout, at least 1 s): a peer that moves
+    /// fewer bytes in a window (one that trickles a reply, or sends only ZMTP heartbeats)
+    /// fails the request with [`Error::TooSlow`](crate::Error::TooSlow) naming it. Replies restart the window.
+    /// Default 1 MiB/s; 0 turns the floor off (then only silence ends a request).
+    pub fn with_min_rate(mut self, bytes_per_second: u64) -> Self {
+        self.min_rate = bytes_per_second;
+        self
+    }
+
     /// The largest frame accepted from the network, in bytes, both by the peer server (a
     /// larger request drops the connection that sent it) and by this connector's client
     /// sockets (a larger reply does the same, and the request then times out). Default 1 GiB.
@@ -386,6 +419,11 @@ impl ZmqOptions {
     /// [`with_peer_cooldown`](Self::with_peer_cooldown)).
     pub fn peer_cooldown(&self) -> Duration {
         self.cooldown.unwrap_or(self.timeout)
+    }
+
+    /// The least rate of a transfer a request waits for, in bytes per second (0: none).
+    pub fn min_rate(&self) -> u64 {
+        self.min_rate
     }
 
     /// The largest frame accepted from the network, in bytes.
@@ -430,8 +468,9 @@ impl ZmqOptions {
 
     /// The options a connector rebuilt in this process from another process's `travelled`
     /// options uses: where to bind, what to advertise and where puts go are this process's
-    /// own (defaults, then the environment, as [`from_env`](Self::from_env)); the timeout and
-    /// the maximum message size travel, unless the environment here sets them.
+    /// own (defaults, then the environment, as [`from_env`](Self::from_env)); the timeout, the
+    /// minimum rate and the maximum message size travel, unless the environment here sets
+    /// them.
     pub(crate) fn rebuilt_here(
         travelled: &ZmqOptions,
         lookup: impl Fn(&str) -> Option<String>,
@@ -439,6 +478,7 @@ impl ZmqOptions {
         ZmqOptions {
             timeout: travelled.timeout,
             cooldown: travelled.cooldown,
+            min_rate: travelled.min_rate,
             max_message_size: travelled.max_message_size,
             ..ZmqOptions::default()
         }
@@ -965,6 +1005,7 @@ mod tests {
             (ENV_ADVERTISE, "node-7"),
             (ENV_PORT, "7000-7099"),
             (ENV_TIMEOUT, "250ms"),
+            (ENV_MIN_RATE, "4096"),
             (ENV_MAX_MESSAGE_SIZE, "65536"),
         ])
         .expect("valid variables");
@@ -972,7 +1013,10 @@ mod tests {
         assert_eq!(options.address(), Some("node-7"));
         assert_eq!(options.ports(), (7000, 7099));
         assert_eq!(options.timeout(), Duration::from_millis(250));
+        assert_eq!(options.min_rate(), 4096);
         assert_eq!(options.max_message_size(), 65536);
+        assert_eq!(options.clone().with_min_rate(0).min_rate(), 0);
+        assert_eq!(ZmqOptions::default().min_rate(), DEFAULT_MIN_RATE);
 
         let options = options.with_port(7200).with_timeout(Duration::from_secs(9));
         assert_eq!(options.ports(), (7200, 7200));
@@ -1010,6 +1054,8 @@ mod tests {
             (ENV_TIMEOUT, "5"),
             (ENV_TIMEOUT, "soon"),
             (ENV_TIMEOUT, "0s"),
+            (ENV_MIN_RATE, "fast"),
+            (ENV_MIN_RATE, "-1"),
             (ENV_MAX_MESSAGE_SIZE, "1GiB"),
             (ENV_MAX_MESSAGE_SIZE, "0"),
             (ENV_INTERFACE, "a/b"),

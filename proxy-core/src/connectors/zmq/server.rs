@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::auth::{Secret, Verifier};
+use super::auth::{self, Binding, Secret, Verifier};
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::hardened;
@@ -151,7 +151,8 @@ impl PeerServer {
         } else {
             None
         };
-        let objects = Arc::new(ObjectMap::with_arena(arena));
+        let objects =
+            Arc::new(ObjectMap::with_arena(arena).with_digests_at_put(options.secret().is_some()));
         let shared = Arc::new(ServerShared {
             max_message_size: options.get_max_message_size(),
             max_bytes: options.max_bytes(),
@@ -342,7 +343,16 @@ fn serve(
                     .and_then(|frame| frame.gets("Peer-Address"))
                     .unwrap_or("unknown address")
                     .to_string();
-                let reply = answer(request, objects, shared, limits);
+                // What the reply's proof binds it to (zeros when the header is unreadable).
+                let binding: Binding = request
+                    .header
+                    .as_ref()
+                    .and_then(|frame| Header::decode(frame).ok())
+                    .map_or(([0; 16], [0; 32]), |header| (header.nonce, header.proof));
+                let mut reply = answer(request, objects, shared, limits);
+                if let Some(verifier) = &limits.verifier {
+                    seal(&mut reply, verifier.secret(), &binding, objects);
+                }
                 shared.answered.fetch_add(1, Ordering::Relaxed);
                 if let Some(reason) = &reply.rejected {
                     shared.rejected.fetch_add(1, Ordering::Relaxed);
@@ -393,6 +403,8 @@ fn receive_request(router: &zmq::Socket) -> Option<(zmq::Message, Incoming)> {
 struct Reply {
     header: [u8; HEADER_LEN],
     payload: Option<Bytes>,
+    /// The stored object the payload is (its digest is kept with it).
+    object: Option<u128>,
     /// Why the request was malformed or refused, if it was.
     rejected: Option<String>,
 }
@@ -402,7 +414,16 @@ impl Reply {
         Reply {
             header: header.reply(status).encode(),
             payload,
+            object: None,
             rejected: None,
+        }
+    }
+
+    /// An ok `GET` reply carrying the stored object `id`.
+    fn object(header: &Header, id: u128, data: Bytes) -> Reply {
+        Reply {
+            object: Some(id),
+            ..Reply::to(header, Status::Ok, Some(data))
         }
     }
 
@@ -410,6 +431,7 @@ impl Reply {
         Reply {
             header,
             payload: Some(Bytes::from(message.clone())),
+            object: None,
             rejected: Some(message),
         }
     }
@@ -462,8 +484,11 @@ fn answer(
             }
         ));
     }
+    // The payload's digest: proven by the request, kept with a put object.
+    let mut payload_digest = None;
     if let Some(verifier) = &mut limits.verifier {
-        if let Err(reason) = verifier.check(&header, request.payload.as_deref()) {
+        payload_digest = request.payload.as_deref().map(auth::digest);
+        if let Err(reason) = verifier.check(&header, payload_digest.as_ref()) {
             return Reply::refusal(&header, Status::Unauthenticated, 0, reason);
         }
     }
@@ -486,7 +511,7 @@ fn answer(
                 Status::Shared,
                 Some(Bytes::copy_from_slice(&descriptor.encode())),
             ),
-            Some((data, _)) => Reply::to(&header, Status::Ok, Some(data)),
+            Some((data, _)) => Reply::object(&header, id, data),
             None => Reply::to(&header, Status::NotFound, None),
         },
         Op::Exists => {
@@ -507,6 +532,7 @@ fn answer(
             Reply {
                 header: reply.encode(),
                 payload: None,
+                object: None,
                 rejected: None,
             }
         }
@@ -525,7 +551,7 @@ fn answer(
                 ));
             }
             let size = data.len() as u64;
-            match objects.insert_remote(id, data, limits.max_bytes) {
+            match objects.insert_remote(id, data, limits.max_bytes, payload_digest) {
                 Ok(()) => Reply::to(&header, Status::Ok, None),
                 Err(Refused::Taken) => refuse(format!(
                     "object {id:032x} is already stored (keys are write-once)"
@@ -553,6 +579,16 @@ fn get(objects: &ObjectMap, header: &Header) -> Option<(Bytes, Option<Descriptor
     } else {
         objects.get_shared(header.object_id)
     }
+}
+
+/// Writes the reply's proof: its header, the request it answers and its payload's digest
+/// (an object's is the one kept with it, so objects are not hashed on every read).
+fn seal(reply: &mut Reply, secret: &Secret, binding: &Binding, objects: &ObjectMap) {
+    let digest = reply.payload.as_ref().map(|payload| match reply.object {
+        Some(id) => objects.digest(id, payload),
+        None => auth::digest(payload),
+    });
+    secret.seal_reply(&mut reply.header, binding, digest.as_ref());
 }
 
 fn send_reply(router: &mut zmq::Socket, identity: zmq::Message, reply: &Reply) {

@@ -594,7 +594,11 @@ fn malformed_requests_get_error_replies_and_the_server_keeps_serving() {
             .recv_multipart(0)
             .unwrap_or_else(|e| panic!("{what}: no reply ({e})"));
         assert_eq!(reply.len(), 2, "{what}: reply {reply:?}");
-        assert_eq!(&reply[0][..4], b"PXZ\x02", "{what}");
+        assert_eq!(
+            &reply[0][..4],
+            &[b'P', b'X', b'Z', super::wire::VERSION],
+            "{what}"
+        );
         assert_eq!(reply[0][5], Status::Error as u8, "{what}: status");
         assert_eq!(
             u64::from_le_bytes(reply[0][8..16].try_into().expect("8 bytes")),
@@ -1305,4 +1309,450 @@ fn root_falls_back_to_tcp_for_another_users_segment() {
         fake.join().expect("fake peer"),
         [wire::FLAG_SHARED_MEMORY, 0]
     );
+}
+
+/// Peers that keep a request waiting by moving a few bytes at a time (issue 18, item 2): a
+/// raw TCP listener speaking just enough ZMTP 3.1 to take a request, then trickling its reply
+/// or sending only heartbeats.
+mod slow_peers {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
+
+    use super::super::wire::{Header, Status};
+    use super::super::*;
+
+    /// What the fake peer does once it has read the request.
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        /// Sends the reply header, announces a 1 MiB payload, then one byte every 40 ms.
+        Trickle,
+        /// Sends nothing but ZMTP `PING` commands, one every 40 ms.
+        PingOnly,
+    }
+
+    const GAP: Duration = Duration::from_millis(40);
+    /// The fake stops on its own after this long (the client should have given up long
+    /// before; before the fix it waited for as long as bytes kept coming).
+    const FAKE_LIFETIME: Duration = Duration::from_secs(30);
+
+    fn greeting() -> [u8; 64] {
+        let mut g = [0u8; 64];
+        g[0] = 0xff;
+        g[9] = 0x7f;
+        g[10] = 3; // ZMTP 3.1
+        g[11] = 1;
+        g[12..16].copy_from_slice(b"NULL");
+        g
+    }
+
+    /// A command frame (short form) with `body`.
+    fn command(body: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x04, body.len() as u8];
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn ready() -> Vec<u8> {
+        let mut body = vec![5];
+        body.extend_from_slice(b"READY");
+        body.push(11);
+        body.extend_from_slice(b"Socket-Type");
+        body.extend_from_slice(&6u32.to_be_bytes());
+        body.extend_from_slice(b"ROUTER");
+        command(&body)
+    }
+
+    /// Reads one ZMTP frame: (flags, body).
+    fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+        let mut flags = [0u8; 1];
+        stream.read_exact(&mut flags)?;
+        let size = if flags[0] & 0x02 != 0 {
+            let mut size = [0u8; 8];
+            stream.read_exact(&mut size)?;
+            u64::from_be_bytes(size)
+        } else {
+            let mut size = [0u8; 1];
+            stream.read_exact(&mut size)?;
+            u64::from(size[0])
+        };
+        let mut body = vec![0u8; size as usize];
+        stream.read_exact(&mut body)?;
+        Ok((flags[0], body))
+    }
+
+    /// Serves one connection as `behaviour` says, until `stop` or the client goes away.
+    fn serve(
+        mut stream: TcpStream,
+        behaviour: Behaviour,
+        stop: &AtomicBool,
+    ) -> std::io::Result<()> {
+        stream.set_nodelay(true)?;
+        stream.write_all(&greeting())?;
+        let mut theirs = [0u8; 64];
+        stream.read_exact(&mut theirs)?;
+        stream.write_all(&ready())?;
+        // Their READY, then the request's frames (a command frame has bit 2 set).
+        let request = loop {
+            let (flags, body) = read_frame(&mut stream)?;
+            if flags & 0x04 != 0 {
+                continue;
+            }
+            let mut more = flags & 0x01 != 0;
+            while more {
+                more = read_frame(&mut stream)?.0 & 0x01 != 0;
+            }
+            break body;
+        };
+        let started = Instant::now();
+        match behaviour {
+            Behaviour::Trickle => {
+                let header = Header::decode(&request)
+                    .map_err(|e| std::io::Error::other(e.message))?
+                    .reply(Status::Ok)
+                    .encode();
+                let mut out = vec![0x01, header.len() as u8];
+                out.extend_from_slice(&header);
+                out.push(0x02); // last frame, long size
+                out.extend_from_slice(&(1u64 << 20).to_be_bytes());
+                stream.write_all(&out)?;
+                while !stop.load(Ordering::Acquire) && started.elapsed() < FAKE_LIFETIME {
+                    stream.write_all(&[0x5a])?;
+                    std::thread::sleep(GAP);
+                }
+            }
+            Behaviour::PingOnly => {
+                let mut body = vec![4];
+                body.extend_from_slice(b"PING");
+                body.extend_from_slice(&[0, 0]); // TTL
+                let ping = command(&body);
+                while !stop.load(Ordering::Acquire) && started.elapsed() < FAKE_LIFETIME {
+                    stream.write_all(&ping)?;
+                    std::thread::sleep(GAP);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A get with a 1 s timeout from a fake peer behaving as `behaviour`: fails within a
+    /// generous bound, as too slow, naming the peer.
+    fn a_get_from(behaviour: Behaviour) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("tcp://{}", listener.local_addr().expect("address"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let fake = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                // Each connection the client makes gets the same treatment.
+                if let Ok((stream, _)) = listener.accept() {
+                    let _ = serve(stream, behaviour, &stop);
+                }
+            })
+        };
+        let timeout = Duration::from_secs(1);
+        let key = Key::random("zmq").with_peer(endpoint.as_str());
+        let (done, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let client = ZmqConnector::client(
+                ZmqOptions::default()
+                    .with_timeout(timeout)
+                    .with_shared_memory(false),
+            )
+            .expect("client");
+            let started = Instant::now();
+            let result = client.get(&key);
+            let _ = done.send((result, started.elapsed()));
+        });
+        // The client gives up one window (1 s) after the request, plus a slice; 10 s is a
+        // generous bound on a busy machine. Before the fix it waited as long as bytes came.
+        let bound = Duration::from_secs(10);
+        let received = outcome.recv_timeout(bound + Duration::from_secs(5));
+        stop.store(true, Ordering::Release);
+        let (result, elapsed) = received.expect("the get is still waiting on a trickling peer");
+        fake.join().expect("fake peer");
+        match result {
+            Err(error @ Error::TooSlow { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("too slow"), "{message}");
+                assert!(message.contains(&endpoint), "{message}");
+                assert_eq!(error.kind(), crate::ErrorKind::Timeout);
+            }
+            other => panic!("expected a too-slow error, got {other:?}"),
+        }
+        assert!(elapsed >= timeout, "gave up after {elapsed:?}");
+        assert!(elapsed < bound, "took {elapsed:?}");
+    }
+
+    #[test]
+    fn a_peer_that_trickles_its_reply_fails_the_get_as_too_slow() {
+        a_get_from(Behaviour::Trickle);
+    }
+
+    #[test]
+    fn a_peer_that_only_sends_heartbeats_fails_the_get_as_too_slow() {
+        a_get_from(Behaviour::PingOnly);
+    }
+
+    #[test]
+    fn without_a_rate_floor_only_silence_ends_a_request() {
+        // min_rate 0: heartbeats keep the get waiting (the old rule), far below any floor;
+        // it ends as a timeout (never as too slow) once the fake stops sending.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("tcp://{}", listener.local_addr().expect("address"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let fake = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                if let Ok((stream, _)) = listener.accept() {
+                    let _ = serve(stream, Behaviour::PingOnly, &stop);
+                }
+            })
+        };
+        let timeout = Duration::from_secs(1);
+        let client = ZmqConnector::client(
+            ZmqOptions::default()
+                .with_timeout(timeout)
+                .with_min_rate(0)
+                .with_shared_memory(false),
+        )
+        .expect("client");
+        let key = Key::random("zmq").with_peer(endpoint.as_str());
+        let stopper = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(3));
+                stop.store(true, Ordering::Release);
+            })
+        };
+        let started = Instant::now();
+        let result = client.get(&key);
+        let elapsed = started.elapsed();
+        stopper.join().expect("stopper");
+        fake.join().expect("fake peer");
+        assert!(
+            matches!(result, Err(Error::Timeout { .. })),
+            "expected a timeout, got {result:?}"
+        );
+        assert!(elapsed >= timeout, "{elapsed:?}");
+    }
+}
+
+/// Replies rewritten on the path (issue 18, item 5): with a secret, a client refuses any reply
+/// that its peer did not prove for its request.
+mod man_in_the_middle {
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::super::wire::{Header, Status, HEADER_LEN};
+    use super::super::*;
+    use super::endpoint;
+
+    const SECRET: &str = "a cluster secret for the relay tests";
+
+    /// Changes a reply (its frames after the routing id), given its index.
+    type Tamper = Box<dyn FnMut(usize, &mut Vec<Vec<u8>>) + Send>;
+
+    /// A relay between clients and `upstream` passing `replies` replies, each first handed to
+    /// `tamper`; returns its endpoint and thread.
+    fn relay(upstream: &str, replies: usize, mut tamper: Tamper) -> (String, JoinHandle<()>) {
+        let listen = context().socket(zmq::ROUTER).expect("socket");
+        listen.set_linger(0).expect("linger");
+        listen.set_rcvtimeo(10_000).expect("rcvtimeo");
+        listen.bind("tcp://127.0.0.1:*").expect("bind");
+        let at = listen
+            .get_last_endpoint()
+            .expect("endpoint")
+            .expect("utf-8");
+        let forward = context().socket(zmq::DEALER).expect("socket");
+        forward.set_linger(0).expect("linger");
+        forward.set_rcvtimeo(10_000).expect("rcvtimeo");
+        forward.connect(upstream).expect("connect");
+        let thread = std::thread::spawn(move || {
+            for index in 0..replies {
+                let Ok(mut request) = listen.recv_multipart(0) else {
+                    return;
+                };
+                let from = request.remove(0);
+                if forward.send_multipart(request, 0).is_err() {
+                    return;
+                }
+                let Ok(mut reply) = forward.recv_multipart(0) else {
+                    return;
+                };
+                tamper(index, &mut reply);
+                reply.insert(0, from);
+                if listen.send_multipart(reply, 0).is_err() {
+                    return;
+                }
+            }
+        });
+        (at, thread)
+    }
+
+    fn member(shared_memory: bool) -> ZmqConnector {
+        ZmqConnector::client(
+            ZmqOptions::default()
+                .with_secret(SECRET)
+                .with_timeout(Duration::from_secs(5))
+                .with_shared_memory(shared_memory),
+        )
+        .expect("client")
+    }
+
+    fn owner() -> ZmqConnector {
+        ZmqOptions::default()
+            .with_secret(SECRET)
+            .build()
+            .expect("peer")
+    }
+
+    fn assert_refused(result: Result<Option<Bytes>>, relay: &str, what: &str) {
+        match result {
+            Err(Error::Protocol { peer, message }) => {
+                assert_eq!(peer, relay, "{what}: {message}");
+                assert!(message.contains("not authenticated"), "{what}: {message}");
+                assert!(!message.contains(SECRET), "{what}: {message}");
+            }
+            other => panic!("{what}: expected the reply to be refused, got {other:?}"),
+        }
+    }
+
+    fn set_request_id(header: &mut [u8], request_id: u64) {
+        header[8..16].copy_from_slice(&request_id.to_le_bytes());
+    }
+
+    #[test]
+    fn an_untouched_relay_delivers_proven_replies() {
+        let owner = owner();
+        let data = Bytes::from(vec![0xab; 4096]);
+        let key = owner.put(data.clone()).expect("put");
+        let (at, relay) = relay(&endpoint(&owner), 3, Box::new(|_, _| {}));
+        let client = member(false);
+        let key = key.with_peer(at.as_str());
+        assert_eq!(client.get(&key).expect("get"), Some(data));
+        assert!(client.exists(&key).expect("exists"));
+        let missing = Key::random("zmq").with_peer(at.as_str());
+        assert_eq!(client.get(&missing).expect("get"), None);
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn a_reply_whose_object_was_changed_on_the_path_is_refused() {
+        let owner = owner();
+        let key = owner.put(Bytes::from(vec![0xab; 4096])).expect("put");
+        let (at, relay) = relay(
+            &endpoint(&owner),
+            1,
+            Box::new(|_, reply| {
+                if let Some(payload) = reply.get_mut(1) {
+                    payload[100] ^= 0x01;
+                }
+            }),
+        );
+        let client = member(false);
+        assert_refused(
+            client.get(&key.with_peer(at.as_str())),
+            &at,
+            "a flipped byte",
+        );
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn a_recorded_reply_played_for_a_later_request_is_refused() {
+        let owner = owner();
+        let data = Bytes::from(vec![0xab; 4096]);
+        let key = owner.put(data.clone()).expect("put");
+        let mut recorded: Option<Vec<Vec<u8>>> = None;
+        let (at, relay) = relay(
+            &endpoint(&owner),
+            2,
+            Box::new(move |index, reply| {
+                if index == 0 {
+                    recorded = Some(reply.clone());
+                } else if let Some(old) = &recorded {
+                    // The earlier answer, dressed up as the answer to this request.
+                    let request_id =
+                        u64::from_le_bytes(reply[0][8..16].try_into().expect("a header"));
+                    *reply = old.clone();
+                    set_request_id(&mut reply[0], request_id);
+                }
+            }),
+        );
+        let client = member(false);
+        let key = key.with_peer(at.as_str());
+        assert_eq!(client.get(&key).expect("first get"), Some(data));
+        assert_refused(client.get(&key), &at, "a replayed reply");
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn replies_made_up_or_stripped_on_the_path_are_refused() {
+        let owner = owner();
+        let key = owner.put(Bytes::from(vec![0xab; 4096])).expect("put");
+        type Forge = fn(&mut Vec<Vec<u8>>);
+        let forgeries: [(&str, Forge); 4] = [
+            ("the proof zeroed", |reply| {
+                reply[0][64..HEADER_LEN].fill(0);
+            }),
+            ("another object in its place", |reply| {
+                reply[1] = b"what the attacker wants you to read".to_vec();
+            }),
+            ("not found instead of the object", |reply| {
+                let header = Header::decode(&reply[0]).expect("a reply header");
+                *reply = vec![header.reply(Status::NotFound).encode().to_vec()];
+            }),
+            ("the object's size field changed", |reply| {
+                reply[0][32] ^= 1;
+            }),
+        ];
+        let client = member(false);
+        for (what, forge) in forgeries {
+            let (at, relay) = relay(&endpoint(&owner), 1, Box::new(move |_, reply| forge(reply)));
+            assert_refused(client.get(&key.clone().with_peer(at.as_str())), &at, what);
+            relay.join().expect("relay");
+        }
+    }
+
+    #[test]
+    fn a_shared_memory_descriptor_changed_on_the_path_is_refused() {
+        // The owner answers a same-host reader with a descriptor (or, where this process
+        // cannot map it, with the bytes); changing either on the path is refused.
+        let owner = ZmqOptions::default()
+            .with_secret(SECRET)
+            .with_shared_memory(true)
+            .build()
+            .expect("peer");
+        let key = owner.put(Bytes::from(vec![0xab; 1 << 20])).expect("put");
+        let (at, relay) = relay(
+            &endpoint(&owner),
+            1,
+            Box::new(|_, reply| {
+                if let Some(payload) = reply.get_mut(1) {
+                    // In a descriptor: a byte of the owner's pid (bytes 16..20).
+                    payload[17] ^= 0x01;
+                }
+            }),
+        );
+        let client = member(true);
+        assert_refused(
+            client.get(&key.with_peer(at.as_str())),
+            &at,
+            "a changed descriptor",
+        );
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn a_client_with_a_secret_refuses_replies_of_a_peer_without_one() {
+        let open = ZmqConnector::new().expect("peer without a secret");
+        let key = open.put(Bytes::from_static(b"unproven")).expect("put");
+        let at = endpoint(&open);
+        assert_refused(member(false).get(&key), &at, "a peer without a secret");
+    }
 }

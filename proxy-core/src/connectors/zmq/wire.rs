@@ -1,4 +1,4 @@
-//! The peer protocol's wire format, version 2.
+//! The peer protocol's wire format, version 3.
 //!
 //! A request is one ZeroMQ multipart message sent by a `DEALER` socket to a peer's `ROUTER`;
 //! the reply is one multipart message back. Each message has:
@@ -8,7 +8,7 @@
 //!    | bytes  | field      | meaning                                                      |
 //!    |--------|------------|--------------------------------------------------------------|
 //!    | 0..3   | magic      | `b"PXZ"`                                                     |
-//!    | 3      | version    | [`VERSION`] (2)                                              |
+//!    | 3      | version    | [`VERSION`] (3)                                              |
 //!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`, 5 `LIMITS`, 6 `STATS` |
 //!    | 5      | status     | requests: 0; replies: see [`Status`]                         |
 //!    | 6      | flags      | requests: bit 0 ([`FLAG_SHARED_MEMORY`]), others 0; replies: 0 |
@@ -18,7 +18,7 @@
 //!    | 32..40 | size       | see below (u64)                                              |
 //!    | 40..48 | time       | request: the sender's clock, microseconds since the Unix epoch; reply: 0 |
 //!    | 48..64 | nonce      | request: 16 random bytes; reply: 0                           |
-//!    | 64..96 | proof      | request to a peer with a secret: the MAC (see below); else 0 |
+//!    | 64..96 | proof      | with a secret: the request's or the reply's MAC (see below); else 0 |
 //!
 //!    The size field: in a `PUT` request, the payload's length; in a `GET` request, the
 //!    largest object the client accepts (its maximum message size); in a `LIMITS` reply, the
@@ -52,10 +52,20 @@
 //! A `STATS` request has object id 0 (ignored, echoed), no payload, and, to a peer with a secret, a proof like
 //! any other request (the counters tell about the peer's contents and traffic).
 //!
-//! **Proof**: when peers share a secret, every request carries
-//! `BLAKE3-keyed(key, header[0..64] ‖ payload)` with `key = BLAKE3-derive_key(context,
-//! secret)` (see [`auth`](super::auth)). The secret itself never travels. The time and nonce
-//! inside the proven bytes let a peer refuse replays of destructive requests.
+//! **Proofs**: when peers share a secret, every request carries
+//! `BLAKE3-keyed(request key, header[0..64] [‖ BLAKE3(payload)])` and every reply
+//! `BLAKE3-keyed(reply key, header[0..64] ‖ request nonce ‖ request proof ‖ has payload (1
+//! byte) ‖ [BLAKE3(payload)])`, the two keys derived from the secret with different contexts
+//! (see [`auth`](super::auth)). The secret itself never travels. The time and nonce inside a
+//! request's proven bytes let a peer refuse replays of destructive requests; the request's
+//! nonce and proof inside a reply's proof tie it to that one request, so a client with the
+//! secret refuses a reply that was changed, made up, or recorded for another request. A peer
+//! proves every reply it sends (objects, descriptors, counters, refusals, error replies to
+//! garbage, with the zeros it read as a binding), and a client with a secret refuses any reply
+//! without a valid proof (`Error::Protocol`; a refusal of authentication that does not verify
+//! is `Error::Unauthenticated`: the peer's secret differs). Version 3 added reply proofs and
+//! changed the request proof to cover the payload's digest rather than the payload (the peer
+//! keeps the digest of a remote put with the object).
 //!
 //! **Shared memory** (same host): a `GET` request with flag bit 0 set says "I can map your
 //! shared memory if we share a machine". A peer that holds the object in shared memory may
@@ -79,7 +89,7 @@ use std::fmt;
 /// The bytes every header starts with.
 pub(crate) const MAGIC: [u8; 3] = *b"PXZ";
 /// The version of the wire format this module reads and writes.
-pub(crate) const VERSION: u8 = 2;
+pub(crate) const VERSION: u8 = 3;
 /// Size of a header frame.
 pub(crate) const HEADER_LEN: usize = 96;
 /// The part of the header a proof covers (everything before the proof).
@@ -231,7 +241,8 @@ impl Header {
         }
     }
 
-    /// The header of the reply to `self` with `status` (size 0, no time, nonce or proof).
+    /// The header of the reply to `self` with `status` (size 0, no time, nonce or proof: a
+    /// peer with a secret writes the proof last, over the encoded reply).
     pub(crate) fn reply(&self, status: Status) -> Header {
         Header {
             status,
@@ -371,7 +382,7 @@ mod tests {
         header.nonce = [3; 16];
         header.proof = [9; PROOF_LEN];
         let bytes = header.encode();
-        assert_eq!(&bytes[..4], b"PXZ\x02");
+        assert_eq!(&bytes[..4], b"PXZ\x03");
         assert_eq!(Header::decode(&bytes), Ok(header));
         let reply = header.reply(Status::NotFound);
         assert_eq!(Header::decode(&reply.encode()), Ok(reply));
