@@ -202,7 +202,10 @@ fn member(params: &Params, process: usize, hosts: Vec<String>) -> Result<(), Box
         },
         worker: timely::WorkerConfig::default(),
     };
-    let guards = timely::execute(config, move |worker| {
+    // Under the cluster watchdog: a process that never joins or falls silent ends this one
+    // with an error naming its host (PROXYSTORE_CLUSTER_* set the bounds).
+    let options = dataflow_plugin::cluster::ClusterOptions::from_env()?;
+    let guards = dataflow_plugin::cluster::execute(config, options, move |worker| {
         let index = worker.index();
         let peers = worker.peers() as u64;
         let store = store.clone();
