@@ -15,7 +15,14 @@
 //!
 //! The test re-executes its own binary inside each namespace: the `host_process` test
 //! (ignored unless run on purpose) plays one timely process, configured through environment
-//! variables (the `PROXYSTORE_ZMQ_*` ones, as a user would set them on each machine).
+//! variables (the `PROXYSTORE_ZMQ_*` ones, as a user would set them on each machine),
+//! under the cluster watchdog (`dataflow_plugin::cluster::execute`).
+//!
+//! The fault tests run a 3-host cluster that never finishes on its own and strike host 2
+//! (never started, link down, SIGSTOP); hosts 0 and 1 must end with the watchdog's exit
+//! status and an error naming host 2, within a generous multiple of the short bounds they
+//! set (heartbeat 200 ms x 5 misses, startup deadline 3 s). With
+//! `PROXYSTORE_CLUSTER_WATCHDOG=off` they fail: plain timely hangs.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -24,6 +31,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dataflow_plugin::cluster::{self, ClusterOptions, EXIT_HOST_LOST, EXIT_NEVER_JOINED};
 use dataflow_plugin::{ProxyRecords, Resolve};
 use proxy_core::testing::require_or_skip;
 use proxy_core::{register_store, Connector, Proxy, Store, ZmqOptions};
@@ -161,11 +169,12 @@ fn network_or_skip(case: &str, hosts: usize) -> Option<Network> {
     )
 }
 
-struct Children(Vec<Child>);
+/// The processes started, by host index; killed on drop (also when stopped).
+struct Children(Vec<(usize, Child)>);
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for (_, child) in &mut self.0 {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -179,20 +188,25 @@ struct Run {
     elapsed: Duration,
 }
 
-/// Starts one timely process per host of `network`, each inside its namespace with `env`
-/// (plus its own `PROXYSTORE_ZMQ_INTERFACE` if `bind_own_address`), and waits for all.
-/// When one fails the others are stopped.
-fn run_cluster(network: &Network, bind_own_address: bool, env: &[(&str, &str)]) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Starts one timely process on each host of `network` listed in `hosts`, each inside its
+/// namespace with `env` (plus its own `PROXYSTORE_ZMQ_INTERFACE` if `bind_own_address`);
+/// their reports and error output go to `dir`.
+fn start_hosts(
+    network: &Network,
+    hosts: &[usize],
+    bind_own_address: bool,
+    env: &[(&str, &str)],
+    dir: &Path,
+) -> Children {
     let processes = network.hosts.len();
     let addresses: Vec<String> = (0..processes)
         .map(|i| format!("{}:{TIMELY_PORT}", host_address(i)))
         .collect();
     let exe = std::env::current_exe().expect("test binary");
-    let started = Instant::now();
     let mut children = Children(Vec::new());
-    for (process, namespace) in network.hosts.iter().enumerate() {
-        let stderr = File::create(stderr_path(dir.path(), process)).expect("stderr file");
+    for &process in hosts {
+        let namespace = &network.hosts[process];
+        let stderr = File::create(stderr_path(dir, process)).expect("stderr file");
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", namespace])
@@ -206,7 +220,7 @@ fn run_cluster(network: &Network, bind_own_address: bool, env: &[(&str, &str)]) 
             ])
             .env("MH_PROCESS", process.to_string())
             .env("MH_ADDRESSES", addresses.join(","))
-            .env("MH_REPORT", report_path(dir.path(), process))
+            .env("MH_REPORT", report_path(dir, process))
             // The same secret on every process of the cluster.
             .env("PROXYSTORE_SECRET", "multihost-test-secret-4f1c9a")
             .env("PROXYSTORE_ZMQ_PORT", {
@@ -215,6 +229,7 @@ fn run_cluster(network: &Network, bind_own_address: bool, env: &[(&str, &str)]) 
             })
             .env_remove("PROXYSTORE_ZMQ_INTERFACE")
             .env_remove("PROXYSTORE_ZMQ_ADVERTISE")
+            .env_remove("MH_MODE")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -222,20 +237,32 @@ fn run_cluster(network: &Network, bind_own_address: bool, env: &[(&str, &str)]) 
         if bind_own_address {
             command.env("PROXYSTORE_ZMQ_INTERFACE", host_address(process));
         }
-        children
-            .0
-            .push(command.spawn().expect("start a process in its namespace"));
+        children.0.push((
+            process,
+            command.spawn().expect("start a process in its namespace"),
+        ));
     }
+    children
+}
+
+/// Starts one timely process per host of `network` (see [`start_hosts`]) and waits for
+/// all. When one fails the others are stopped.
+fn run_cluster(network: &Network, bind_own_address: bool, env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let processes = network.hosts.len();
+    let started = Instant::now();
+    let all: Vec<usize> = (0..processes).collect();
+    let mut children = start_hosts(network, &all, bind_own_address, env, dir.path());
     let mut status: Vec<Option<bool>> = vec![None; processes];
     while status.iter().any(Option::is_none) {
         assert!(
             started.elapsed() < DEADLINE,
             "the cluster hung: no result after {DEADLINE:?} (done: {status:?})"
         );
-        for (process, child) in children.0.iter_mut().enumerate() {
-            if status[process].is_none() {
+        for (process, child) in children.0.iter_mut() {
+            if status[*process].is_none() {
                 if let Some(exit) = child.try_wait().expect("wait") {
-                    status[process] = Some(exit.success());
+                    status[*process] = Some(exit.success());
                 }
             }
         }
@@ -356,6 +383,161 @@ fn binding_loopback_by_mistake_fails_naming_the_address_with_a_hint() {
     );
 }
 
+/// What happens to the victim host in a fault test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// It is never started.
+    NeverStarts,
+    /// Its link goes down (`ip link set eth0 down` in its namespace) once the cluster runs.
+    LinkDown,
+    /// It is stopped (SIGSTOP) once the cluster runs.
+    Stopped,
+}
+
+/// Heartbeat settings of the fault tests: a host is lost after 5 x 200 ms of silence.
+const FAULT_HEARTBEAT: &str = "200ms";
+const FAULT_MISSES: &str = "5";
+/// The startup deadline of the never-starts case.
+const FAULT_STARTUP: Duration = Duration::from_secs(3);
+
+/// Three hosts run a cluster that never finishes on its own; `fault` strikes host 2. Hosts 0
+/// and 1 must end with the watchdog's exit status and an error naming host 2, within
+/// `bound` of the fault (the bound is generous: this machine may be busy).
+fn cluster_fault(case: &str, fault: Fault) {
+    let Some(network) = network_or_skip(case, 3) else {
+        return;
+    };
+    let victim = 2;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let startup = format!("{}ms", FAULT_STARTUP.as_millis());
+    let env = [
+        ("MH_MODE", "forever"),
+        ("PROXYSTORE_CLUSTER_HEARTBEAT", FAULT_HEARTBEAT),
+        ("PROXYSTORE_CLUSTER_MISSES", FAULT_MISSES),
+        (
+            "PROXYSTORE_CLUSTER_STARTUP",
+            if fault == Fault::NeverStarts {
+                startup.as_str()
+            } else {
+                "60s"
+            },
+        ),
+    ];
+    let hosts: Vec<usize> = match fault {
+        Fault::NeverStarts => vec![0, 1],
+        _ => vec![0, 1, 2],
+    };
+    let mut children = start_hosts(&network, &hosts, true, &env, dir.path());
+    let started = Instant::now();
+    if fault != Fault::NeverStarts {
+        // Wait until every process is past timely's connection phase.
+        while !hosts.iter().all(|&p| {
+            report_path(dir.path(), p)
+                .with_extension("connected")
+                .exists()
+        }) {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the cluster did not connect within {DEADLINE:?}"
+            );
+            for (process, child) in children.0.iter_mut() {
+                if let Some(exit) = child.try_wait().expect("wait") {
+                    let stderr = std::fs::read_to_string(stderr_path(dir.path(), *process));
+                    panic!("process {process} ended before the fault ({exit}): {stderr:?}");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let struck = Instant::now();
+    match fault {
+        Fault::NeverStarts => {}
+        Fault::LinkDown => {
+            ip(&["-n", &network.hosts[victim], "link", "set", "eth0", "down"]).expect("link down")
+        }
+        Fault::Stopped => {
+            let pid = children
+                .0
+                .iter()
+                .find(|(p, _)| *p == victim)
+                .map(|(_, child)| child.id())
+                .expect("victim");
+            let ok = Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status()
+                .expect("kill -STOP")
+                .success();
+            assert!(ok, "could not stop the victim");
+        }
+    }
+    // The bound the watchdog promises, with room for a busy machine: the startup deadline,
+    // or the silence bound (1 s); the test allows 5 s more plus five times the bound.
+    let promised = match fault {
+        Fault::NeverStarts => FAULT_STARTUP,
+        _ => Duration::from_secs(1),
+    };
+    let allowed = promised * 6 + Duration::from_secs(5);
+    let expected_code = match fault {
+        Fault::NeverStarts => EXIT_NEVER_JOINED,
+        _ => EXIT_HOST_LOST,
+    };
+    let mut ended: Vec<Option<(Option<i32>, Duration)>> = vec![None; 2];
+    while ended.iter().any(Option::is_none) {
+        for (process, child) in children.0.iter_mut().filter(|(p, _)| *p < 2) {
+            if ended[*process].is_none() {
+                if let Some(exit) = child.try_wait().expect("wait") {
+                    ended[*process] = Some((exit.code(), struck.elapsed()));
+                }
+            }
+        }
+        if struck.elapsed() > allowed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(children);
+    let victim_address = format!("{}:{TIMELY_PORT}", host_address(victim));
+    for (process, end) in ended.iter().enumerate() {
+        let stderr = std::fs::read_to_string(stderr_path(dir.path(), process)).unwrap_or_default();
+        let Some((code, after)) = end else {
+            panic!(
+                "{fault:?}: process {process} still ran {allowed:?} after the fault (a hang); \
+                 its error output:\n{stderr}"
+            );
+        };
+        assert_eq!(
+            *code,
+            Some(expected_code),
+            "{fault:?}: process {process} ended after {after:?} with {code:?}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("process {victim} ({victim_address})")),
+            "{fault:?}: process {process}'s error does not name host {victim} ({victim_address}):\n{stderr}"
+        );
+        // Not `eprintln!`: the harness would swallow it for a passing test.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "multihost {fault:?}: process {process} ended {after:?} after the fault (promised {promised:?})"
+        );
+    }
+}
+
+#[test]
+fn a_host_that_never_starts_ends_the_others_naming_it() {
+    cluster_fault("never", Fault::NeverStarts);
+}
+
+#[test]
+fn a_host_whose_link_goes_down_ends_the_others_naming_it() {
+    cluster_fault("down", Fault::LinkDown);
+}
+
+#[test]
+fn a_stopped_host_ends_the_others_naming_it() {
+    cluster_fault("stop", Fault::Stopped);
+}
+
 /// One process of a cluster; does nothing unless started by `run_cluster`.
 #[test]
 #[ignore = "started by the multi-host tests inside a network namespace"]
@@ -395,7 +577,19 @@ fn host_process() {
         },
         worker: timely::WorkerConfig::default(),
     };
-    timely::execute(config, move |worker| {
+    let forever = std::env::var("MH_MODE").is_ok_and(|m| m == "forever");
+    let connected = report.with_extension("connected");
+    // Under the cluster watchdog, as the examples run (bounds from PROXYSTORE_CLUSTER_*).
+    let options = ClusterOptions::from_env().expect("PROXYSTORE_CLUSTER_* variables");
+    cluster::execute(config, options, move |worker| {
+        // Timely's connection phase is over: every process has joined.
+        std::fs::write(&connected, "").expect("write the connected mark");
+        if forever {
+            // A cluster that runs until something happens to it (the fault tests).
+            loop {
+                worker.step_or_park(Some(Duration::from_millis(100)));
+            }
+        }
         let store = store.clone();
         let (made, received, seen) = (sink.clone(), sink.clone(), sink.clone());
         let (mut input, probe) = worker.dataflow::<u64, _, _>(move |scope| {
