@@ -28,6 +28,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,18 @@ use proxy_core::{register_store, Connector, Proxy, Store, ZmqOptions};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
 const RECORDS: u64 = 24;
-const LEN: usize = 64 * 1024;
+/// The ZeroMQ peer's shared-memory threshold (`PROXYSTORE_ZMQ_SHM_MIN_SIZE`'s default):
+/// objects of at least this size are kept in shared memory.
+const SHM_MIN: usize = 64 * 1024;
+
+/// The size of record `i`: below, at and well above the shared-memory threshold in turn.
+fn record_len(i: u64) -> usize {
+    match i % 3 {
+        0 => SHM_MIN - 1,
+        1 => SHM_MIN,
+        _ => 1 << 20,
+    }
+}
 /// Timely's port on every simulated host (each namespace has its own ports).
 const TIMELY_PORT: u16 = 2101;
 /// The ports the ZeroMQ peer of host `index` may bind: a range of its own, so that even the
@@ -52,7 +64,7 @@ fn zmq_ports(index: usize) -> (u16, u16) {
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn record(i: u64) -> Vec<u8> {
-    let mut data = vec![(i * 13 % 251) as u8; LEN];
+    let mut data = vec![(i * 13 % 251) as u8; record_len(i)];
     data[..8].copy_from_slice(&i.to_le_bytes());
     data
 }
@@ -302,11 +314,16 @@ fn tagged<'a>(report: &'a str, tag: &'a str) -> impl Iterator<Item = &'a str> + 
         .filter_map(move |line| line.strip_prefix(tag)?.strip_prefix(' '))
 }
 
-fn cluster_across_hosts(case: &str, hosts: usize) {
+/// A cluster on `hosts` hosts with same-host shared memory on or off
+/// (`PROXYSTORE_ZMQ_SHM`). Namespaces share one kernel, so with it on, the records at or
+/// above the threshold that cross hosts are mapped from shared memory; with it off, every
+/// cross-host read goes over TCP, which the connector's counter shows (no mapped read).
+fn cluster_across_hosts(case: &str, hosts: usize, shared_memory: bool) {
     let Some(network) = network_or_skip(case, hosts) else {
         return;
     };
-    let run = run_cluster(&network, true, &[]);
+    let shm = if shared_memory { "1" } else { "0" };
+    let run = run_cluster(&network, true, &[("PROXYSTORE_ZMQ_SHM", shm)]);
     for (process, (ok, report, stderr)) in run.processes.iter().enumerate() {
         assert!(ok, "process {process} failed:\n{stderr}\nreport:\n{report}");
     }
@@ -331,6 +348,38 @@ fn cluster_across_hosts(case: &str, hosts: usize) {
         assert_eq!(left, ["0"], "process {process} ends with objects: {report}");
     }
     assert!(crossed, "no proxy crossed between hosts");
+    let count = |tag: &str| -> Vec<u64> {
+        run.processes
+            .iter()
+            .map(|(_, report, _)| {
+                tagged(report, tag)
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no {tag} in {report}"))
+            })
+            .collect()
+    };
+    let (mapped, small, big) = (
+        count("mapped"),
+        count("crossed-small"),
+        count("crossed-big"),
+    );
+    assert!(
+        small.iter().sum::<u64>() > 0 && big.iter().sum::<u64>() > 0,
+        "records on both sides of the threshold cross hosts: small {small:?}, big {big:?}"
+    );
+    if shared_memory {
+        // Every large record from another host mapped, no small one.
+        assert_eq!(
+            mapped, big,
+            "mapped reads against large records read from other hosts"
+        );
+    } else {
+        assert!(
+            mapped.iter().all(|&m| m == 0),
+            "with PROXYSTORE_ZMQ_SHM=0 every read crosses TCP, but some were mapped: {mapped:?}"
+        );
+    }
     seen.sort_unstable();
     assert_eq!(
         seen,
@@ -341,13 +390,23 @@ fn cluster_across_hosts(case: &str, hosts: usize) {
 }
 
 #[test]
-fn two_hosts_every_record_once_and_every_peer_empty() {
-    cluster_across_hosts("two", 2);
+fn two_hosts_over_tcp_every_record_once_and_every_peer_empty() {
+    cluster_across_hosts("two-tcp", 2, false);
 }
 
 #[test]
-fn three_hosts_every_record_once_and_every_peer_empty() {
-    cluster_across_hosts("three", 3);
+fn two_hosts_with_shared_memory_every_record_once_and_every_peer_empty() {
+    cluster_across_hosts("two-shm", 2, true);
+}
+
+#[test]
+fn three_hosts_over_tcp_every_record_once_and_every_peer_empty() {
+    cluster_across_hosts("three-tcp", 3, false);
+}
+
+#[test]
+fn three_hosts_with_shared_memory_every_record_once_and_every_peer_empty() {
+    cluster_across_hosts("three-shm", 3, true);
 }
 
 #[test]
@@ -555,11 +614,14 @@ fn host_process() {
     let report = PathBuf::from(std::env::var("MH_REPORT").expect("MH_REPORT"));
 
     // What a user writes on every machine: settings from the environment.
-    let connector = ZmqOptions::from_env()
+    let zmq = ZmqOptions::from_env()
         .expect("PROXYSTORE_ZMQ_* variables")
         .build()
         .expect("zmq peer");
-    let connector: Arc<dyn Connector> = Arc::new(connector);
+    let connector: Arc<dyn Connector> = Arc::new(zmq.clone());
+    // Records read from another host, at least the shared-memory threshold or smaller.
+    let crossed = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let crossed_sink = crossed.clone();
     let store = Store::builder_arc("multihost", connector.clone())
         .with_cache_size(0)
         .build();
@@ -592,6 +654,7 @@ fn host_process() {
         }
         let store = store.clone();
         let (made, received, seen) = (sink.clone(), sink.clone(), sink.clone());
+        let crossed = crossed_sink.clone();
         let (mut input, probe) = worker.dataflow::<u64, _, _>(move |scope| {
             let (input, stream) = scope.new_input::<Vec<Vec<u8>>>();
             let probe = stream
@@ -612,6 +675,10 @@ fn host_process() {
                 .inspect(move |data| {
                     let i = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
                     assert!(*data == record(i), "record {i} corrupted");
+                    if i % processes != process as u64 {
+                        let big = usize::from(data.len() >= SHM_MIN);
+                        crossed[big].fetch_add(1, Ordering::Relaxed);
+                    }
                     let fresh = seen.lock().expect("lock").insert(format!("seen {i}"));
                     assert!(fresh, "record {i} arrived twice");
                 })
@@ -637,6 +704,15 @@ fn host_process() {
     lines.push(format!(
         "left {}",
         connector.object_count().unwrap_or(usize::MAX)
+    ));
+    lines.push(format!("mapped {}", zmq.mapped_reads()));
+    lines.push(format!(
+        "crossed-small {}",
+        crossed[0].load(Ordering::Relaxed)
+    ));
+    lines.push(format!(
+        "crossed-big {}",
+        crossed[1].load(Ordering::Relaxed)
     ));
     std::fs::write(&report, lines.join("\n") + "\n").expect("write report");
 }
