@@ -11,6 +11,8 @@
 //! With a hostfile (`-h`, timely's own arguments `-n/-p/-w` like the other examples), it is
 //! one process of a cluster across machines: start it on every machine with its own `-p`.
 //! Its peer is configured from the `PROXYSTORE_ZMQ_*` / `PROXYSTORE_SECRET*` variables.
+//! Started by Slurm (`srun`, no `-h`), it reads the cluster from `SLURM_PROCID`,
+//! `SLURM_NTASKS` and `SLURM_JOB_NODELIST`.
 //!
 //! ```sh
 //! cargo run --release --example scatter
@@ -100,7 +102,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         None if params.process.is_some() => {
             Err("-p needs -h: the hostfile that lists the cluster's processes".into())
         }
-        None => local_cluster(&params),
+        // Started by `srun`: one process of the job step's cluster, from SLURM_* variables.
+        None => match dataflow_plugin::cluster::slurm_launch() {
+            Some(launch) => {
+                let launch = launch?;
+                member(&params, launch.process, launch.addresses)
+            }
+            None => local_cluster(&params),
+        },
     }
 }
 

@@ -210,6 +210,20 @@ fn start_hosts(
     env: &[(&str, &str)],
     dir: &Path,
 ) -> Children {
+    start_hosts_as(network, hosts, bind_own_address, env, dir, false)
+}
+
+/// [`start_hosts`], the processes told where they stand as `srun` tells them (`slurm`: only
+/// `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_JOB_NODELIST` and the timely port variable), or
+/// by the test's own variables.
+fn start_hosts_as(
+    network: &Network,
+    hosts: &[usize],
+    bind_own_address: bool,
+    env: &[(&str, &str)],
+    dir: &Path,
+    slurm: bool,
+) -> Children {
     let processes = network.hosts.len();
     let addresses: Vec<String> = (0..processes)
         .map(|i| format!("{}:{TIMELY_PORT}", host_address(i)))
@@ -230,8 +244,6 @@ fn start_hosts(
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("MH_PROCESS", process.to_string())
-            .env("MH_ADDRESSES", addresses.join(","))
             .env("MH_REPORT", report_path(dir, process))
             // The same secret on every process of the cluster.
             .env("PROXYSTORE_SECRET", "multihost-test-secret-4f1c9a")
@@ -249,6 +261,26 @@ fn start_hosts(
         if bind_own_address {
             command.env("PROXYSTORE_ZMQ_INTERFACE", host_address(process));
         }
+        for variable in ["SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_NODELIST"]
+            .iter()
+            .chain(&["SLURM_STEP_NODELIST", "SLURM_TASKS_PER_NODE"])
+            .chain(&["SLURM_STEP_TASKS_PER_NODE", "MH_SLURM", "MH_PROCESS"])
+        {
+            command.env_remove(variable);
+        }
+        if slurm {
+            command
+                .env("MH_SLURM", "1")
+                .env("SLURM_PROCID", process.to_string())
+                .env("SLURM_NTASKS", processes.to_string())
+                // Compressed, as Slurm writes it: 10.231.0.[1-3].
+                .env("SLURM_JOB_NODELIST", format!("10.231.0.[1-{processes}]"))
+                .env("PROXYSTORE_TIMELY_PORT", TIMELY_PORT.to_string());
+        } else {
+            command
+                .env("MH_PROCESS", process.to_string())
+                .env("MH_ADDRESSES", addresses.join(","));
+        }
         children.0.push((
             process,
             command.spawn().expect("start a process in its namespace"),
@@ -260,11 +292,21 @@ fn start_hosts(
 /// Starts one timely process per host of `network` (see [`start_hosts`]) and waits for
 /// all. When one fails the others are stopped.
 fn run_cluster(network: &Network, bind_own_address: bool, env: &[(&str, &str)]) -> Run {
+    run_cluster_as(network, bind_own_address, env, false)
+}
+
+/// [`run_cluster`], launched as under Slurm if `slurm` (see [`start_hosts_as`]).
+fn run_cluster_as(
+    network: &Network,
+    bind_own_address: bool,
+    env: &[(&str, &str)],
+    slurm: bool,
+) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let processes = network.hosts.len();
     let started = Instant::now();
     let all: Vec<usize> = (0..processes).collect();
-    let mut children = start_hosts(network, &all, bind_own_address, env, dir.path());
+    let mut children = start_hosts_as(network, &all, bind_own_address, env, dir.path(), slurm);
     let mut status: Vec<Option<bool>> = vec![None; processes];
     while status.iter().any(Option::is_none) {
         assert!(
@@ -319,11 +361,16 @@ fn tagged<'a>(report: &'a str, tag: &'a str) -> impl Iterator<Item = &'a str> + 
 /// above the threshold that cross hosts are mapped from shared memory; with it off, every
 /// cross-host read goes over TCP, which the connector's counter shows (no mapped read).
 fn cluster_across_hosts(case: &str, hosts: usize, shared_memory: bool) {
+    cluster_across_hosts_as(case, hosts, shared_memory, false);
+}
+
+/// [`cluster_across_hosts`], launched as under Slurm if `slurm`.
+fn cluster_across_hosts_as(case: &str, hosts: usize, shared_memory: bool, slurm: bool) {
     let Some(network) = network_or_skip(case, hosts) else {
         return;
     };
     let shm = if shared_memory { "1" } else { "0" };
-    let run = run_cluster(&network, true, &[("PROXYSTORE_ZMQ_SHM", shm)]);
+    let run = run_cluster_as(&network, true, &[("PROXYSTORE_ZMQ_SHM", shm)], slurm);
     for (process, (ok, report, stderr)) in run.processes.iter().enumerate() {
         assert!(ok, "process {process} failed:\n{stderr}\nreport:\n{report}");
     }
@@ -407,6 +454,11 @@ fn three_hosts_over_tcp_every_record_once_and_every_peer_empty() {
 #[test]
 fn three_hosts_with_shared_memory_every_record_once_and_every_peer_empty() {
     cluster_across_hosts("three-shm", 3, true);
+}
+
+#[test]
+fn three_hosts_launched_as_by_slurm_with_only_its_variables() {
+    cluster_across_hosts_as("slurm", 3, false, true);
 }
 
 #[test]
@@ -601,17 +653,29 @@ fn a_stopped_host_ends_the_others_naming_it() {
 #[test]
 #[ignore = "started by the multi-host tests inside a network namespace"]
 fn host_process() {
-    let Ok(process) = std::env::var("MH_PROCESS") else {
+    let Ok(report) = std::env::var("MH_REPORT") else {
         return;
     };
-    let process: usize = process.parse().expect("MH_PROCESS");
-    let addresses: Vec<String> = std::env::var("MH_ADDRESSES")
-        .expect("MH_ADDRESSES")
-        .split(',')
-        .map(String::from)
-        .collect();
-    let processes = addresses.len() as u64;
-    let report = PathBuf::from(std::env::var("MH_REPORT").expect("MH_REPORT"));
+    let report = PathBuf::from(report);
+    // Launched as under Slurm (only SLURM_* variables say where it stands), or with the
+    // process index and addresses given.
+    let slurm = std::env::var_os("MH_SLURM").is_some();
+    let (process, processes) = if slurm {
+        let launch = cluster::slurm_launch()
+            .expect("SLURM_PROCID and SLURM_NTASKS set")
+            .expect("valid SLURM_* variables");
+        (launch.process, launch.addresses.len() as u64)
+    } else {
+        let process: usize = std::env::var("MH_PROCESS")
+            .expect("MH_PROCESS")
+            .parse()
+            .expect("MH_PROCESS");
+        let processes = std::env::var("MH_ADDRESSES")
+            .expect("MH_ADDRESSES")
+            .split(',')
+            .count() as u64;
+        (process, processes)
+    };
 
     // What a user writes on every machine: settings from the environment.
     let zmq = ZmqOptions::from_env()
@@ -629,21 +693,11 @@ fn host_process() {
     let lines = Arc::new(Mutex::new(BTreeSet::<String>::new()));
     let sink = lines.clone();
 
-    let config = timely::Config {
-        communication: timely::CommunicationConfig::Cluster {
-            threads: 1,
-            process,
-            addresses,
-            report: false,
-            zerocopy: false,
-        },
-        worker: timely::WorkerConfig::default(),
-    };
     let forever = std::env::var("MH_MODE").is_ok_and(|m| m == "forever");
     let connected = report.with_extension("connected");
     // Under the cluster watchdog, as the examples run (bounds from PROXYSTORE_CLUSTER_*).
     let options = ClusterOptions::from_env().expect("PROXYSTORE_CLUSTER_* variables");
-    cluster::execute(config, options, move |worker| {
+    let work = move |worker: &mut timely::worker::Worker| {
         // Timely's connection phase is over: every process has joined.
         std::fs::write(&connected, "").expect("write the connected mark");
         if forever {
@@ -694,11 +748,33 @@ fn host_process() {
         while probe.less_than(input.time()) {
             worker.step_or_park(Some(Duration::from_millis(100)));
         }
-    })
-    .expect("execute")
-    .join()
-    .into_iter()
-    .for_each(|r| r.expect("worker failed"));
+    };
+    let guards = if slurm {
+        // What `srun ./my_dataflow` runs: no -n/-p/-h, the cluster from SLURM_* variables.
+        cluster::execute_from_args(["-w".to_string(), "1".to_string()], options, work)
+    } else {
+        let addresses: Vec<String> = std::env::var("MH_ADDRESSES")
+            .expect("MH_ADDRESSES")
+            .split(',')
+            .map(String::from)
+            .collect();
+        let config = timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: 1,
+                process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        };
+        cluster::execute(config, options, work)
+    };
+    guards
+        .expect("execute")
+        .join()
+        .into_iter()
+        .for_each(|r| r.expect("worker failed"));
 
     let mut lines: Vec<String> = lines.lock().expect("lock").iter().cloned().collect();
     lines.push(format!(

@@ -56,6 +56,12 @@ use timely::worker::Worker;
 
 use crate::Error;
 
+mod slurm;
+pub use slurm::{
+    parse_nodelist, slurm_launch, slurm_launch_from, Launch, DEFAULT_TIMELY_PORT, MAX_SLURM_TASKS,
+    TIMELY_PORT_VAR,
+};
+
 /// Exit status of a process whose cluster did not form within the startup deadline (a host
 /// never joined, or timely's connection phase did not finish): 69 (`EX_UNAVAILABLE`).
 pub const EXIT_NEVER_JOINED: i32 = 69;
@@ -272,8 +278,21 @@ where
     T: Send + 'static,
     F: Fn(&mut Worker) -> T + Send + Sync + 'static,
 {
-    let config =
+    let mut config =
         timely::Config::from_args(args.into_iter()).map_err(|message| Error::Timely { message })?;
+    // No cluster on the command line (-n/-p/-h): under Slurm, its environment says.
+    let threads = match config.communication {
+        timely::CommunicationConfig::Thread => Some(1),
+        timely::CommunicationConfig::Process(n) | timely::CommunicationConfig::ProcessBinary(n) => {
+            Some(n)
+        }
+        timely::CommunicationConfig::Cluster { .. } => None,
+    };
+    if let Some(threads) = threads {
+        if let Some(launch) = slurm_launch() {
+            config.communication = launch?.config(threads);
+        }
+    }
     execute(config, options, func)
 }
 
@@ -672,6 +691,181 @@ mod tests {
                 .with_vars(vars(bad))
                 .expect_err("refused");
             assert!(error.to_string().contains(bad[0].0), "{error}");
+        }
+    }
+
+    #[test]
+    fn slurm_node_lists_expand() {
+        let names = |list: &str| parse_nodelist(list).expect(list);
+        assert_eq!(
+            names("node[01-04,07]"),
+            ["node01", "node02", "node03", "node04", "node07"]
+        );
+        assert_eq!(names("a[1-2],b3"), ["a1", "a2", "b3"]);
+        assert_eq!(names("n[8-11]"), ["n8", "n9", "n10", "n11"]);
+        assert_eq!(names("n[098-100]"), ["n098", "n099", "n100"]);
+        assert_eq!(names("10.0.0.[1-3]"), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(names("r[1-2]-n[1-2]"), ["r1-n1", "r1-n2", "r2-n1", "r2-n2"]);
+        assert_eq!(names(" single "), ["single"]);
+        assert_eq!(names("a,b[5],c"), ["a", "b5", "c"]);
+    }
+
+    #[test]
+    fn hostile_node_lists_are_errors_not_panics() {
+        for list in [
+            "",
+            ",",
+            "a,,b",
+            "a[",
+            "a]",
+            "a[1-2",
+            "a1-2]",
+            "a[]",
+            "a[-1]",
+            "a[1-]",
+            "a[5-1]",
+            "a[x]",
+            "a[1-2,]",
+            "a[[1]]",
+            "a[1]]",
+            "a[1-99999999999999999999]",
+            "a[0-18446744073709551615]",
+            "a[0-999999]",
+            "a[0-300]b[0-300]",
+            "\u{0}[\u{ff}]",
+            "a[١-٣]",
+        ] {
+            assert!(parse_nodelist(list).is_err(), "{list:?} accepted");
+        }
+        // The bound holds also across many small groups.
+        let many = vec!["a[0-99]"; 700].join(",");
+        assert!(parse_nodelist(&many).is_err());
+        assert_eq!(
+            parse_nodelist(&vec!["a[0-99]"; 600].join(",")).map(|v| v.len()),
+            Ok(60_000)
+        );
+    }
+
+    #[test]
+    fn random_node_lists_never_panic() {
+        // Every string of up to 10 characters from the grammar's alphabet that a simple
+        // generator reaches: an answer, never a panic, never past the bound.
+        let alphabet: Vec<char> = "a019-[],x ".chars().collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let len = (state >> 60) as usize % 11;
+            for _ in 0..len {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                text.push(alphabet[(state >> 33) as usize % alphabet.len()]);
+            }
+            if let Ok(names) = parse_nodelist(&text) {
+                assert!(names.len() <= MAX_SLURM_TASKS, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn slurm_environment_gives_the_cluster() {
+        let vars = |pairs: Vec<(&'static str, &'static str)>| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        // Not under srun, or a single task: no cluster.
+        assert!(slurm_launch_from(vars(vec![])).is_none());
+        assert!(
+            slurm_launch_from(vars(vec![("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1")])).is_none()
+        );
+
+        let launch = slurm_launch_from(vars(vec![
+            ("SLURM_PROCID", "2"),
+            ("SLURM_NTASKS", "3"),
+            ("SLURM_JOB_NODELIST", "node[01-03]"),
+        ]))
+        .expect("under slurm")
+        .expect("valid");
+        assert_eq!(launch.process, 2);
+        assert_eq!(
+            launch.addresses,
+            ["node01:2101", "node02:2101", "node03:2101"]
+        );
+
+        // Several tasks per node: consecutive ports, in blocks; the step's list wins.
+        let launch = slurm_launch_from(vars(vec![
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "5"),
+            ("SLURM_JOB_NODELIST", "x[1-9]"),
+            ("SLURM_STEP_NODELIST", "a[1-2],b3"),
+            ("SLURM_STEP_TASKS_PER_NODE", "2(x2),1"),
+            ("PROXYSTORE_TIMELY_PORT", "7100"),
+        ]))
+        .expect("under slurm")
+        .expect("valid");
+        assert_eq!(
+            launch.addresses,
+            ["a1:7100", "a1:7101", "a2:7100", "a2:7101", "b3:7100"]
+        );
+
+        for bad in [
+            vec![
+                ("SLURM_PROCID", "3"),
+                ("SLURM_NTASKS", "3"),
+                ("SLURM_JOB_NODELIST", "n[1-3]"),
+            ],
+            vec![
+                ("SLURM_PROCID", "x"),
+                ("SLURM_NTASKS", "3"),
+                ("SLURM_JOB_NODELIST", "n[1-3]"),
+            ],
+            vec![("SLURM_PROCID", "0"), ("SLURM_NTASKS", "3")],
+            vec![
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "4"),
+                ("SLURM_JOB_NODELIST", "n[1-3]"),
+            ],
+            vec![
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "99999999"),
+                ("SLURM_JOB_NODELIST", "n1"),
+            ],
+            vec![
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "3"),
+                ("SLURM_JOB_NODELIST", "n[1-3]"),
+                ("PROXYSTORE_TIMELY_PORT", "0"),
+            ],
+            vec![
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "4"),
+                ("SLURM_JOB_NODELIST", "n[1-2]"),
+                ("SLURM_TASKS_PER_NODE", "2(x2"),
+            ],
+            vec![
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "4"),
+                ("SLURM_JOB_NODELIST", "n[1-2]"),
+                ("SLURM_TASKS_PER_NODE", "1(x18446744073709551615)"),
+            ],
+            vec![
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "2"),
+                ("SLURM_JOB_NODELIST", "n1"),
+                ("SLURM_TASKS_PER_NODE", "2"),
+                ("PROXYSTORE_TIMELY_PORT", "65535"),
+            ],
+        ] {
+            let shown = format!("{bad:?}");
+            let result = slurm_launch_from(vars(bad)).expect("under slurm");
+            assert!(result.is_err(), "{shown} accepted: {result:?}");
         }
     }
 
