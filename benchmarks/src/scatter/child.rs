@@ -279,8 +279,14 @@ fn run_timely(
         worker: timely::WorkerConfig::default(),
     };
     let shared = Arc::clone(&point);
-    let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
-        .map_err(|e| format!("starting timely: {e}"))?;
+    // Under the cluster watchdog (PROXYSTORE_CLUSTER_*): in hostfile mode, a machine that
+    // never starts or goes silent ends the point at once, naming it.
+    let options =
+        dataflow_plugin::cluster::ClusterOptions::from_env().map_err(|e| e.to_string())?;
+    let guards = dataflow_plugin::cluster::execute(config, options, move |worker| {
+        run_worker(worker, &shared)
+    })
+    .map_err(|e| format!("starting timely: {e}"))?;
     for (i, result) in guards.join().into_iter().enumerate() {
         result.map_err(|e| format!("timely worker {i} failed: {e}"))?;
     }
