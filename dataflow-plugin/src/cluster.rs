@@ -227,7 +227,7 @@ impl<T: Send + 'static> Drop for ClusterGuards<T> {
     }
 }
 
-/// [`timely::execute`] under the watchdog (see the [module](self)): a `Cluster`
+/// [`timely::execute()`] under the watchdog (see the [module](self)): a `Cluster`
 /// configuration of two or more processes gets the startup deadline and the heartbeats of
 /// `options`; anything else runs as plain timely.
 ///
