@@ -573,10 +573,11 @@ fn cluster_fault(case: &str, fault: Fault) {
                 .find(|(p, _)| *p == victim)
                 .map(|(_, child)| child.id())
                 .expect("victim");
-            let ok = Command::new("kill")
-                .args(["-STOP", &pid.to_string()])
+            // The shell's `kill` builtin: no dependency on procps' /bin/kill.
+            let ok = Command::new("sh")
+                .args(["-c", &format!("kill -STOP {pid}")])
                 .status()
-                .expect("kill -STOP")
+                .expect("sh -c 'kill -STOP'")
                 .success();
             assert!(ok, "could not stop the victim");
         }
