@@ -36,7 +36,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let stored = Arc::new(AtomicUsize::new(0));
     let (inline2, stored2) = (Arc::clone(&inline), Arc::clone(&stored));
 
-    timely::execute_from_args(args.into_iter(), move |worker| {
+    // Under the cluster watchdog (see the README, "Running across machines").
+    let options = dataflow_plugin::cluster::ClusterOptions::from_env()?;
+    dataflow_plugin::cluster::execute_from_args(args, options, move |worker| {
         let index = worker.index();
         let store = store.clone();
         let (inline, stored) = (Arc::clone(&inline2), Arc::clone(&stored2));

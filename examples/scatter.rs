@@ -1,21 +1,31 @@
 //! The main job: one producer scatters large payloads to every worker of a cluster.
 //!
-//! Run without arguments, it starts two processes of one worker each on loopback (timely's
-//! cluster mode) and has worker 0 send 256 payloads of 1 MiB round robin to all workers.
-//! Each payload is stored in the producing process's embedded ZeroMQ peer (nothing to start
-//! by hand); only its proxy travels through the dataflow, and the consumer fetches the bytes
-//! straight from the producer's peer, checksums every byte, and the objects are evicted once
-//! every consumer is done. It prints a short summary with the throughput.
+//! Run without a hostfile, it starts the processes of a cluster on loopback itself (two of
+//! one worker each by default, timely's cluster mode) and has worker 0 send 256 payloads of
+//! 1 MiB round robin to all workers. Each payload is stored in the producing process's
+//! embedded ZeroMQ peer (nothing to start by hand); only its proxy travels through the
+//! dataflow, and the consumer fetches the bytes straight from the producer's peer, checksums
+//! every byte, and the objects are evicted once every consumer is done. It prints a short
+//! summary with the throughput.
+//!
+//! With a hostfile (`-h`, timely's own arguments `-n/-p/-w` like the other examples), it is
+//! one process of a cluster across machines: start it on every machine with its own `-p`.
+//! Its peer is configured from the `PROXYSTORE_ZMQ_*` / `PROXYSTORE_SECRET*` variables.
+//! Started by Slurm (`srun`, no `-h`), it reads the cluster from `SLURM_PROCID`,
+//! `SLURM_NTASKS` and `SLURM_JOB_NODELIST`.
 //!
 //! ```sh
 //! cargo run --release --example scatter
-//! cargo run --release --example scatter -- --processes 3 --workers 2 --count 512 --size-kib 4096
+//! cargo run --release --example scatter -- -n 3 -w 2 --count 512 --size-kib 4096
+//! # machine i of a cluster (see the README, "Running across machines"):
+//! PROXYSTORE_ZMQ_INTERFACE=10.0.0.1 cargo run --release --example scatter -- -h hosts.txt -p 0
 //! ```
 
 mod common;
 
 use std::error::Error;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,19 +37,35 @@ use proxy_core::{Connector, Proxy};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
 
-/// What to run, from the command line.
+/// What to run, from the command line: timely's own `-w/-n/-p/-h` plus the payloads.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     version,
-    about = "Scatter large payloads from worker 0 to every worker of a cluster on loopback"
+    disable_help_flag = true,
+    about = "Scatter large payloads from worker 0 to every worker of a cluster",
+    long_about = "Scatter large payloads from worker 0 to every worker of a cluster.\n\n\
+        Without -h, starts the cluster's -n processes (default 2) on loopback itself. With \
+        -h HOSTFILE, runs as process -p of the cluster the hostfile lists (one host:port \
+        per line, the same file on every machine)."
 )]
 struct Params {
-    /// Timely processes on loopback
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
-    processes: u64,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Worker threads per process
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'w', long = "workers", alias = "threads", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
     workers: u64,
+    /// Processes in the cluster [default: 2 without a hostfile, its line count with one]
+    #[arg(short = 'n', long = "processes", value_parser = clap::value_parser!(u64).range(1..))]
+    processes: Option<u64>,
+    /// This process's index in the cluster (with -h)
+    #[arg(short = 'p', long = "process", value_name = "IDX")]
+    process: Option<u64>,
+    /// Text file whose lines are the processes' timely addresses (host:port): run as
+    /// process -p of that cluster
+    #[arg(short = 'h', long = "hostfile", value_name = "FILE")]
+    hostfile: Option<PathBuf>,
     /// Payloads to scatter
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
@@ -50,21 +76,70 @@ struct Params {
 
 fn main() -> Result<(), Box<dyn Error>> {
     common::init_logging();
-    if let Ok(process) = std::env::var("SCATTER_PROCESS") {
-        return child(process.parse()?);
+    let params = <Params as clap::Parser>::parse();
+    match &params.hostfile {
+        Some(hostfile) => {
+            let Some(process) = params.process else {
+                return Err("-h needs -p: this process's index in the hostfile".into());
+            };
+            let hosts = read_hostfile(hostfile)?;
+            let processes = params.processes.unwrap_or(hosts.len() as u64);
+            if processes as usize > hosts.len() || process >= processes {
+                return Err(format!(
+                    "{}: {} processes with process index {process}, but the hostfile lists {}",
+                    hostfile.display(),
+                    processes,
+                    hosts.len()
+                )
+                .into());
+            }
+            member(
+                &params,
+                process as usize,
+                hosts[..processes as usize].to_vec(),
+            )
+        }
+        None if params.process.is_some() => {
+            Err("-p needs -h: the hostfile that lists the cluster's processes".into())
+        }
+        // Started by `srun`: one process of the job step's cluster, from SLURM_* variables.
+        None => match dataflow_plugin::cluster::slurm_launch() {
+            Some(launch) => {
+                let launch = launch?;
+                member(&params, launch.process, launch.addresses)
+            }
+            None => local_cluster(&params),
+        },
     }
-    parent(&<Params as clap::Parser>::parse())
 }
 
-/// Starts the cluster's processes (copies of this program) and prints their summary.
-fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
+/// The non-empty lines of a hostfile (timely's format: `host:port` per line).
+fn read_hostfile(path: &std::path::Path) -> Result<Vec<String>, Box<dyn Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading the hostfile {}: {e}", path.display()))?;
+    let hosts: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if hosts.is_empty() {
+        return Err(format!("the hostfile {} lists no host", path.display()).into());
+    }
+    Ok(hosts)
+}
+
+/// Starts the cluster's processes on loopback (copies of this program, each given the
+/// hostfile and its index) and prints their summary.
+fn local_cluster(params: &Params) -> Result<(), Box<dyn Error>> {
+    let processes = params.processes.unwrap_or(2);
     let dir = std::env::temp_dir().join(format!("scatter-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let hostfile = dir.join("hosts");
     let mut hosts = String::new();
     // Below the kernel's ephemeral range, so the OS-chosen ports of the ZeroMQ peers cannot
     // take them before timely binds them.
-    for port in proxy_core::testing::free_loopback_ports(params.processes as usize)? {
+    for port in proxy_core::testing::free_loopback_ports(processes as usize)? {
         hosts.push_str(&format!("127.0.0.1:{port}\n"));
     }
     std::fs::write(&hostfile, hosts)?;
@@ -73,24 +148,20 @@ fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
         "scatter: {} payloads of {} KiB from worker 0 to {} workers ({} processes x {} workers)",
         params.count,
         params.size_kib,
-        params.processes * params.workers,
-        params.processes,
+        processes * params.workers,
+        processes,
         params.workers
     );
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
-    for process in 0..params.processes {
+    for process in 0..processes {
         let child = Command::new(&exe)
-            .env("SCATTER_PROCESS", process.to_string())
-            .env("SCATTER_COUNT", params.count.to_string())
-            .env("SCATTER_SIZE", (params.size_kib * 1024).to_string())
-            .args([
-                "-w",
-                &params.workers.to_string(),
-                "-n",
-                &params.processes.to_string(),
-            ])
-            .args(["-p", &process.to_string(), "-h"])
+            .args(["-w", &params.workers.to_string()])
+            .args(["-n", &processes.to_string()])
+            .args(["-p", &process.to_string()])
+            .args(["--count", &params.count.to_string()])
+            .args(["--size-kib", &params.size_kib.to_string()])
+            .arg("-h")
             .arg(&hostfile)
             .stdout(Stdio::piped())
             .spawn()?;
@@ -116,10 +187,10 @@ fn parent(params: &Params) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// One process of the cluster.
-fn child(process: usize) -> Result<(), Box<dyn Error>> {
-    let count: u64 = std::env::var("SCATTER_COUNT")?.parse()?;
-    let size: usize = std::env::var("SCATTER_SIZE")?.parse()?;
+/// One process of the cluster listed by `hosts`.
+fn member(params: &Params, process: usize, hosts: Vec<String>) -> Result<(), Box<dyn Error>> {
+    let count = params.count;
+    let size = usize::try_from(params.size_kib * 1024)?.max(8);
     let (connector, store) = common::embedded_store("scatter")?;
     let received = Arc::new(AtomicU64::new(0));
     let received_bytes = Arc::new(AtomicU64::new(0));
@@ -130,8 +201,20 @@ fn child(process: usize) -> Result<(), Box<dyn Error>> {
     // the release of the stored payloads waits for all consumers).
     let started = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let start_mark = Arc::clone(&started);
-    // The parent passed timely's own arguments (-w -n -p -h); read them like every example.
-    let guards = timely::execute_from_args(common::timely_args().into_iter(), move |worker| {
+    let config = timely::Config {
+        communication: timely::CommunicationConfig::Cluster {
+            threads: params.workers as usize,
+            process,
+            addresses: hosts,
+            report: false,
+            zerocopy: false,
+        },
+        worker: timely::WorkerConfig::default(),
+    };
+    // Under the cluster watchdog: a process that never joins or falls silent ends this one
+    // with an error naming its host (PROXYSTORE_CLUSTER_* set the bounds).
+    let options = dataflow_plugin::cluster::ClusterOptions::from_env()?;
+    let guards = dataflow_plugin::cluster::execute(config, options, move |worker| {
         let index = worker.index();
         let peers = worker.peers() as u64;
         let store = store.clone();

@@ -25,7 +25,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let args = common::timely_args();
     let (connector, store) = common::embedded_store("wrap-stream")?;
 
-    timely::execute_from_args(args.into_iter(), move |worker| {
+    // Under the cluster watchdog (see the README, "Running across machines").
+    let options = dataflow_plugin::cluster::ClusterOptions::from_env()?;
+    dataflow_plugin::cluster::execute_from_args(args, options, move |worker| {
         let index = worker.index();
         let store = store.clone();
         let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {

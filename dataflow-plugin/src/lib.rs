@@ -26,8 +26,13 @@
 //! other branches are done. A dataflow without any release point evicts nothing, so proxies
 //! captured out of it stay readable.
 //!
+//! [`cluster::execute`] runs a timely cluster that fails fast: a startup deadline and
+//! heartbeats between the processes, ending every process with an error naming a host that
+//! never joined or fell silent.
+//!
 //! The operators need totally ordered timestamps (`u64`, `usize`, ...).
 
+pub mod cluster;
 mod error;
 mod lifetime;
 pub mod operators;

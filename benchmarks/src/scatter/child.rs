@@ -164,11 +164,19 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
 /// ZeroMQ peer (an embedded server: `put` stays in this process, `get` of another process's
 /// key fetches from that peer), registered under [`STORE_NAME`] so that proxies arriving
 /// from other processes find it, with the object cache off (`with_cache_size(0)`) so that memory
-/// stays bounded by the objects in flight. Same-host shared memory is on (the default) except
-/// in `proxy-tcp` mode.
+/// stays bounded by the objects in flight. The peer is configured from the environment
+/// (`ZmqOptions::from_env`: `PROXYSTORE_ZMQ_INTERFACE`, `PROXYSTORE_SECRET_FILE`, ... as on
+/// every machine of a hostfile cluster; loopback by default). Same-host shared memory is on
+/// (unless `PROXYSTORE_ZMQ_SHM=0`) except in `proxy-tcp` mode, which turns it off.
 fn make_store(mode: Mode) -> Result<Store, String> {
-    let connector = ZmqOptions::default()
-        .with_shared_memory(mode != Mode::ProxyTcp)
+    let options =
+        ZmqOptions::from_env().map_err(|e| format!("the PROXYSTORE_ZMQ_* settings: {e}"))?;
+    let options = if mode == Mode::ProxyTcp {
+        options.with_shared_memory(false)
+    } else {
+        options
+    };
+    let connector = options
         .build()
         .map_err(|e| format!("starting the zmq peer: {e}"))?;
     let store = Store::builder(STORE_NAME, connector)
@@ -271,8 +279,14 @@ fn run_timely(
         worker: timely::WorkerConfig::default(),
     };
     let shared = Arc::clone(&point);
-    let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
-        .map_err(|e| format!("starting timely: {e}"))?;
+    // Under the cluster watchdog (PROXYSTORE_CLUSTER_*): in hostfile mode, a machine that
+    // never starts or goes silent ends the point at once, naming it.
+    let options =
+        dataflow_plugin::cluster::ClusterOptions::from_env().map_err(|e| e.to_string())?;
+    let guards = dataflow_plugin::cluster::execute(config, options, move |worker| {
+        run_worker(worker, &shared)
+    })
+    .map_err(|e| format!("starting timely: {e}"))?;
     for (i, result) in guards.join().into_iter().enumerate() {
         result.map_err(|e| format!("timely worker {i} failed: {e}"))?;
     }

@@ -17,13 +17,17 @@ use super::workloads::{format_size, parse_size, Mode, Workload, MIN_PAYLOAD};
 const AFTER_HELP: &str = "\
 Every point (workload x mode x payload size x repetition) runs as fresh child processes
 forming one Timely cluster on 127.0.0.1 (raw-zmq: plain ZeroMQ sockets, no Timely).
+Hostfile mode (--hostfile FILE --process I, the same command on every machine): each
+point runs across the machines the hostfile lists, this machine playing process I; the
+peers bind as the PROXYSTORE_ZMQ_* variables say; process 0 prints the figures.
 Options given on the command line or in the environment override --quick's choices;
 command-line options win over the environment.
 
 Examples:
   scatter --quick
   scatter --workloads=selective --workers=2 --reps=5 --out=target/scatter-2x2
-  SCATTER_BENCH_OUT=/data/scatter scatter --sizes 1MiB,16MiB --modes proxy,auto";
+  SCATTER_BENCH_OUT=/data/scatter scatter --sizes 1MiB,16MiB --modes proxy,auto
+  PROXYSTORE_ZMQ_INTERFACE=10.0.0.1 scatter --hostfile hosts.txt --process 0 --modes proxy";
 
 /// The command line, as clap reads it (see [`parse_from`]).
 #[derive(Debug, Parser)]
@@ -93,6 +97,14 @@ struct Cli {
     /// and the plots into --out
     #[arg(long, value_name = "FILE")]
     from_csv: Option<PathBuf>,
+    /// Hostfile mode: a text file of the cluster's timely addresses (host:port per line, the
+    /// same file on every machine); this run plays process --process of every point, and
+    /// process 0 measures. Start the same command on every machine. Not for raw-zmq.
+    #[arg(long, value_name = "FILE", requires = "process")]
+    hostfile: Option<PathBuf>,
+    /// Hostfile mode: this machine's index in the hostfile
+    #[arg(long, value_name = "IDX", requires = "hostfile")]
+    process: Option<usize>,
     /// Internal: play one process of one point, as the parent asks (KEY=VALUE parameters,
     /// see `ChildSpec::to_args`)
     #[arg(long = "child", hide = true, num_args = 1.., value_name = "KEY=VALUE")]
@@ -138,6 +150,7 @@ impl Cli {
         set(&mut options.processes, self.processes);
         set(&mut options.workers, self.workers);
         set(&mut options.workloads, self.workloads);
+        let modes_given = self.modes.is_some();
         set(&mut options.modes, self.modes);
         set(&mut options.sizes, self.sizes);
         set(&mut options.bytes_per_point, self.bytes);
@@ -150,6 +163,21 @@ impl Cli {
             options.timeout = (secs > 0).then(|| Duration::from_secs(secs));
         }
         options.plot = !self.no_plot;
+        if let (Some(hostfile), Some(process)) = (self.hostfile, self.process) {
+            options.hostfile = Some(Hostfile::read(&hostfile, process)?);
+            if self.processes.is_some() {
+                return Err("--processes is the hostfile's line count in hostfile mode".into());
+            }
+            if options.modes.contains(&Mode::RawZmq) {
+                if modes_given {
+                    return Err("raw-zmq runs on loopback only, not in hostfile mode".into());
+                }
+                options.modes.retain(|m| *m != Mode::RawZmq);
+            }
+        }
+        if let Some(hostfile) = &options.hostfile {
+            options.processes = hostfile.addresses.len();
+        }
         options.from_csv = self.from_csv;
         options.sizes.sort_unstable();
         options.sizes.dedup();
@@ -190,6 +218,49 @@ pub struct Options {
     pub quick: bool,
     /// Read this `runs.csv` instead of running anything.
     pub from_csv: Option<PathBuf>,
+    /// Hostfile mode: the cluster across machines and this machine's place in it.
+    pub hostfile: Option<Hostfile>,
+}
+
+/// A cluster across machines (`--hostfile` and `--process`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hostfile {
+    /// Every process's timely address, in process order.
+    pub addresses: Vec<String>,
+    /// The process this run plays.
+    pub process: usize,
+}
+
+impl Hostfile {
+    /// Reads `path` (non-empty lines, `host:port`) for process `process`.
+    pub fn read(path: &std::path::Path, process: usize) -> Result<Hostfile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the hostfile {}: {e}", path.display()))?;
+        Hostfile::parse(&text, process).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The addresses of a hostfile's text, for process `process`.
+    pub fn parse(text: &str, process: usize) -> Result<Hostfile, String> {
+        let addresses: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if let Some(bad) = addresses
+            .iter()
+            .find(|a| !a.contains(':') || a.contains(','))
+        {
+            return Err(format!("`{bad}` is not host:port"));
+        }
+        if process >= addresses.len() {
+            return Err(format!(
+                "process {process} is not among its {} lines",
+                addresses.len()
+            ));
+        }
+        Ok(Hostfile { addresses, process })
+    }
 }
 
 impl Default for Options {
@@ -210,6 +281,7 @@ impl Default for Options {
             plot: true,
             quick: false,
             from_csv: None,
+            hostfile: None,
         }
     }
 }
@@ -402,6 +474,32 @@ mod tests {
             Ok(Command::Run(options)) => options,
             other => panic!("{list:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn hostfile_mode() {
+        let h = Hostfile::parse("10.0.0.1:2101\n\n 10.0.0.2:2101 \n", 1).expect("hostfile");
+        assert_eq!(h.addresses, ["10.0.0.1:2101", "10.0.0.2:2101"]);
+        assert_eq!(h.process, 1);
+        assert!(Hostfile::parse("10.0.0.1:2101\n", 1).is_err());
+        assert!(Hostfile::parse("", 0).is_err());
+        assert!(Hostfile::parse("a:1,b:2\n", 0).is_err());
+        assert!(Hostfile::parse("nohost\n", 0).is_err());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "10.0.0.1:2101\n10.0.0.2:2101\n10.0.0.3:2101\n").expect("write");
+        let file = path.to_string_lossy().into_owned();
+        let o = run(&["--hostfile", &file, "--process", "2"]);
+        assert_eq!(o.processes, 3);
+        assert!(!o.modes.contains(&Mode::RawZmq));
+        assert_eq!(o.hostfile.as_ref().map(|h| h.process), Some(2));
+        // --process needs --hostfile and the reverse; raw-zmq and --processes are refused.
+        assert!(parse(&["--process", "0"]).is_err());
+        assert!(parse(&["--hostfile", &file]).is_err());
+        assert!(parse(&["--hostfile", &file, "--process", "0", "--modes", "raw-zmq"]).is_err());
+        assert!(parse(&["--hostfile", &file, "--process", "0", "--processes", "2"]).is_err());
+        assert!(parse(&["--hostfile", &file, "--process", "3"]).is_err());
     }
 
     #[test]

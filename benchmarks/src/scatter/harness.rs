@@ -131,15 +131,32 @@ pub fn run_point(options: &Options, exe: &Path, point: Point) -> Outcome {
 fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measured, String> {
     let processes = options.processes;
     let total = options.total_workers();
-    let ports = free_ports(processes + total + 1)?;
-    let addresses: Vec<String> = ports[..processes]
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
-    let zmq_ports = if point.mode == Mode::RawZmq {
-        ports[processes..].to_vec()
-    } else {
-        Vec::new()
+    // Hostfile mode: the cluster's addresses from the hostfile, and only this machine's
+    // process started here (the other machines start theirs).
+    let (addresses, local, zmq_ports) = match &options.hostfile {
+        Some(hostfile) => {
+            if point.mode == Mode::RawZmq {
+                return Err("raw-zmq runs on loopback only, not in hostfile mode".to_string());
+            }
+            (
+                hostfile.addresses.clone(),
+                vec![hostfile.process],
+                Vec::new(),
+            )
+        }
+        None => {
+            let ports = free_ports(processes + total + 1)?;
+            let addresses: Vec<String> = ports[..processes]
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
+            let zmq_ports = if point.mode == Mode::RawZmq {
+                ports[processes..].to_vec()
+            } else {
+                Vec::new()
+            };
+            (addresses, (0..processes).collect(), zmq_ports)
+        }
     };
     let limit = deadline(options, point);
     let batch_records = (options.batch_bytes / point.size).max(1);
@@ -148,7 +165,7 @@ fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measu
         stdout: Vec::new(),
         stderr: Vec::new(),
     };
-    for process in 0..processes {
+    for &process in &local {
         let spec = ChildSpec {
             workload: point.workload,
             mode: point.mode,
@@ -177,16 +194,17 @@ fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measu
     // The children enforce the deadline themselves; the parent waits a little longer and
     // then kills them, so that a stuck child can never hang the run.
     let kill_at = Instant::now() + limit + Duration::from_secs(5);
-    let mut exited = vec![false; processes];
+    let mut exited = vec![false; local.len()];
     while exited.iter().any(|e| !e) {
-        for (process, child) in cluster.children.iter_mut().enumerate() {
-            if exited[process] {
+        for (slot, child) in cluster.children.iter_mut().enumerate() {
+            let process = local[slot];
+            if exited[slot] {
                 continue;
             }
             match child.try_wait() {
-                Ok(Some(status)) if status.success() => exited[process] = true,
+                Ok(Some(status)) if status.success() => exited[slot] = true,
                 Ok(Some(status)) => {
-                    let stderr = collect_after_kill(&mut cluster, process);
+                    let stderr = collect_after_kill(&mut cluster, slot);
                     return Err(format!(
                         "process {process} failed ({status}): {}",
                         tail(&stderr)
@@ -197,7 +215,10 @@ fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measu
             }
         }
         if Instant::now() > kill_at {
-            let stuck: Vec<usize> = (0..processes).filter(|&p| !exited[p]).collect();
+            let stuck: Vec<usize> = (0..local.len())
+                .filter(|&slot| !exited[slot])
+                .map(|slot| local[slot])
+                .collect();
             return Err(format!(
                 "timed out after {limit:?}; processes {stuck:?} killed"
             ));
@@ -206,8 +227,8 @@ fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measu
     }
 
     let mut reports = Vec::new();
-    for process in 0..processes {
-        let stdout = collect(&mut cluster.stdout[process]);
+    for (slot, &process) in local.iter().enumerate() {
+        let stdout = collect(&mut cluster.stdout[slot]);
         let report = stdout
             .lines()
             .find_map(ChildReport::parse)
@@ -217,13 +238,25 @@ fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measu
         }
         reports.push(report);
     }
-    let elapsed = reports[0]
-        .elapsed
-        .ok_or_else(|| "process 0 reported no elapsed time".to_string())?;
-    let delivered_bytes: u64 = reports.iter().map(|r| r.bytes).sum();
     let expected = point
         .workload
         .delivered_bytes(point.records, point.size, total as u64);
+    let (elapsed, delivered_bytes) = match reports.first() {
+        Some(first) if first.process == 0 => (
+            first
+                .elapsed
+                .ok_or_else(|| "process 0 reported no elapsed time".to_string())?,
+            if local.len() == processes {
+                reports.iter().map(|r| r.bytes).sum()
+            } else {
+                // Hostfile mode: every other process checked its own share (a child that
+                // verified fewer payloads than its share fails, and with it the point).
+                expected
+            },
+        ),
+        // Hostfile mode on another machine: its share verified; process 0 measures.
+        _ => (Duration::ZERO, expected),
+    };
     if delivered_bytes != expected {
         return Err(format!(
             "consumers verified {delivered_bytes} bytes, expected {expected}"
@@ -245,11 +278,11 @@ fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measu
     })
 }
 
-/// Kills every child of the cluster and returns the stderr of `process`.
-fn collect_after_kill(cluster: &mut Cluster, process: usize) -> String {
+/// Kills every child of the cluster and returns the stderr of the one in `slot`.
+fn collect_after_kill(cluster: &mut Cluster, slot: usize) -> String {
     for child in &mut cluster.children {
         let _ = child.kill();
         let _ = child.wait();
     }
-    collect(&mut cluster.stderr[process])
+    collect(&mut cluster.stderr[slot])
 }

@@ -139,6 +139,16 @@ fn run(options: &Options) -> Result<bool, String> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let Some(hostfile) = options.hostfile.as_ref().filter(|h| h.process != 0) {
+        let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+        println!(
+            "scatter: process {} of a hostfile cluster played {} points ({failed} failed); \
+             process 0 prints and writes the figures",
+            hostfile.process,
+            outcomes.len()
+        );
+        return Ok(failed == 0);
+    }
     report::write_file(
         &options.out,
         "runs.csv",

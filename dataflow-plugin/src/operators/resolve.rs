@@ -169,11 +169,13 @@ where
     let take = move |record: R, ready: &mut Vec<R::Value>, failed: &mut Vec<ResolveError>| {
         match record.into_value() {
             Ok(value) => ready.push(value),
-            Err(e) if on_failure == OnFailure::Emit => {
-                let failure = ResolveError::from(e);
-                tracing::debug!(store = %failure.store, key = %failure.key, error = %failure.message, "try_resolve: a record could not be resolved");
-                failed.push(failure);
-            }
+            Err(e) if on_failure == OnFailure::Emit => match ResolveError::try_from(e) {
+                Ok(failure) => {
+                    tracing::debug!(store = %failure.store, key = %failure.key, error = %failure.message, "try_resolve: a record could not be resolved");
+                    failed.push(failure);
+                }
+                Err(e) => panic!("try_resolve: {e}"),
+            },
             Err(e) => panic!("resolve: {e}"),
         }
     };
