@@ -55,6 +55,23 @@ pub fn tests_require_all() -> bool {
     })
 }
 
+/// [`require_or_skip`] for a test that must run as root (network namespaces, another
+/// user's files): `Some(())` as root, else a skip (or, under [`REQUIRE_ALL_VAR`], a failure)
+/// naming `skipped`.
+pub fn require_root(skipped: &str) -> Option<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    require_or_skip(
+        skipped,
+        "run the tests as root (CI does)",
+        if root {
+            Ok(())
+        } else {
+            Err("not running as root".to_string())
+        },
+    )
+}
+
 /// Gives a test what it needs, or decides that it is skipped.
 ///
 /// `prerequisite` is `Ok(value)` when the machine has what the test needs, or `Err(reason)`

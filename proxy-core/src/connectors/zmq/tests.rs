@@ -1284,17 +1284,9 @@ fn copy_on_read_gets_a_private_copy_of_a_same_host_object() {
 
 #[test]
 fn root_falls_back_to_tcp_for_another_users_segment() {
-    // SAFETY: plain call.
-    let root = unsafe { libc::geteuid() } == 0;
-    let Some(()) = crate::testing::require_or_skip(
-        "zmq root_falls_back_to_tcp_for_another_users_segment",
-        "run the tests as root (CI does)",
-        if root {
-            Ok(())
-        } else {
-            Err("not running as root".to_string())
-        },
-    ) else {
+    let Some(()) =
+        crate::testing::require_root("zmq root_falls_back_to_tcp_for_another_users_segment")
+    else {
         return;
     };
     let (id, mut holder, descriptor) = foreign_segment(0xbeef, b"nobody's bytes", true);
@@ -1641,26 +1633,38 @@ mod man_in_the_middle {
         relay.join().expect("relay");
     }
 
-    #[test]
-    fn a_reply_whose_object_was_changed_on_the_path_is_refused() {
-        let owner = owner();
-        let key = owner.put(Bytes::from(vec![0xab; 4096])).expect("put");
+    /// Puts `len` bytes on `owner`, has `client` get them through a relay that flips byte
+    /// `index` of the reply's payload, and asserts the client refuses the reply.
+    fn assert_a_flipped_payload_byte_is_refused(
+        owner: &ZmqConnector,
+        len: usize,
+        index: usize,
+        client: &ZmqConnector,
+        what: &str,
+    ) {
+        let key = owner.put(Bytes::from(vec![0xab; len])).expect("put");
         let (at, relay) = relay(
-            &endpoint(&owner),
+            &endpoint(owner),
             1,
-            Box::new(|_, reply| {
+            Box::new(move |_, reply| {
                 if let Some(payload) = reply.get_mut(1) {
-                    payload[100] ^= 0x01;
+                    payload[index] ^= 0x01;
                 }
             }),
         );
-        let client = member(false);
-        assert_refused(
-            client.get(&key.with_peer(at.as_str())),
-            &at,
+        assert_refused(client.get(&key.with_peer(at.as_str())), &at, what);
+        relay.join().expect("relay");
+    }
+
+    #[test]
+    fn a_reply_whose_object_was_changed_on_the_path_is_refused() {
+        assert_a_flipped_payload_byte_is_refused(
+            &owner(),
+            4096,
+            100,
+            &member(false),
             "a flipped byte",
         );
-        relay.join().expect("relay");
     }
 
     #[test]
@@ -1728,24 +1732,14 @@ mod man_in_the_middle {
             .with_shared_memory(true)
             .build()
             .expect("peer");
-        let key = owner.put(Bytes::from(vec![0xab; 1 << 20])).expect("put");
-        let (at, relay) = relay(
-            &endpoint(&owner),
-            1,
-            Box::new(|_, reply| {
-                if let Some(payload) = reply.get_mut(1) {
-                    // In a descriptor: a byte of the owner's pid (bytes 16..20).
-                    payload[17] ^= 0x01;
-                }
-            }),
-        );
-        let client = member(true);
-        assert_refused(
-            client.get(&key.with_peer(at.as_str())),
-            &at,
+        // In a descriptor, byte 17 is a byte of the owner's pid (bytes 16..20).
+        assert_a_flipped_payload_byte_is_refused(
+            &owner,
+            1 << 20,
+            17,
+            &member(true),
             "a changed descriptor",
         );
-        relay.join().expect("relay");
     }
 
     #[test]

@@ -743,17 +743,9 @@ mod tests {
 
     #[test]
     fn root_reads_no_other_users_segment() {
-        // SAFETY: plain call.
-        let root = unsafe { libc::geteuid() } == 0;
-        let Some(()) = crate::testing::require_or_skip(
-            "shm::mapping root_reads_no_other_users_segment",
-            "run the tests as root (CI does)",
-            if root {
-                Ok(())
-            } else {
-                Err("not running as root".to_string())
-            },
-        ) else {
+        let Some(()) =
+            crate::testing::require_root("shm::mapping root_reads_no_other_users_segment")
+        else {
             return;
         };
         let token = 4242u128;
