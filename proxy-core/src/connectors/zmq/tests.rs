@@ -1311,6 +1311,7 @@ mod slow_peers {
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Arc};
+    use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
     use super::super::wire::{Header, Status};
@@ -1431,19 +1432,25 @@ mod slow_peers {
 
     /// A get with a 1 s timeout from a fake peer behaving as `behaviour`: fails within a
     /// generous bound, as too slow, naming the peer.
-    fn a_get_from(behaviour: Behaviour) {
+    /// A fake peer on a loopback port that serves its first connection as `behaviour` until
+    /// `stop` is set; returns its endpoint, the stop flag and its thread.
+    fn fake_peer(behaviour: Behaviour) -> (String, Arc<AtomicBool>, JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let endpoint = format!("tcp://{}", listener.local_addr().expect("address"));
         let stop = Arc::new(AtomicBool::new(false));
         let fake = {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                // Each connection the client makes gets the same treatment.
                 if let Ok((stream, _)) = listener.accept() {
                     let _ = serve(stream, behaviour, &stop);
                 }
             })
         };
+        (endpoint, stop, fake)
+    }
+
+    fn a_get_from(behaviour: Behaviour) {
+        let (endpoint, stop, fake) = fake_peer(behaviour);
         let timeout = Duration::from_secs(1);
         let key = Key::random("zmq").with_peer(endpoint.as_str());
         let (done, outcome) = mpsc::channel();
@@ -1492,17 +1499,7 @@ mod slow_peers {
     fn without_a_rate_floor_only_silence_ends_a_request() {
         // min_rate 0: heartbeats keep the get waiting (the old rule), far below any floor;
         // it ends as a timeout (never as too slow) once the fake stops sending.
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let endpoint = format!("tcp://{}", listener.local_addr().expect("address"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let fake = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                if let Ok((stream, _)) = listener.accept() {
-                    let _ = serve(stream, Behaviour::PingOnly, &stop);
-                }
-            })
-        };
+        let (endpoint, stop, fake) = fake_peer(Behaviour::PingOnly);
         let timeout = Duration::from_secs(1);
         let client = ZmqConnector::client(
             ZmqOptions::default()
