@@ -156,7 +156,7 @@ fn claim(context: &zmq::Context, endpoint: &str, routing_id: &[u8]) -> zmq::Sock
     let reply = socket
         .recv_multipart(0)
         .unwrap_or_else(|e| panic!("no reply from {endpoint}: {e}"));
-    assert_eq!(&reply[0][..4], b"PXZ\x03", "not a reply: {reply:?}");
+    assert_eq!(&reply[0][..4], b"PXZ\x04", "not a reply: {reply:?}");
     socket
 }
 

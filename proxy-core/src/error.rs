@@ -139,6 +139,22 @@ pub enum Error {
         message: String,
     },
 
+    /// A key names a peer endpoint whose process is not the one that stored it: the key's
+    /// incarnation (the random id its owner drew at start) differs from the one answering
+    /// there. Its owner restarted since (the object is gone), or another process answers at
+    /// the same address (two hosts that both bound loopback, or one advertising another's
+    /// address); the message says which it can tell. Counts as [`ErrorKind::NotFound`]: the
+    /// object is not at that address.
+    #[error("peer {peer}: {operation}: {message}")]
+    WrongIncarnation {
+        /// The endpoint the key names.
+        peer: String,
+        /// The operation, with its key.
+        operation: String,
+        /// What the mix-up is and how to fix it.
+        message: String,
+    },
+
     /// A message on the wire did not follow the protocol.
     #[error("protocol error with {peer}: {message}")]
     Protocol {
@@ -255,7 +271,8 @@ pub enum Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The object is not (or no longer) stored ([`Error::NotFound`]).
+    /// The object is not (or no longer) stored ([`Error::NotFound`]; a key of another
+    /// incarnation of its peer: [`Error::WrongIncarnation`]).
     NotFound,
     /// A peer, a server or a wait did not finish in time ([`Error::Timeout`], a peer below
     /// the minimum rate: [`Error::TooSlow`], or a future not set in time: [`Error::NotSet`]).
@@ -357,7 +374,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         #[allow(unreachable_patterns)] // variants added by other modules map to `Other`
         match self.root() {
-            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotFound { .. } | Error::WrongIncarnation { .. } => ErrorKind::NotFound,
             Error::Timeout { .. } | Error::TooSlow { .. } | Error::NotSet { .. } => {
                 ErrorKind::Timeout
             }

@@ -15,7 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///   connector can refuse keys it did not make;
 /// - a random 128-bit object id;
 /// - for peer-to-peer connectors, the peer that owns the object (its endpoint), so any
-///   process can fetch it without a directory service;
+///   process can fetch it without a directory service, with the random id the peer drew
+///   when it started (its *incarnation*: a key of a peer that restarted, or of another
+///   process answering at the same address, is recognised as such) and whether the
+///   endpoint was advertised (`PROXYSTORE_ZMQ_ADVERTISE`) rather than bound;
 /// - for routing connectors such as `MultiConnector`, the name of
 ///   the child connector that holds the object.
 ///
@@ -23,8 +26,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// `Key` is a shared handle: cloning it is one reference-count increment.
 ///
-/// Its [`Display`](fmt::Display) form, `[route/]connector:id[@peer]` with the id as 32
-/// hexadecimal digits, parses back with [`FromStr`]:
+/// Its [`Display`](fmt::Display) form, `[route/]connector:id[@peer[#incarnation[;advertised]]]`
+/// with the id as 32 hexadecimal digits and the incarnation as 16, parses back with
+/// [`FromStr`]:
 ///
 /// ```
 /// use proxy_core::Key;
@@ -33,6 +37,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// let text = key.to_string();
 /// assert_eq!(text, "zmq:000000000000000000000000000000ab@tcp://10.0.0.5:7000");
 /// assert_eq!(text.parse::<Key>()?, key);
+///
+/// let key = key.with_peer_incarnation(0x1234).with_advertised(true);
+/// assert_eq!(
+///     key.to_string(),
+///     "zmq:000000000000000000000000000000ab@tcp://10.0.0.5:7000#0000000000001234;advertised"
+/// );
+/// assert_eq!(key.to_string().parse::<Key>()?, key);
 /// # Ok::<(), proxy_core::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -46,6 +57,12 @@ struct KeyParts {
     id: u128,
     peer: Option<String>,
     route: Option<String>,
+    /// The owning peer's incarnation (0: not known).
+    #[serde(default)]
+    incarnation: u64,
+    /// Whether `peer` is an advertised endpoint rather than the bound one.
+    #[serde(default)]
+    advertised: bool,
 }
 
 impl Serialize for Key {
@@ -71,6 +88,8 @@ impl Key {
                 id,
                 peer: None,
                 route: None,
+                incarnation: 0,
+                advertised: false,
             }),
         }
     }
@@ -83,6 +102,20 @@ impl Key {
     /// The same key, naming `peer` as the owner of the object.
     pub fn with_peer(mut self, peer: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.inner).peer = Some(peer.into());
+        self
+    }
+
+    /// The same key, naming `incarnation` as the random id its owning peer drew when it
+    /// started (0: not known).
+    pub fn with_peer_incarnation(mut self, incarnation: u64) -> Self {
+        Arc::make_mut(&mut self.inner).incarnation = incarnation;
+        self
+    }
+
+    /// The same key, saying whether its peer endpoint was advertised
+    /// (`PROXYSTORE_ZMQ_ADVERTISE`) rather than the address the peer bound.
+    pub fn with_advertised(mut self, advertised: bool) -> Self {
+        Arc::make_mut(&mut self.inner).advertised = advertised;
         self
     }
 
@@ -116,6 +149,17 @@ impl Key {
     pub fn route(&self) -> Option<&str> {
         self.inner.route.as_deref()
     }
+
+    /// The random id the owning peer drew when it started, when the key records it.
+    pub fn peer_incarnation(&self) -> Option<u64> {
+        Some(self.inner.incarnation).filter(|&incarnation| incarnation != 0)
+    }
+
+    /// Whether the [peer](Self::peer) endpoint is one its owner advertised
+    /// (`PROXYSTORE_ZMQ_ADVERTISE`) rather than the address it bound.
+    pub fn peer_is_advertised(&self) -> bool {
+        self.inner.advertised
+    }
 }
 
 impl Hash for Key {
@@ -133,10 +177,26 @@ impl PartialOrd for Key {
 }
 
 impl Ord for Key {
-    /// By object id, then connector kind, peer and route (consistent with `Eq`).
+    /// By object id, then connector kind, peer, route, incarnation and advertised flag
+    /// (consistent with `Eq`).
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         let (a, b) = (&*self.inner, &*other.inner);
-        (a.id, &a.connector, &a.peer, &a.route).cmp(&(b.id, &b.connector, &b.peer, &b.route))
+        (
+            a.id,
+            &a.connector,
+            &a.peer,
+            &a.route,
+            a.incarnation,
+            a.advertised,
+        )
+            .cmp(&(
+                b.id,
+                &b.connector,
+                &b.peer,
+                &b.route,
+                b.incarnation,
+                b.advertised,
+            ))
     }
 }
 
@@ -149,6 +209,12 @@ impl fmt::Display for Key {
         write!(f, "{}:{:032x}", parts.connector, parts.id)?;
         if let Some(peer) = &parts.peer {
             write!(f, "@{peer}")?;
+            if parts.incarnation != 0 {
+                write!(f, "#{:016x}", parts.incarnation)?;
+                if parts.advertised {
+                    f.write_str(ADVERTISED_SUFFIX)?;
+                }
+            }
         }
         Ok(())
     }
@@ -156,6 +222,30 @@ impl fmt::Display for Key {
 
 /// The length of the object id in a key's text form.
 const ID_HEX_LEN: usize = 32;
+/// The length of a peer's incarnation in a key's text form.
+const INCARNATION_HEX_LEN: usize = 16;
+/// What follows the incarnation in a key's text form when its peer endpoint was advertised.
+const ADVERTISED_SUFFIX: &str = ";advertised";
+
+/// Splits `peer[#incarnation[;advertised]]` (the incarnation as 16 hex digits, not zero).
+fn split_peer(text: &str) -> (&str, u64, bool) {
+    let Some((peer, tail)) = text.rsplit_once('#') else {
+        return (text, 0, false);
+    };
+    let (digits, advertised) = match tail.strip_suffix(ADVERTISED_SUFFIX) {
+        Some(digits) => (digits, true),
+        None => (tail, false),
+    };
+    let incarnation = (digits.len() == INCARNATION_HEX_LEN
+        && digits.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then(|| u64::from_str_radix(digits, 16).ok())
+    .flatten()
+    .filter(|&incarnation| incarnation != 0);
+    match incarnation {
+        Some(incarnation) if !peer.is_empty() => (peer, incarnation, advertised),
+        _ => (text, 0, false),
+    }
+}
 
 impl FromStr for Key {
     type Err = crate::Error;
@@ -199,7 +289,11 @@ impl FromStr for Key {
             if peer.is_empty() {
                 return Err(invalid("an empty peer after @"));
             }
-            key = key.with_peer(peer);
+            let (peer, incarnation, advertised) = split_peer(peer);
+            key = key
+                .with_peer(peer)
+                .with_peer_incarnation(incarnation)
+                .with_advertised(advertised);
         }
         Ok(key)
     }
@@ -240,6 +334,16 @@ mod tests {
                 .with_peer("tcp://node-1:7000")
                 .with_route(Some("nested/route".into())),
             Key::random("multi"),
+            Key::new("zmq", id)
+                .with_peer("tcp://10.0.0.5:7000")
+                .with_peer_incarnation(u64::MAX),
+            Key::new("zmq", id)
+                .with_peer("tcp://10.0.0.5:7000")
+                .with_peer_incarnation(1)
+                .with_advertised(true),
+            // A peer whose text looks like an incarnation suffix but is not one stays whole.
+            Key::new("zmq", id).with_peer("ipc:///tmp/odd#name"),
+            Key::new("zmq", id).with_peer("ipc:///tmp/odd#0000000000000000"),
         ] {
             let text = key.to_string();
             let back: Key = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -247,6 +351,10 @@ mod tests {
             assert_eq!(
                 (back.connector(), back.peer(), back.route()),
                 (key.connector(), key.peer(), key.route())
+            );
+            assert_eq!(
+                (back.peer_incarnation(), back.peer_is_advertised()),
+                (key.peer_incarnation(), key.peer_is_advertised())
             );
         }
     }

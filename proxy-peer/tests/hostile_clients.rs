@@ -12,6 +12,12 @@ use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
 mod common;
 use common::{start_peer, PEER};
 
+/// The length of a request header (wire version 4).
+const HEADER_LEN: usize = 144;
+/// Reply statuses (see `proxy-core`'s `wire` module).
+const WRONG_PEER: u8 = 7;
+const NO_SESSION: u8 = 8;
+
 /// A `proxy-peer` child process, killed when dropped.
 struct Peer {
     child: Child,
@@ -70,7 +76,7 @@ fn connected(context: &zmq::Context, endpoint: &str, routing_id: Option<&[u8]>) 
     let reply = socket
         .recv_multipart(0)
         .unwrap_or_else(|e| panic!("no reply to routing id {routing_id:02x?}: {e}"));
-    assert_eq!(&reply[0][..4], b"PXZ\x03", "not a reply");
+    assert_eq!(&reply[0][..4], b"PXZ\x04", "not a reply");
     socket
 }
 
@@ -199,10 +205,36 @@ fn relay(listen: zmq::Socket, upstream: zmq::Socket, requests: usize) -> Vec<Vec
     seen
 }
 
-/// An eavesdropper who recorded a member's put and evict cannot play them again.
+/// Plays `recorded` requests to `endpoint` and returns each reply's status and message.
+fn replay(context: &zmq::Context, endpoint: &str, recorded: &[Vec<Vec<u8>>]) -> Vec<(u8, String)> {
+    let replayer = context.socket(zmq::DEALER).expect("socket");
+    replayer.set_linger(0).expect("linger");
+    replayer.set_rcvtimeo(3000).expect("rcvtimeo");
+    replayer.connect(endpoint).expect("connect");
+    recorded
+        .iter()
+        .map(|request| {
+            replayer.send_multipart(request, 0).expect("replay");
+            let reply = replayer.recv_multipart(0).expect("a reply to the replay");
+            (
+                reply[0][5],
+                reply
+                    .get(1)
+                    .map(|m| String::from_utf8_lossy(m).into_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// An eavesdropper who recorded a member's put and evict cannot play them again: not to the
+/// same peer (the session's sequence numbers are used), not to another peer of the cluster,
+/// not to the same peer after a restart (the proof names the peer's incarnation).
 #[test]
-fn replayed_requests_are_refused() {
-    let mut peer = Peer::start(&["--secret-file", &secret_file("s3cret").1]);
+fn replayed_requests_are_refused_by_the_peer_by_others_and_after_a_restart() {
+    const SECRET: &str = "s3cret-s3cret-s3cret-s3cret";
+    let secret = secret_file(SECRET);
+    let peer = Peer::start(&["--secret-file", &secret.1]);
     let context = zmq::Context::new();
     let listen = context.socket(zmq::ROUTER).expect("socket");
     listen.set_linger(0).expect("linger");
@@ -219,32 +251,48 @@ fn replayed_requests_are_refused() {
     // limits, put, evict
     let recorder = std::thread::spawn(move || relay(listen, upstream, 3));
 
-    let member = client_with(ZmqOptions::default().with_secret("s3cret"));
+    let member = client_with(ZmqOptions::default().with_secret(SECRET));
     let key = member
         .put_to(&middle, Bytes::from_static(b"recorded"))
         .expect("put through the middle");
     member.evict(&key).expect("evict through the middle");
     let seen = recorder.join().expect("relay");
     assert_eq!(seen.len(), 3);
+    let (put_and_evict, ops) = (&seen[1..], [4u8, 3u8]);
+    for (request, op) in put_and_evict.iter().zip(ops) {
+        assert_eq!(request[0][4], op, "recorded the put, then the evict");
+    }
 
-    let replayer = context.socket(zmq::DEALER).expect("socket");
-    replayer.set_linger(0).expect("linger");
-    replayer.set_rcvtimeo(3000).expect("rcvtimeo");
-    replayer.connect(&peer.endpoint).expect("connect");
-    for recorded in &seen[1..] {
-        replayer.send_multipart(recorded, 0).expect("replay");
-        let reply = replayer.recv_multipart(0).expect("a reply to the replay");
+    // The same peer: the session's numbers are used.
+    for (status, message) in replay(&context, &peer.endpoint, put_and_evict) {
+        assert_eq!(status, NO_SESSION, "a replay was not refused: {message}");
+        assert!(message.contains("used already"), "{message}");
+    }
+    // Another peer with the same secret, and this peer restarted on its port.
+    let mut other = Peer::start(&["--secret-file", &secret.1]);
+    let port = peer.endpoint.rsplit(':').next().expect("port").to_string();
+    drop(peer);
+    let mut restarted = Peer::start(&["--secret-file", &secret.1, "--port", &port]);
+    assert_eq!(restarted.endpoint.rsplit(':').next(), Some(port.as_str()));
+    for (what, target) in [
+        ("another peer", &other.endpoint),
+        ("the restarted peer", &restarted.endpoint),
+    ] {
+        for (status, message) in replay(&context, target, put_and_evict) {
+            assert_eq!(
+                status, WRONG_PEER,
+                "a replay to {what} was not refused: {message}"
+            );
+            assert!(message.contains("incarnation"), "{message}");
+        }
+        let stats = member.peer_stats(target).expect("stats");
         assert_eq!(
-            reply[0][5], 5,
-            "a replay was not refused as unauthenticated"
-        );
-        assert!(
-            String::from_utf8_lossy(&reply[1]).contains("replayed"),
-            "{:?}",
-            String::from_utf8_lossy(&reply[1])
+            stats.objects, 0,
+            "a replayed put stored something on {what}"
         );
     }
-    peer.assert_alive();
+    other.assert_alive();
+    restarted.assert_alive();
 }
 
 /// Binding a non-loopback interface without a secret is refused, unless `--insecure`.
@@ -308,10 +356,10 @@ fn remote_puts_beyond_the_quota_are_refused() {
     peer.assert_alive();
 }
 
-/// A 96-byte version 3 request header.
+/// A 144-byte version 4 request header.
 fn request_header(op: u8, request_id: u64, object_id: u128, size: u64) -> Vec<u8> {
-    let mut header = vec![0u8; 96];
-    header[..4].copy_from_slice(b"PXZ\x03");
+    let mut header = vec![0u8; HEADER_LEN];
+    header[..4].copy_from_slice(b"PXZ\x04");
     header[4] = op;
     header[8..16].copy_from_slice(&request_id.to_le_bytes());
     header[16..32].copy_from_slice(&object_id.to_le_bytes());
@@ -357,7 +405,7 @@ fn fuzzed_message(rng: &mut Rng, request_id: u64) -> Vec<Vec<u8>> {
             let mut header =
                 request_header(op, request_id, u128::from(rng.next()), payload.len() as u64);
             for _ in 0..1 + rng.below(3) {
-                let at = rng.below(96) as usize;
+                let at = rng.below(HEADER_LEN as u64) as usize;
                 header[at] = rng.next() as u8;
             }
             let mut frames = vec![header];
@@ -461,7 +509,7 @@ fn assert_answers_on(stream: &mut TcpStream) {
     write_frame(stream, &request_header(5, 1, 0, 0), false).expect("send LIMITS");
     let (flags, reply) = read_frame(stream).expect("a reply to LIMITS");
     assert_eq!(flags & 0x01, 0, "a LIMITS reply has one frame");
-    assert_eq!((&reply[..4], reply[4], reply[5]), (&b"PXZ\x03"[..], 5, 0));
+    assert_eq!((&reply[..4], reply[4], reply[5]), (&b"PXZ\x04"[..], 5, 0));
 }
 
 /// Waits for the peer to close `stream`; panics if it answers instead, or keeps it open.
@@ -532,7 +580,7 @@ fn a_fuzzed_peer_answers_everything_keeps_serving_and_stays_small() {
             let reply = socket
                 .recv_multipart(0)
                 .unwrap_or_else(|e| panic!("no reply after {sent} messages: {e}"));
-            assert_eq!(&reply[0][..4], b"PXZ\x03", "not a reply");
+            assert_eq!(&reply[0][..4], b"PXZ\x04", "not a reply");
             if reply[0][5] >= 2 {
                 refused += 1;
                 assert_eq!(reply.len(), 2, "a refusal without a reason");

@@ -54,6 +54,9 @@ pub(crate) struct Request {
     pub(crate) payload: Option<Bytes>,
     /// For `GET`: this process can map the peer's shared memory if they share a machine.
     pub(crate) shared_memory: bool,
+    /// The incarnation of the peer the request is for (from the key; 0: not known, then a
+    /// put or evict names the one this socket learnt).
+    pub(crate) incarnation: u64,
 }
 
 impl Request {
@@ -64,7 +67,14 @@ impl Request {
             object_id,
             payload: None,
             shared_memory: false,
+            incarnation: 0,
         }
+    }
+
+    /// The same request, for the peer's incarnation `incarnation` (0: not known).
+    pub(crate) fn for_incarnation(mut self, incarnation: Option<u64>) -> Request {
+        self.incarnation = incarnation.unwrap_or(0);
+        self
     }
 }
 
@@ -75,13 +85,27 @@ pub(crate) enum Answer {
     Ok(Option<Bytes>),
     /// The object is not stored there.
     NotFound,
-    /// The peer's maximum message size (answer to `LIMITS`).
-    Limit(u64),
+    /// What the peer accepts and who it is (answer to `LIMITS`).
+    Limits(PeerLimits),
     /// The peer's counters (answer to `STATS`).
     Stats(PeerStats),
     /// Where the object is in the peer's shared memory (answer to a `GET` that offered to
     /// map it).
     Shared(Descriptor),
+    /// The peer did not take a destructive request in this socket's session (forgotten, or
+    /// the sequence number used): a new session is opened and the request sent again.
+    NoSession,
+}
+
+/// A peer's answer to `LIMITS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerLimits {
+    /// The largest message the peer accepts.
+    pub(crate) max_message_size: u64,
+    /// The random id the peer drew when it started.
+    pub(crate) incarnation: u64,
+    /// The session it opened for this socket (0 when the peer has no secret).
+    pub(crate) session: u64,
 }
 
 /// A client socket connected to one peer.
@@ -93,8 +117,10 @@ struct PeerSocket {
     min_rate: u64,
     max_message_size: i64,
     secret: Option<Secret>,
-    /// The peer's maximum message size, once asked (before the first put).
-    peer_max_message_size: Option<u64>,
+    /// What the peer said to `LIMITS`, once asked (before the first put or evict).
+    limits: Option<PeerLimits>,
+    /// The next request's sequence number (strictly increasing; starts at random).
+    next_sequence: u64,
 }
 
 impl Drop for PeerSocket {
@@ -117,6 +143,30 @@ pub(crate) fn exchange(
     if requests.is_empty() {
         return Ok(Vec::new());
     }
+    with_socket(peer, options, requests, |socket| {
+        run_in_session(socket, peer, requests)
+    })
+}
+
+/// The incarnation of the peer at `peer`, asked with a `LIMITS` request on this thread's
+/// socket the first time (the answer is kept with the socket, and serves its puts and
+/// evicts too).
+pub(crate) fn incarnation(peer: &str, options: &ZmqOptions) -> Result<u64> {
+    let ask = Request::new(Op::Limits, 0);
+    with_socket(peer, options, std::slice::from_ref(&ask), |socket| {
+        limits(socket, peer).map(|limits| limits.incarnation)
+    })
+}
+
+/// Runs `work` on this thread's socket to `peer` (connected now if there is none fit for
+/// `options`), about `requests`; a failure drops the socket, and feeds the peer's
+/// cool-down.
+fn with_socket<T>(
+    peer: &str,
+    options: &ZmqOptions,
+    requests: &[Request],
+    work: impl FnOnce(&mut PeerSocket) -> Result<T>,
+) -> Result<T> {
     check_endpoint(peer)?;
     cooldown::check(peer, options.peer_cooldown(), || describe(requests, 0))?;
     let outcome = SOCKETS.try_with(|sockets| {
@@ -142,7 +192,7 @@ pub(crate) fn exchange(
                 "client socket vanished from the thread's table".to_string(),
             ));
         };
-        let result = check_puts(socket, peer, requests).and_then(|()| run(socket, peer, requests));
+        let result = work(socket);
         if result.is_err() {
             sockets.remove(peer);
         }
@@ -158,42 +208,90 @@ pub(crate) fn exchange(
     result
 }
 
-/// Refuses puts larger than the peer accepts, asking the peer its limit on first use (one
-/// round trip per socket), so that a size refusal is an error naming the limit and never a
-/// dropped connection.
-fn check_puts(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<()> {
-    let puts = requests.iter().filter(|r| r.op == Op::Put);
-    let Some(largest) = puts.max_by_key(|r| r.payload.as_ref().map_or(0, Bytes::len)) else {
-        return Ok(());
-    };
-    let limit = match socket.peer_max_message_size {
-        Some(limit) => limit,
-        None => {
-            let ask = Request::new(Op::Limits, 0);
-            let limit = match run(socket, peer, std::slice::from_ref(&ask))?.pop() {
-                Some(Answer::Limit(limit)) => limit,
-                other => {
-                    return Err(protocol_error(
-                        peer,
-                        format!("unexpected answer to a limits request: {other:?}"),
-                    ))
-                }
-            };
-            socket.peer_max_message_size = Some(limit);
-            limit
+/// Runs `requests` after asking the peer's limits where they are needed, and sends again,
+/// once, in a new session, the destructive requests the peer did not take in this socket's
+/// session (it forgot the session, or another sender used its sequence numbers).
+fn run_in_session(
+    socket: &mut PeerSocket,
+    peer: &str,
+    requests: &[Request],
+) -> Result<Vec<Answer>> {
+    prepare(socket, peer, requests)?;
+    let mut answers = run(socket, peer, requests)?;
+    let lost: Vec<usize> = (0..answers.len())
+        .filter(|&i| answers[i] == Answer::NoSession)
+        .collect();
+    if lost.is_empty() {
+        return Ok(answers);
+    }
+    socket.limits = None;
+    let again: Vec<Request> = lost.iter().map(|&i| requests[i].clone()).collect();
+    prepare(socket, peer, &again)?;
+    for (index, answer) in lost.into_iter().zip(run(socket, peer, &again)?) {
+        if answer == Answer::NoSession {
+            return Err(Error::Unauthenticated {
+                peer: peer.to_string(),
+                operation: describe(std::slice::from_ref(&requests[index]), 0),
+                message: "the peer refused it in a fresh session too (its sessions are being churned faster than this client can use one: another member may be flooding it)".to_string(),
+            });
         }
-    };
-    let size = largest.payload.as_ref().map_or(0, Bytes::len) as u64;
-    if size > limit {
-        return Err(Error::TooLarge {
-            peer: peer.to_string(),
-            operation: describe(std::slice::from_ref(largest), 0),
-            size,
-            limit,
-            whose: "the peer's",
-        });
+        answers[index] = answer;
+    }
+    Ok(answers)
+}
+
+/// Asks the peer's limits, once per socket, when a request needs them: a put (refused here
+/// when larger than the peer accepts, so that a size refusal is an error naming the limit and
+/// never a dropped connection), a put or evict that does not know the peer's incarnation, or
+/// a put or evict to a peer with a secret (they come within a session).
+fn prepare(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<()> {
+    let needed = requests.iter().any(|r| {
+        r.op == Op::Put
+            || (r.op.is_destructive() && (r.incarnation == 0 || socket.secret.is_some()))
+    });
+    if !needed {
+        return Ok(());
+    }
+    let limits = limits(socket, peer)?;
+    let puts = requests.iter().filter(|r| r.op == Op::Put);
+    if let Some(largest) = puts.max_by_key(|r| r.payload.as_ref().map_or(0, Bytes::len)) {
+        let size = largest.payload.as_ref().map_or(0, Bytes::len) as u64;
+        if size > limits.max_message_size {
+            return Err(Error::TooLarge {
+                peer: peer.to_string(),
+                operation: describe(std::slice::from_ref(largest), 0),
+                size,
+                limit: limits.max_message_size,
+                whose: "the peer's",
+            });
+        }
     }
     Ok(())
+}
+
+/// The peer's answer to `LIMITS`, asked on `socket` the first time.
+fn limits(socket: &mut PeerSocket, peer: &str) -> Result<PeerLimits> {
+    if let Some(limits) = socket.limits {
+        return Ok(limits);
+    }
+    let ask = Request::new(Op::Limits, 0);
+    let limits = match run(socket, peer, std::slice::from_ref(&ask))?.pop() {
+        Some(Answer::Limits(limits)) => limits,
+        other => {
+            return Err(protocol_error(
+                peer,
+                format!("unexpected answer to a limits request: {other:?}"),
+            ))
+        }
+    };
+    if limits.incarnation == 0 || (socket.secret.is_some() && limits.session == 0) {
+        return Err(protocol_error(
+            peer,
+            "its answer to a limits request names no incarnation or no session".to_string(),
+        ));
+    }
+    socket.limits = Some(limits);
+    Ok(limits)
 }
 
 fn peer_error(peer: &str, message: String) -> Error {
@@ -246,7 +344,9 @@ fn connect(peer: &str, options: &ZmqOptions) -> Result<PeerSocket> {
         min_rate: options.min_rate(),
         max_message_size: options.max_message_size_option(),
         secret: options.secret().cloned(),
-        peer_max_message_size: None,
+        limits: None,
+        // Random, so that (session, sequence) pairs of different sockets differ too.
+        next_sequence: (crate::ids::new_id() as u64 >> 2).max(1),
     })
 }
 
@@ -391,11 +491,17 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
     while answered < requests.len() {
         while sent < requests.len() && sent - answered < WINDOW {
             let request_id = first_id.wrapping_add(sent as u64);
+            let sequence = socket.next_sequence;
+            socket.next_sequence = sequence.wrapping_add(1);
             let sent_request = send_request(
                 &mut socket.socket,
-                request_id,
+                &Sending {
+                    request_id,
+                    sequence,
+                    limits: socket.limits,
+                    accepted: socket.max_message_size as u64,
+                },
                 &requests[sent],
-                socket.max_message_size as u64,
                 socket.secret.as_ref(),
             );
             match sent_request {
@@ -495,28 +601,47 @@ fn unproven_reply(peer: &str, request: &Request, header: &Header, payload: Optio
     )
 }
 
-/// Sends one request; returns its nonce and proof (what its reply must be bound to).
+/// What a socket adds to each request it sends.
+struct Sending {
+    request_id: u64,
+    sequence: u64,
+    /// The peer's answer to `LIMITS`, if asked: its incarnation, this socket's session.
+    limits: Option<PeerLimits>,
+    /// The largest object this process accepts.
+    accepted: u64,
+}
+
+/// Sends one request; returns its binding (what its reply's proof must cover).
 fn send_request(
     socket: &mut zmq::Socket,
-    request_id: u64,
+    sending: &Sending,
     request: &Request,
-    accepted: u64,
     secret: Option<&Secret>,
 ) -> zmq::Result<Binding> {
-    let mut header = Header::request(request.op, request_id, request.object_id);
+    let mut header = Header::request(request.op, sending.request_id, request.object_id);
     if request.shared_memory && request.op == Op::Get {
         header.flags = FLAG_SHARED_MEMORY;
     }
     header.size = match (&request.payload, request.op) {
         (Some(payload), _) => payload.len() as u64,
-        (None, Op::Get) => accepted,
+        (None, Op::Get) => sending.accepted,
         (None, _) => 0,
     };
-    if let Some(secret) = secret {
-        let digest = request.payload.as_deref().map(auth::digest);
-        secret.sign(&mut header, digest.as_ref());
+    header.sequence = sending.sequence;
+    header.incarnation = request.incarnation;
+    if let Some(limits) = sending.limits {
+        header.session = limits.session;
+        if header.incarnation == 0 && request.op.is_destructive() {
+            header.incarnation = limits.incarnation;
+        }
     }
-    let binding = (header.nonce, header.proof);
+    if let Some(secret) = secret {
+        if let Some(payload) = &request.payload {
+            header.digest = auth::digest(payload);
+        }
+        secret.sign(&mut header);
+    }
+    let binding = auth::binding(&header);
     let header = header.encode();
     match &request.payload {
         Some(payload) => {
@@ -615,7 +740,19 @@ fn read_answer(
                 .map(Answer::Shared)
                 .map_err(|message| protocol_error(peer, format!("{what}: {message}")))
         }
-        (Status::Ok, None) if request.op == Op::Limits => Ok(Answer::Limit(header.size)),
+        (Status::Ok, None) if request.op == Op::Limits => Ok(Answer::Limits(PeerLimits {
+            max_message_size: header.size,
+            incarnation: header.incarnation,
+            session: header.session,
+        })),
+        (Status::NoSession, _) if request.op.is_destructive() => Ok(Answer::NoSession),
+        // The object of a key of another incarnation is not at this peer: evicting it is done.
+        (Status::WrongPeer, _) if request.op == Op::Evict => Ok(Answer::Ok(None)),
+        (Status::WrongPeer, payload) => Err(Error::WrongIncarnation {
+            peer: peer.to_string(),
+            operation: what,
+            message: said(&payload),
+        }),
         (Status::Ok, Some(data)) if request.op == Op::Stats => PeerStats::decode(&data)
             .map(Answer::Stats)
             .map_err(|message| {

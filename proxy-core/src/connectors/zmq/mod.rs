@@ -327,18 +327,25 @@ impl ZmqConnector {
     /// Stores every object of `data` on the peer at `peer`, in one pipelined exchange.
     fn put_many_to(&self, peer: &str, data: Vec<Bytes>) -> Result<Vec<Key>> {
         self.check_open()?;
-        let keys: Vec<Key> = data
-            .iter()
-            .map(|_| Key::random(KIND).with_peer(peer))
-            .collect();
         if let Some(server) = self.own_server(peer) {
+            let keys: Vec<Key> = data.iter().map(|_| own_key(server)).collect();
             server
                 .objects()
                 .insert_many(keys.iter().map(Key::id).zip(data));
             return Ok(keys);
         }
-        self.send_puts(peer, &keys, data)?;
-        Ok(keys)
+        // Keys name the peer's incarnation, asked once per thread and peer. A peer that
+        // restarted since refuses the puts as for another incarnation: ask again, once.
+        let mut retried = false;
+        loop {
+            let incarnation = client::incarnation(peer, &self.inner.options)?;
+            let keys: Vec<Key> = data.iter().map(|_| remote_key(peer, incarnation)).collect();
+            match self.send_puts(peer, &keys, data.clone()) {
+                Ok(()) => return Ok(keys),
+                Err(Error::WrongIncarnation { .. }) if !retried => retried = true,
+                Err(other) => return Err(other),
+            }
+        }
     }
 
     /// Sends a PUT of each object under its key's id to the remote `peer`, in one pipelined
@@ -359,7 +366,7 @@ impl ZmqConnector {
             .zip(data)
             .map(|(key, data)| Request {
                 payload: Some(data),
-                ..Request::new(Op::Put, key.id())
+                ..Request::new(Op::Put, key.id()).for_incarnation(key.peer_incarnation())
             })
             .collect();
         exchange(peer, &self.inner.options, &requests).map(|_| ())
@@ -431,37 +438,48 @@ impl ZmqConnector {
             message: format!("key {key} does not name the peer that owns it"),
         })?;
         match self.own_server(peer) {
-            Some(server) => Ok(Owner::Here(self.running(server)?)),
+            Some(server) => {
+                let server = self.running(server)?;
+                match key.peer_incarnation() {
+                    Some(incarnation) if incarnation != server.incarnation() => {
+                        Err(mixed_up(key, server))
+                    }
+                    _ => Ok(Owner::Here(server)),
+                }
+            }
             None => Ok(Owner::Peer(peer)),
         }
     }
 
     /// Asks `peer` one question about `key`.
     fn ask(&self, peer: &str, op: Op, key: &Key) -> Result<Answer> {
-        let request = Request::new(op, key.id());
-        let mut answers = exchange(peer, &self.inner.options, std::slice::from_ref(&request))?;
+        let request = Request::new(op, key.id()).for_incarnation(key.peer_incarnation());
+        let mut answers = exchange(peer, &self.inner.options, std::slice::from_ref(&request))
+            .map_err(|e| advertised_hint(e, &[key]))?;
         answers.pop().ok_or_else(|| Error::Protocol {
             peer: peer.to_string(),
             message: format!("no answer to {op} of {key}"),
         })
     }
 
-    /// Gets the objects `ids` from `peer`, read in place from its shared memory where the
+    /// Gets the objects of `keys` from `peer`, read in place from its shared memory where the
     /// peer offers it and this process can map it, else over TCP.
-    fn fetch(&self, peer: &str, ids: &[u128]) -> Result<Vec<Option<Bytes>>> {
+    fn fetch(&self, peer: &str, keys: &[&Key]) -> Result<Vec<Option<Bytes>>> {
         let shared_memory = self.inner.options.shm().enabled && !shm::is_unusable(peer);
-        let requests: Vec<Request> = ids
+        let requests: Vec<Request> = keys
             .iter()
-            .map(|&id| Request {
+            .map(|key| Request {
                 shared_memory,
-                ..Request::new(Op::Get, id)
+                ..Request::new(Op::Get, key.id()).for_incarnation(key.peer_incarnation())
             })
             .collect();
-        let answers = exchange(peer, &self.inner.options, &requests)?;
+        let answers =
+            exchange(peer, &self.inner.options, &requests).map_err(|e| advertised_hint(e, keys))?;
+        let ids: Vec<u128> = keys.iter().map(|key| key.id()).collect();
         let mut results = Vec::with_capacity(ids.len());
         // Objects to ask for again over TCP.
         let mut again = Vec::new();
-        for (index, (answer, &object_id)) in answers.into_iter().zip(ids).enumerate() {
+        for (index, (answer, &object_id)) in answers.into_iter().zip(&ids).enumerate() {
             let wanted = shm::Wanted {
                 peer: Some(peer),
                 object_id,
@@ -470,7 +488,7 @@ impl ZmqConnector {
             };
             results.push(match answer {
                 Answer::Ok(data) => data,
-                Answer::NotFound | Answer::Limit(_) | Answer::Stats(_) => None,
+                Answer::NotFound | Answer::Limits(_) | Answer::Stats(_) | Answer::NoSession => None,
                 Answer::Shared(descriptor) => match shm::read(&descriptor, &wanted) {
                     Ok(bytes) => {
                         self.inner.mapped_reads.fetch_add(1, Ordering::Relaxed);
@@ -495,9 +513,13 @@ impl ZmqConnector {
         if !again.is_empty() {
             let requests: Vec<Request> = again
                 .iter()
-                .map(|&index| Request::new(Op::Get, ids[index]))
+                .map(|&index| {
+                    Request::new(Op::Get, ids[index])
+                        .for_incarnation(keys[index].peer_incarnation())
+                })
                 .collect();
-            let answers = exchange(peer, &self.inner.options, &requests)?;
+            let answers = exchange(peer, &self.inner.options, &requests)
+                .map_err(|e| advertised_hint(e, keys))?;
             for (index, answer) in again.into_iter().zip(answers) {
                 if let Answer::Ok(data) = answer {
                     results[index] = data;
@@ -505,6 +527,61 @@ impl ZmqConnector {
             }
         }
         Ok(results)
+    }
+}
+
+/// A fresh key for an object of this process's own `server`.
+fn own_key(server: &PeerServer) -> Key {
+    Key::random(KIND)
+        .with_peer(server.endpoint())
+        .with_peer_incarnation(server.incarnation())
+        .with_advertised(server.advertised())
+}
+
+/// A fresh key for an object stored on the remote peer `peer` of incarnation `incarnation`.
+fn remote_key(peer: &str, incarnation: u64) -> Key {
+    Key::random(KIND)
+        .with_peer(peer)
+        .with_peer_incarnation(incarnation)
+}
+
+/// The error for a key that names this process's own endpoint but another incarnation.
+fn mixed_up(key: &Key, server: &PeerServer) -> Error {
+    let endpoint = server.endpoint();
+    let loopback = endpoint.starts_with("tcp://127.")
+        || endpoint.starts_with("tcp://[::1]")
+        || endpoint.starts_with("tcp://localhost");
+    let hint = if loopback {
+        "another host bound the same loopback address and port and wrote this key there:          loopback addresses name a different machine on every host, so each process must bind          an address the others can reach (set PROXYSTORE_ZMQ_INTERFACE, or          ZmqOptions::with_interface)"
+    } else {
+        "the key was written by an earlier run of a peer at this address (its objects are gone),          or another process advertises this same address (check PROXYSTORE_ZMQ_ADVERTISE and          PROXYSTORE_ZMQ_PORT on each host)"
+    };
+    Error::WrongIncarnation {
+        peer: endpoint.to_string(),
+        operation: format!("key {key}"),
+        message: format!(
+            "the key names this process's own endpoint but incarnation {:016x}, and this process is incarnation {:016x}: {hint}",
+            key.peer_incarnation().unwrap_or(0),
+            server.incarnation()
+        ),
+    }
+}
+
+/// Says, in a timeout at an address its owner advertised, that it was advertised.
+fn advertised_hint(error: Error, keys: &[&Key]) -> Error {
+    match error {
+        Error::Timeout {
+            peer,
+            operation,
+            timeout,
+        } if keys.iter().any(|key| key.peer_is_advertised()) => Error::Timeout {
+            operation: format!(
+                "{operation}; {peer} is the address its owner advertised                  (PROXYSTORE_ZMQ_ADVERTISE or ZmqOptions::with_address), not one it bound:                  check that the name resolves and reaches that host from here"
+            ),
+            peer,
+            timeout,
+        },
+        other => other,
     }
 }
 
@@ -517,7 +594,7 @@ impl Connector for ZmqConnector {
             Placement::ClientOnly => return Err(self.client_only_error()),
         }
         let server = self.server()?;
-        let key = Key::random(KIND).with_peer(server.endpoint());
+        let key = own_key(server);
         server
             .objects()
             .insert_many(std::iter::once((key.id(), data)));
@@ -529,8 +606,11 @@ impl Connector for ZmqConnector {
     fn new_key(&self) -> Result<Key> {
         self.check_open()?;
         match self.inner.options.placement() {
-            Placement::Here => Ok(Key::random(KIND).with_peer(self.server()?.endpoint())),
-            Placement::Remote(peer) => Ok(Key::random(KIND).with_peer(peer)),
+            Placement::Here => Ok(own_key(self.server()?)),
+            Placement::Remote(peer) => Ok(remote_key(
+                peer,
+                client::incarnation(peer, &self.inner.options)?,
+            )),
             Placement::ClientOnly => Err(self.client_only_error()),
         }
     }
@@ -569,7 +649,7 @@ impl Connector for ZmqConnector {
     fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         match self.owner(key)? {
             Owner::Here(server) => Ok(server.objects().get(key.id())),
-            Owner::Peer(peer) => Ok(self.fetch(peer, &[key.id()])?.pop().flatten()),
+            Owner::Peer(peer) => Ok(self.fetch(peer, &[key])?.pop().flatten()),
         }
     }
 
@@ -598,10 +678,7 @@ impl Connector for ZmqConnector {
             Placement::ClientOnly => return Err(self.client_only_error()),
         }
         let server = self.server()?;
-        let keys: Vec<Key> = data
-            .iter()
-            .map(|_| Key::random(KIND).with_peer(server.endpoint()))
-            .collect();
+        let keys: Vec<Key> = data.iter().map(|_| own_key(server)).collect();
         server
             .objects()
             .insert_many(keys.iter().map(Key::id).zip(data));
@@ -635,8 +712,8 @@ impl Connector for ZmqConnector {
             }
         }
         for (peer, indices) in by_peer {
-            let ids: Vec<u128> = indices.iter().map(|&i| keys[i].id()).collect();
-            let found = self.fetch(peer, &ids)?;
+            let owned: Vec<&Key> = indices.iter().map(|&i| &keys[i]).collect();
+            let found = self.fetch(peer, &owned)?;
             for (index, data) in indices.into_iter().zip(found) {
                 results[index] = data;
             }

@@ -28,6 +28,8 @@ pub(crate) const ENV_ADVERTISE: &str = "PROXYSTORE_ZMQ_ADVERTISE";
 pub(crate) const ENV_PORT: &str = "PROXYSTORE_ZMQ_PORT";
 /// The request timeout, such as `5s` or `250ms` (`PROXYSTORE_ZMQ_TIMEOUT`).
 pub(crate) const ENV_TIMEOUT: &str = "PROXYSTORE_ZMQ_TIMEOUT";
+/// Sessions a peer with a secret keeps (`PROXYSTORE_ZMQ_MAX_SESSIONS`).
+pub(crate) const ENV_MAX_SESSIONS: &str = "PROXYSTORE_ZMQ_MAX_SESSIONS";
 /// How long requests to a peer that timed out fail at once (`PROXYSTORE_ZMQ_COOLDOWN`).
 pub(crate) const ENV_COOLDOWN: &str = "PROXYSTORE_ZMQ_COOLDOWN";
 /// The minimum rate of a transfer, in bytes per second; 0 turns it off
@@ -119,6 +121,9 @@ pub struct ZmqOptions {
     /// Binding a non-loopback interface without a secret is allowed.
     #[serde(default)]
     insecure: bool,
+    /// Sessions kept by a peer with a secret.
+    #[serde(default = "default_max_sessions")]
+    max_sessions: usize,
     #[serde(skip)]
     secret: Option<Secret>,
     #[serde(skip)]
@@ -172,6 +177,10 @@ fn default_min_rate() -> u64 {
     DEFAULT_MIN_RATE
 }
 
+fn default_max_sessions() -> usize {
+    super::auth::DEFAULT_MAX_SESSIONS
+}
+
 impl Default for ZmqOptions {
     fn default() -> Self {
         ZmqOptions {
@@ -185,6 +194,7 @@ impl Default for ZmqOptions {
             placement: Placement::Here,
             max_bytes: DEFAULT_MAX_BYTES,
             insecure: false,
+            max_sessions: super::auth::DEFAULT_MAX_SESSIONS,
             secret: None,
             secret_file: None,
             shm: SharedMemory::default(),
@@ -206,6 +216,7 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_MIN_RATE` | [`with_min_rate`](Self::with_min_rate) | `1048576`, `0` (off) |
     /// | `PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE` | [`with_max_message_size`](Self::with_max_message_size) | `268435456` |
     /// | `PROXYSTORE_ZMQ_MAX_BYTES` | [`with_max_bytes`](Self::with_max_bytes) | `8589934592` |
+    /// | `PROXYSTORE_ZMQ_MAX_SESSIONS` | [`with_max_sessions`](Self::with_max_sessions) | `65536` |
     /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
     /// | `PROXYSTORE_ZMQ_SHM_MIN_SIZE` | [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) | `65536` |
     /// | `PROXYSTORE_ZMQ_SHM_CAPACITY` | [`with_shared_memory_capacity`](Self::with_shared_memory_capacity) | `4294967296` |
@@ -287,6 +298,19 @@ impl ZmqOptions {
             self.max_bytes = bytes.trim().parse().map_err(|_| {
                 env_error(ENV_MAX_BYTES, format!("{bytes:?} is not a number of bytes"))
             })?;
+        }
+        if let Some(sessions) = var(ENV_MAX_SESSIONS) {
+            self.max_sessions = sessions
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| {
+                    env_error(
+                        ENV_MAX_SESSIONS,
+                        format!("{sessions:?} is not a number of sessions (at least 1)"),
+                    )
+                })?;
         }
         if let Some(on) = var(ENV_SHM) {
             self.shm.enabled = match on.trim() {
@@ -392,6 +416,30 @@ impl ZmqOptions {
     pub fn with_max_message_size(mut self, bytes: u64) -> Self {
         self.max_message_size = bytes;
         self
+    }
+
+    /// How many client sessions a peer server with a secret keeps (default 65,536, about
+    /// 100 bytes each). A put or evict must come within a session: a client opens one with
+    /// its first request to a peer and numbers its requests in it, so a replayed request is
+    /// refused (see `proxy-core/ZMQ.md`). Beyond this many, opening a session forgets the
+    /// least recently used one; a client whose session was forgotten opens a new one and
+    /// sends its request again, so the limit bounds memory without refusing anyone who is
+    /// still at work. Raise it above the number of client threads of the whole cluster that
+    /// write to this peer.
+    pub fn with_max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self
+    }
+
+    /// How many client sessions a peer server with a secret keeps.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+
+    /// Whether the endpoint written into keys is an address set explicitly
+    /// ([`with_address`](Self::with_address), `PROXYSTORE_ZMQ_ADVERTISE`).
+    pub(crate) fn advertises_address(&self) -> bool {
+        self.address.is_some()
     }
 
     /// The interface the peer server binds.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::auth::{self, Binding, Secret, Verifier};
+use super::auth::{self, Binding, Refusal, Secret, Verifier};
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::hardened;
@@ -32,12 +32,19 @@ use crate::error::{Error, Result};
 /// How often the server thread looks at its stop flag if the stop message went missing.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Where a header holds the incarnation (see [`wire`](super::wire)).
+const INCARNATION_FIELD: std::ops::Range<usize> = 64..72;
+
 /// Rejected requests logged per second at most; the rest are counted and summarised.
 const LOGGED_REJECTIONS_PER_SECOND: u32 = 10;
 
 /// A running (or stopped) peer server.
 pub(crate) struct PeerServer {
     endpoint: String,
+    /// Whether `endpoint` was advertised rather than bound.
+    advertised: bool,
+    /// The random id drawn when this server started.
+    incarnation: u64,
     secret: Option<Secret>,
     objects: Arc<ObjectMap>,
     control_endpoint: String,
@@ -52,6 +59,8 @@ struct ServerShared {
     rejected: AtomicU64,
     /// Requests answered (refused ones included).
     answered: AtomicU64,
+    /// Bytes of request payloads hashed (only those of requests whose header proof held).
+    payload_bytes_hashed: AtomicU64,
     /// The limits the server was started with (reported by `STATS`).
     max_message_size: u64,
     max_bytes: u64,
@@ -81,6 +90,7 @@ impl fmt::Debug for PeerServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerServer")
             .field("endpoint", &self.endpoint)
+            .field("incarnation", &format_args!("{:016x}", self.incarnation))
             .field("objects", &self.objects.len())
             .field("running", &self.is_running())
             .finish()
@@ -136,6 +146,7 @@ impl PeerServer {
             message: "the bound socket did not report its port".to_string(),
         })?;
         let endpoint = options.advertised_endpoint(port)?;
+        let incarnation = new_incarnation();
 
         let control_endpoint = format!("inproc://proxy-core-zmq-server-{}", crate::ids::new_id());
         let control = context
@@ -160,9 +171,13 @@ impl PeerServer {
         });
         let mut limits = Limits {
             endpoint: endpoint.clone(),
+            incarnation,
             max_message_size: options.get_max_message_size(),
             max_bytes: options.max_bytes(),
-            verifier: options.secret().cloned().map(Verifier::new),
+            verifier: options
+                .secret()
+                .cloned()
+                .map(|secret| Verifier::new(secret, options.max_sessions())),
             log: RejectionLog::default(),
         };
         let thread = {
@@ -178,11 +193,14 @@ impl PeerServer {
         };
         tracing::debug!(
             peer = %endpoint,
+            incarnation = %format_args!("{incarnation:016x}"),
             authenticated = options.secret().is_some(),
             "zmq peer server started"
         );
         let server = Arc::new(PeerServer {
             endpoint: endpoint.clone(),
+            advertised: options.advertises_address(),
+            incarnation,
             secret: options.secret().cloned(),
             objects,
             control_endpoint,
@@ -196,6 +214,16 @@ impl PeerServer {
     /// The endpoint other peers reach this server at (the one written into keys).
     pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The random id this server drew when it started (never 0).
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Whether the endpoint was advertised (`PROXYSTORE_ZMQ_ADVERTISE`) rather than bound.
+    pub(crate) fn advertised(&self) -> bool {
+        self.advertised
     }
 
     /// The secret this server requires, if any.
@@ -216,6 +244,13 @@ impl PeerServer {
     /// How many malformed requests the server has answered with an error.
     pub(crate) fn rejected(&self) -> u64 {
         self.shared.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of request payloads this server has hashed to check them against their proven
+    /// digest (a request whose header proof fails is refused before its payload is read).
+    #[cfg(test)]
+    pub(crate) fn payload_bytes_hashed(&self) -> u64 {
+        self.shared.payload_bytes_hashed.load(Ordering::Relaxed)
     }
 
     /// The server's counters ([`PeerStats`]), read here without a request.
@@ -259,6 +294,16 @@ impl Drop for PeerServer {
     }
 }
 
+/// A fresh random non-zero incarnation.
+fn new_incarnation() -> u64 {
+    loop {
+        let id = crate::ids::new_id() as u64;
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
 fn bound_port(socket: &zmq::Socket) -> Option<u16> {
     let endpoint = socket.get_last_endpoint().ok()?.ok()?;
     endpoint.rsplit(':').next()?.parse().ok()
@@ -267,6 +312,7 @@ fn bound_port(socket: &zmq::Socket) -> Option<u16> {
 /// What the server thread enforces.
 struct Limits {
     endpoint: String,
+    incarnation: u64,
     max_message_size: u64,
     max_bytes: u64,
     verifier: Option<Verifier>,
@@ -348,8 +394,9 @@ fn serve(
                     .header
                     .as_ref()
                     .and_then(|frame| Header::decode(frame).ok())
-                    .map_or(([0; 16], [0; 32]), |header| (header.nonce, header.proof));
+                    .map_or(([0; 16], [0; 32]), |header| auth::binding(&header));
                 let mut reply = answer(request, objects, shared, limits);
+                reply.header[INCARNATION_FIELD].copy_from_slice(&limits.incarnation.to_le_bytes());
                 if let Some(verifier) = &limits.verifier {
                     seal(&mut reply, verifier.secret(), &binding, objects);
                 }
@@ -484,13 +531,35 @@ fn answer(
             }
         ));
     }
-    // The payload's digest: proven by the request, kept with a put object.
+    // The payload's digest: proven by the request, kept with a put object. The header's
+    // proof is checked before the payload is hashed.
     let mut payload_digest = None;
     if let Some(verifier) = &mut limits.verifier {
-        payload_digest = request.payload.as_deref().map(auth::digest);
-        if let Err(reason) = verifier.check(&header, payload_digest.as_ref()) {
-            return Reply::refusal(&header, Status::Unauthenticated, 0, reason);
+        if let Err(Refusal { status, message }) = verifier.check(&header, limits.incarnation) {
+            return Reply::refusal(&header, status, 0, message);
         }
+        if let Some(payload) = &request.payload {
+            shared
+                .payload_bytes_hashed
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        }
+        if !auth::payload_matches(&header, request.payload.as_deref()) {
+            return Reply::refusal(
+                &header,
+                Status::Unauthenticated,
+                0,
+                "the payload does not match the digest its request proves".to_string(),
+            );
+        }
+        payload_digest = request.payload.is_some().then_some(header.digest);
+    }
+    if header.incarnation != 0 && header.incarnation != limits.incarnation {
+        return Reply::refusal(
+            &header,
+            Status::WrongPeer,
+            0,
+            auth::wrong_incarnation(header.incarnation, limits.incarnation),
+        );
     }
     let id = header.object_id;
     match header.op {
@@ -529,6 +598,10 @@ fn answer(
         Op::Limits => {
             let mut reply = header.reply(Status::Ok);
             reply.size = limits.max_message_size;
+            // With a secret, a (proven) LIMITS opens the session destructive requests need.
+            if let Some(verifier) = &mut limits.verifier {
+                reply.session = verifier.open_session();
+            }
             Reply {
                 header: reply.encode(),
                 payload: None,

@@ -1699,7 +1699,7 @@ mod man_in_the_middle {
         type Forge = fn(&mut Vec<Vec<u8>>);
         let forgeries: [(&str, Forge); 4] = [
             ("the proof zeroed", |reply| {
-                reply[0][64..HEADER_LEN].fill(0);
+                reply[0][112..HEADER_LEN].fill(0);
             }),
             ("another object in its place", |reply| {
                 reply[1] = b"what the attacker wants you to read".to_vec();
@@ -1745,5 +1745,269 @@ mod man_in_the_middle {
         let key = open.put(Bytes::from_static(b"unproven")).expect("put");
         let at = endpoint(&open);
         assert_refused(member(false).get(&key), &at, "a peer without a secret");
+    }
+}
+
+/// Peers' incarnations and sessions (wire version 4; issues 19 and 20): keys that know which
+/// run of a peer stored them, replays that fail, floods that cost only the flooder.
+mod incarnations_and_sessions {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::super::client::{exchange, Request};
+    use super::super::wire::{Header, Op, Status};
+    use super::super::*;
+    use super::{endpoint, SHORT};
+
+    const SECRET: &str = "incarnations and sessions secret";
+
+    fn member() -> ZmqConnector {
+        ZmqConnector::client(
+            ZmqOptions::default()
+                .with_secret(SECRET)
+                .with_timeout(Duration::from_secs(10)),
+        )
+        .expect("client")
+    }
+
+    fn owner() -> ZmqConnector {
+        ZmqOptions::default()
+            .with_secret(SECRET)
+            .build()
+            .expect("peer")
+    }
+
+    fn server(connector: &ZmqConnector) -> &PeerServer {
+        connector.inner.server.get().expect("server started")
+    }
+
+    #[test]
+    fn keys_name_their_peers_incarnation_and_every_put_path_agrees() {
+        let owner = owner();
+        let incarnation = server(&owner).incarnation();
+        assert_ne!(incarnation, 0);
+        let here = owner.put(Bytes::from_static(b"here")).expect("put");
+        let batch = owner
+            .put_batch(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")])
+            .expect("put_batch");
+        let future = owner.new_key().expect("new_key");
+        let client = member();
+        let remote = client
+            .put_to(&endpoint(&owner), Bytes::from_static(b"remote"))
+            .expect("put_to");
+        let remote_future = ZmqConnector::client(
+            ZmqOptions::default()
+                .with_secret(SECRET)
+                .with_remote(endpoint(&owner)),
+        )
+        .expect("remote client")
+        .new_key()
+        .expect("remote new_key");
+        for key in [
+            &here,
+            &batch[0],
+            &batch[1],
+            &future,
+            &remote,
+            &remote_future,
+        ] {
+            assert_eq!(key.peer_incarnation(), Some(incarnation), "{key}");
+            assert!(!key.peer_is_advertised(), "{key}");
+        }
+        assert_eq!(
+            client.get(&remote).expect("get"),
+            Some(Bytes::from_static(b"remote"))
+        );
+        // Another peer draws another incarnation.
+        assert_ne!(
+            server(&ZmqConnector::new().expect("peer")).incarnation(),
+            incarnation
+        );
+    }
+
+    #[test]
+    fn a_restarted_peer_says_its_keys_are_from_an_earlier_run() {
+        let first = ZmqConnector::new().expect("peer");
+        let key = first
+            .put(Bytes::from_static(b"gone with the run"))
+            .expect("put");
+        let port = endpoint(&first)
+            .rsplit(':')
+            .next()
+            .expect("port")
+            .parse()
+            .expect("port");
+        first.close().expect("close");
+        let restarted = ZmqOptions::default()
+            .with_port(port)
+            .build()
+            .expect("restart");
+        restarted.put(Bytes::from_static(b"new run")).expect("put");
+        assert_eq!(
+            endpoint(&restarted),
+            key.peer().expect("peer"),
+            "the same address"
+        );
+
+        let reader = ZmqConnector::client(ZmqOptions::default()).expect("client");
+        match reader.get(&key) {
+            Err(Error::WrongIncarnation { peer, message, .. }) => {
+                assert_eq!(Some(peer.as_str()), key.peer());
+                assert!(message.contains("restarted"), "{message}");
+            }
+            other => panic!("expected an incarnation error, got {other:?}"),
+        }
+        let exists = reader
+            .exists(&key)
+            .expect_err("exists of another run's key");
+        assert!(exists.is_not_found(), "{exists}");
+        // Its object is not there: evicting it is done, and the new run's objects stay.
+        reader.evict(&key).expect("evict");
+        assert_eq!(restarted.object_count(), Some(1));
+    }
+
+    #[test]
+    fn a_key_of_another_process_on_the_same_loopback_endpoint_explains_the_mix_up() {
+        // What another host that also bound 127.0.0.1 on this port wrote into its keys.
+        let here = ZmqConnector::new().expect("peer");
+        let own = here.put(Bytes::from_static(b"mine")).expect("put");
+        let incarnation = own.peer_incarnation().expect("an incarnation");
+        let theirs = Key::new("zmq", 7)
+            .with_peer(endpoint(&here))
+            .with_peer_incarnation(incarnation ^ 1);
+        for result in [
+            here.get(&theirs).map(|_| ()),
+            here.exists(&theirs).map(|_| ()),
+        ] {
+            match result {
+                Err(Error::WrongIncarnation { message, .. }) => {
+                    assert!(message.contains("loopback"), "{message}");
+                    assert!(message.contains("PROXYSTORE_ZMQ_INTERFACE"), "{message}");
+                }
+                other => panic!("expected the mix-up explained, got {other:?}"),
+            }
+        }
+        // Its own keys, and keys that name no incarnation, read as before.
+        assert_eq!(
+            here.get(&own).expect("get"),
+            Some(Bytes::from_static(b"mine"))
+        );
+        let unnamed = Key::new("zmq", own.id()).with_peer(endpoint(&here));
+        assert_eq!(
+            here.get(&unnamed).expect("get"),
+            Some(Bytes::from_static(b"mine"))
+        );
+    }
+
+    #[test]
+    fn a_timeout_at_an_advertised_address_says_it_was_advertised() {
+        let advertising = ZmqOptions::default()
+            .with_address("127.0.0.1")
+            .build()
+            .expect("peer");
+        let advertised = advertising.put(Bytes::from_static(b"x")).expect("put");
+        let bound = ZmqConnector::new().expect("peer");
+        let plain = bound.put(Bytes::from_static(b"x")).expect("put");
+        assert!(advertised.peer_is_advertised() && !plain.peer_is_advertised());
+        advertising.close().expect("close");
+        bound.close().expect("close");
+        let reader = ZmqConnector::client(
+            ZmqOptions::default()
+                .with_timeout(SHORT)
+                .with_peer_cooldown(Duration::ZERO),
+        )
+        .expect("client");
+        let said = |key: &Key| match reader.get(key) {
+            Err(error @ Error::Timeout { .. }) => error.to_string(),
+            other => panic!("expected a timeout, got {other:?}"),
+        };
+        let message = said(&advertised);
+        assert!(message.contains("advertised"), "{message}");
+        assert!(message.contains("PROXYSTORE_ZMQ_ADVERTISE"), "{message}");
+        let message = said(&plain);
+        assert!(!message.contains("advertised"), "{message}");
+    }
+
+    /// A stranger's put with a junk proof is refused on its header: the peer never hashes
+    /// its payload (a flood of such puts costs the peer a MAC of a header each).
+    #[test]
+    fn a_put_with_a_junk_proof_is_refused_before_its_payload_is_hashed() {
+        let owner = owner();
+        let context = context();
+        let stranger = context.socket(zmq::DEALER).expect("socket");
+        stranger.set_linger(0).expect("linger");
+        stranger.set_rcvtimeo(10_000).expect("rcvtimeo");
+        stranger.connect(&endpoint(&owner)).expect("connect");
+        let payload = vec![0x5a; 8 << 20];
+        let mut header = Header::request(Op::Put, 1, 42);
+        header.size = payload.len() as u64;
+        header.incarnation = server(&owner).incarnation();
+        header.proof = [0xee; 32];
+        stranger
+            .send_multipart([header.encode().to_vec(), payload.clone()], 0)
+            .expect("send");
+        let reply = stranger.recv_multipart(0).expect("a reply");
+        let reply = Header::decode(&reply[0]).expect("a reply header");
+        assert_eq!(reply.status, Status::Unauthenticated);
+        assert_eq!(
+            server(&owner).payload_bytes_hashed(),
+            0,
+            "the junk payload was hashed"
+        );
+        // A member's put of the same size is hashed (the counter counts).
+        member()
+            .put_to(&endpoint(&owner), Bytes::from(payload))
+            .expect("a member's put");
+        assert_eq!(server(&owner).payload_bytes_hashed(), 8 << 20);
+    }
+
+    /// One member sends 1.1 million signed evicts (pipelined, in its own session) while another
+    /// client puts and evicts: every write of the other client succeeds meanwhile. (With the
+    /// old nonce cache, the flood filled it and every write of every client was refused.)
+    #[test]
+    fn a_member_flooding_a_million_signed_evicts_does_not_stop_other_clients_writes() {
+        const FLOOD: usize = 1_100_000;
+        const BATCH: usize = 10_000;
+        let owner = owner();
+        let at = endpoint(&owner);
+        let incarnation = server(&owner).incarnation();
+        let flooding = Arc::new(AtomicBool::new(true));
+        let flooder = {
+            let (at, flooding) = (at.clone(), Arc::clone(&flooding));
+            std::thread::spawn(move || {
+                let member = member();
+                let batch: Vec<Request> = (0..BATCH as u128)
+                    .map(|id| Request::new(Op::Evict, id).for_incarnation(Some(incarnation)))
+                    .collect();
+                let mut sent = 0;
+                while sent < FLOOD {
+                    exchange(&at, &member.inner.options, &batch).expect("the flood's evicts");
+                    sent += BATCH;
+                }
+                flooding.store(false, Ordering::Release);
+                sent
+            })
+        };
+        let other = member();
+        let mut writes = 0u64;
+        while flooding.load(Ordering::Acquire) {
+            let key = other
+                .put_to(&at, Bytes::from(vec![7u8; 1000]))
+                .expect("another client's put during the flood");
+            other
+                .evict(&key)
+                .expect("another client's evict during the flood");
+            writes += 1;
+        }
+        assert_eq!(flooder.join().expect("flooder"), FLOOD);
+        assert!(writes > 0, "no write happened during the flood");
+        assert_eq!(owner.object_count(), Some(0));
+        // The peer answered every request of the flood (none was refused).
+        let stats = owner.peer_stats(&at).expect("stats");
+        assert_eq!(stats.rejected_requests, 0);
+        assert!(stats.requests >= FLOOD as u64 + 2 * writes);
     }
 }

@@ -1,29 +1,41 @@
-//! The peer protocol's wire format, version 3.
+//! The peer protocol's wire format, version 4.
 //!
 //! A request is one ZeroMQ multipart message sent by a `DEALER` socket to a peer's `ROUTER`;
 //! the reply is one multipart message back. Each message has:
 //!
-//! 1. a **header frame** of exactly [`HEADER_LEN`] (96) bytes, all integers little endian:
+//! 1. a **header frame** of exactly [`HEADER_LEN`] (144) bytes, all integers little endian:
 //!
-//!    | bytes  | field      | meaning                                                      |
-//!    |--------|------------|--------------------------------------------------------------|
-//!    | 0..3   | magic      | `b"PXZ"`                                                     |
-//!    | 3      | version    | [`VERSION`] (3)                                              |
-//!    | 4      | operation  | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`, 5 `LIMITS`, 6 `STATS` |
-//!    | 5      | status     | requests: 0; replies: see [`Status`]                         |
-//!    | 6      | flags      | requests: bit 0 ([`FLAG_SHARED_MEMORY`]), others 0; replies: 0 |
-//!    | 7      | reserved   | 0 (a request with anything else is refused)                  |
-//!    | 8..16  | request id | chosen by the client, echoed by the reply (u64)              |
-//!    | 16..32 | object id  | the [`Key`](crate::Key)'s 128-bit id (u128)                  |
-//!    | 32..40 | size       | see below (u64)                                              |
-//!    | 40..48 | time       | request: the sender's clock, microseconds since the Unix epoch; reply: 0 |
-//!    | 48..64 | nonce      | request: 16 random bytes; reply: 0                           |
-//!    | 64..96 | proof      | with a secret: the request's or the reply's MAC (see below); else 0 |
+//!    | bytes    | field       | meaning                                                    |
+//!    |----------|-------------|------------------------------------------------------------|
+//!    | 0..3     | magic       | `b"PXZ"`                                                   |
+//!    | 3        | version     | [`VERSION`] (4)                                            |
+//!    | 4        | operation   | 1 `GET`, 2 `EXISTS`, 3 `EVICT`, 4 `PUT`, 5 `LIMITS`, 6 `STATS` |
+//!    | 5        | status      | requests: 0; replies: see [`Status`]                       |
+//!    | 6        | flags       | requests: bit 0 ([`FLAG_SHARED_MEMORY`]), others 0; replies: 0 |
+//!    | 7        | reserved    | 0 (a message with anything else is refused)                |
+//!    | 8..16    | request id  | chosen by the client, echoed by the reply (u64)            |
+//!    | 16..32   | object id   | the [`Key`](crate::Key)'s 128-bit id (u128)                |
+//!    | 32..40   | size        | see below (u64)                                            |
+//!    | 40..48   | time        | request: the sender's clock, microseconds since the Unix epoch; reply: 0 |
+//!    | 48..56   | session     | request: the session the peer gave this client (0: none); `LIMITS` reply: the new session; other replies: 0 |
+//!    | 56..64   | sequence    | request: this client socket's counter, strictly increasing; reply: 0 |
+//!    | 64..72   | incarnation | request: the destination peer's incarnation as the client knows it (0: not known); reply: the replying peer's |
+//!    | 72..80   | reserved    | 0 (a message with anything else is refused)                |
+//!    | 80..112  | digest      | with a secret, BLAKE3 of the payload frame when there is one; else 0 |
+//!    | 112..144 | proof       | with a secret: the request's or the reply's MAC (see below); else 0 |
 //!
 //!    The size field: in a `PUT` request, the payload's length; in a `GET` request, the
 //!    largest object the client accepts (its maximum message size); in a `LIMITS` reply, the
 //!    peer's maximum message size; in a `TOO LARGE` or `OVER QUOTA` reply, the limit that
 //!    refused the request; otherwise 0.
+//!
+//!    The **incarnation** is a random, non-zero 64-bit id a peer draws each time it starts.
+//!    Keys carry it (see [`Key::peer_incarnation`](crate::Key::peer_incarnation)); a client
+//!    learns it for puts from a `LIMITS` reply. A peer answers a request naming another
+//!    incarnation with status `WRONG PEER` (its own incarnation in the reply header): the
+//!    key's object was stored by an earlier run of this peer, or by another process answering
+//!    at the same address. `PUT` and `EVICT` must name the peer's incarnation when the peer
+//!    has a secret (0 is refused); `GET`, `EXISTS`, `LIMITS` and `STATS` may send 0.
 //!
 //! 2. at most one **payload frame**, sent as its own frame so that it is never copied into a
 //!    buffer together with the header:
@@ -53,19 +65,34 @@
 //! any other request (the counters tell about the peer's contents and traffic).
 //!
 //! **Proofs**: when peers share a secret, every request carries
-//! `BLAKE3-keyed(request key, header[0..64] [‖ BLAKE3(payload)])` and every reply
-//! `BLAKE3-keyed(reply key, header[0..64] ‖ request nonce ‖ request proof ‖ has payload (1
-//! byte) ‖ [BLAKE3(payload)])`, the two keys derived from the secret with different contexts
-//! (see [`auth`](super::auth)). The secret itself never travels. The time and nonce inside a
-//! request's proven bytes let a peer refuse replays of destructive requests; the request's
-//! nonce and proof inside a reply's proof tie it to that one request, so a client with the
+//! `BLAKE3-keyed(request key, header[0..112])` and every reply
+//! `BLAKE3-keyed(reply key, header[0..112] ‖ request session ‖ request sequence ‖ request proof)`,
+//! the two keys derived from the secret with different contexts (see [`auth`](super::auth)).
+//! The secret itself never travels. The payload is bound through the digest field, which the
+//! proof covers: a peer checks a request's header proof first, and hashes a payload only for
+//! a request whose proof holds (a stranger's junk put costs a MAC of 112 bytes, not a hash of
+//! its payload); a message whose payload does not match its digest is refused. The request's
+//! proof covers the destination's incarnation, so a request captured on its way to one peer
+//! is refused by every other peer and by the same peer after a restart.
+//!
+//! **Replays**: a peer with a secret refuses requests whose time is more than a minute away
+//! from its own clock. `PUT` and `EVICT` must moreover come within a **session**: a `LIMITS`
+//! request (proven) opens one, and its reply gives the session's random id; each later
+//! destructive request names it with a sequence number above the last one the peer accepted
+//! in that session. The peer keeps the last sequence number of its most recently used
+//! sessions (a bounded table, least recently used dropped first); a destructive request in an
+//! unknown session, or whose sequence number is not above the last, gets status
+//! `NO SESSION`, and the client opens a new session and sends it again (once). A replay thus
+//! never succeeds (its session is gone or its number used), and no member can fill a shared
+//! structure that refuses other clients: flooding costs each flooder only its own sessions.
+//! The reply's proof covers the request's session, sequence and proof, so a client with the
 //! secret refuses a reply that was changed, made up, or recorded for another request. A peer
 //! proves every reply it sends (objects, descriptors, counters, refusals, error replies to
 //! garbage, with the zeros it read as a binding), and a client with a secret refuses any reply
 //! without a valid proof (`Error::Protocol`; a refusal of authentication that does not verify
-//! is `Error::Unauthenticated`: the peer's secret differs). Version 3 added reply proofs and
-//! changed the request proof to cover the payload's digest rather than the payload (the peer
-//! keeps the digest of a remote put with the object).
+//! is `Error::Unauthenticated`: the peer's secret differs). Version 4 added the incarnation,
+//! sessions and the digest field (the header proof no longer needs the payload to be hashed
+//! first); version 3 had added reply proofs.
 //!
 //! **Shared memory** (same host): a `GET` request with flag bit 0 set says "I can map your
 //! shared memory if we share a machine". A peer that holds the object in shared memory may
@@ -89,11 +116,13 @@ use std::fmt;
 /// The bytes every header starts with.
 pub(crate) const MAGIC: [u8; 3] = *b"PXZ";
 /// The version of the wire format this module reads and writes.
-pub(crate) const VERSION: u8 = 3;
+pub(crate) const VERSION: u8 = 4;
 /// Size of a header frame.
-pub(crate) const HEADER_LEN: usize = 96;
+pub(crate) const HEADER_LEN: usize = 144;
 /// The part of the header a proof covers (everything before the proof).
-pub(crate) const PROVEN_LEN: usize = 64;
+pub(crate) const PROVEN_LEN: usize = 112;
+/// Size of a payload digest.
+pub(crate) const DIGEST_LEN: usize = 32;
 /// Size of a proof.
 pub(crate) const PROOF_LEN: usize = 32;
 /// Request flag: the client can read objects from this peer's shared memory (`GET`).
@@ -173,6 +202,12 @@ pub(crate) enum Status {
     /// The object is in the peer's shared memory; the payload frame is its descriptor
     /// (only in answer to a `GET` with [`FLAG_SHARED_MEMORY`]).
     Shared = 6,
+    /// The request names another incarnation of the peer than the one answering (the reply
+    /// header gives the answering one's); the payload frame says what that means.
+    WrongPeer = 7,
+    /// A destructive request in a session the peer does not know (or no longer keeps), or
+    /// whose sequence number is not above the last it accepted: open a new session.
+    NoSession = 8,
 }
 
 impl Status {
@@ -185,6 +220,8 @@ impl Status {
             4 => Some(Status::OverQuota),
             5 => Some(Status::Unauthenticated),
             6 => Some(Status::Shared),
+            7 => Some(Status::WrongPeer),
+            8 => Some(Status::NoSession),
             _ => None,
         }
     }
@@ -207,8 +244,16 @@ pub(crate) struct Header {
     pub(crate) size: u64,
     /// Microseconds since the Unix epoch on the sender's clock (requests).
     pub(crate) time: u64,
-    /// Random bytes that make each request unique (requests).
-    pub(crate) nonce: [u8; 16],
+    /// The session a destructive request belongs to (requests), or the session a `LIMITS`
+    /// reply opens; 0 for none.
+    pub(crate) session: u64,
+    /// The client socket's counter (requests).
+    pub(crate) sequence: u64,
+    /// The destination's incarnation as the client knows it (requests; 0: not known), or
+    /// the replying peer's (replies).
+    pub(crate) incarnation: u64,
+    /// BLAKE3 of the payload frame with a secret, else zeros.
+    pub(crate) digest: [u8; DIGEST_LEN],
     /// The proof of the secret, or zeros.
     pub(crate) proof: [u8; PROOF_LEN],
 }
@@ -226,7 +271,7 @@ pub(crate) struct HeaderError {
 }
 
 impl Header {
-    /// A request header (time, nonce and proof still zero).
+    /// A request header (time, session, sequence, incarnation, digest and proof still zero).
     pub(crate) fn request(op: Op, request_id: u64, object_id: u128) -> Header {
         Header {
             op,
@@ -236,20 +281,27 @@ impl Header {
             object_id,
             size: 0,
             time: 0,
-            nonce: [0; 16],
+            session: 0,
+            sequence: 0,
+            incarnation: 0,
+            digest: [0; DIGEST_LEN],
             proof: [0; PROOF_LEN],
         }
     }
 
-    /// The header of the reply to `self` with `status` (size 0, no time, nonce or proof: a
-    /// peer with a secret writes the proof last, over the encoded reply).
+    /// The header of the reply to `self` with `status` (size 0, no time, session, sequence,
+    /// incarnation, digest or proof: the peer fills in its incarnation, and with a secret the
+    /// digest and, last, the proof over the encoded reply).
     pub(crate) fn reply(&self, status: Status) -> Header {
         Header {
             status,
             flags: 0,
             size: 0,
             time: 0,
-            nonce: [0; 16],
+            session: 0,
+            sequence: 0,
+            incarnation: 0,
+            digest: [0; DIGEST_LEN],
             proof: [0; PROOF_LEN],
             ..*self
         }
@@ -261,8 +313,11 @@ impl Header {
         out[6] = self.flags;
         out[32..40].copy_from_slice(&self.size.to_le_bytes());
         out[40..48].copy_from_slice(&self.time.to_le_bytes());
-        out[48..64].copy_from_slice(&self.nonce);
-        out[64..96].copy_from_slice(&self.proof);
+        out[48..56].copy_from_slice(&self.session.to_le_bytes());
+        out[56..64].copy_from_slice(&self.sequence.to_le_bytes());
+        out[64..72].copy_from_slice(&self.incarnation.to_le_bytes());
+        out[80..112].copy_from_slice(&self.digest);
+        out[112..144].copy_from_slice(&self.proof);
         out
     }
 
@@ -333,6 +388,13 @@ impl Header {
                 format!("reserved byte is {}, not zero", fixed[7]),
             ));
         }
+        if fixed[72..80] != [0; 8] {
+            return Err(fail(
+                request_id,
+                object_id,
+                "reserved bytes 72..80 are not zero".to_string(),
+            ));
+        }
         Ok(Header {
             op,
             status,
@@ -341,8 +403,11 @@ impl Header {
             object_id,
             size: u64::from_le_bytes(read_array(fixed, 32)),
             time: u64::from_le_bytes(read_array(fixed, 40)),
-            nonce: read_array(fixed, 48),
-            proof: read_array(fixed, 64),
+            session: u64::from_le_bytes(read_array(fixed, 48)),
+            sequence: u64::from_le_bytes(read_array(fixed, 56)),
+            incarnation: u64::from_le_bytes(read_array(fixed, 64)),
+            digest: read_array(fixed, 80),
+            proof: read_array(fixed, 112),
         })
     }
 }
@@ -379,16 +444,32 @@ mod tests {
         let mut header = Header::request(Op::Put, 0x0102_0304_0506_0708, u128::MAX - 5);
         header.size = 77;
         header.time = 1_700_000_000_000_000;
-        header.nonce = [3; 16];
+        header.session = 0x1111;
+        header.sequence = 0x2222;
+        header.incarnation = 0x3333;
+        header.digest = [4; DIGEST_LEN];
         header.proof = [9; PROOF_LEN];
         let bytes = header.encode();
-        assert_eq!(&bytes[..4], b"PXZ\x03");
+        assert_eq!(&bytes[..4], b"PXZ\x04");
+        assert_eq!(&bytes[48..50], &[0x11, 0x11]);
+        assert_eq!(&bytes[56..58], &[0x22, 0x22]);
+        assert_eq!(&bytes[64..66], &[0x33, 0x33]);
+        assert_eq!(&bytes[80..112], &[4; DIGEST_LEN]);
         assert_eq!(Header::decode(&bytes), Ok(header));
         let reply = header.reply(Status::NotFound);
         assert_eq!(Header::decode(&reply.encode()), Ok(reply));
         assert_eq!(
             (reply.size, reply.time, reply.proof),
             (0, 0, [0; PROOF_LEN])
+        );
+        assert_eq!(
+            (
+                reply.session,
+                reply.sequence,
+                reply.incarnation,
+                reply.digest
+            ),
+            (0, 0, 0, [0; DIGEST_LEN])
         );
     }
 
@@ -419,7 +500,7 @@ mod tests {
         assert!(err.message.contains("operation 77"), "{}", err.message);
 
         let mut status = good;
-        status[5] = 7;
+        status[5] = 9;
         assert!(Header::decode(&status).is_err());
 
         let mut flags = good;
@@ -435,6 +516,10 @@ mod tests {
         let mut reserved = good;
         reserved[7] = 1;
         let err = Header::decode(&reserved).expect_err("reserved");
+        assert!(err.message.contains("reserved"), "{}", err.message);
+        let mut reserved = good;
+        reserved[75] = 1;
+        let err = Header::decode(&reserved).expect_err("reserved 72..80");
         assert!(err.message.contains("reserved"), "{}", err.message);
 
         let mut long = good.to_vec();
@@ -454,14 +539,14 @@ mod tests {
     }
 
     fn any_status() -> impl Strategy<Value = Status> {
-        (0u8..7).prop_map(|b| Status::from_byte(b).unwrap_or(Status::Error))
+        (0u8..9).prop_map(|b| Status::from_byte(b).unwrap_or(Status::Error))
     }
 
     proptest! {
         /// Any byte string decodes without panicking, and whatever decodes re-encodes to
         /// the same bytes (the decoder accepts nothing it would not write).
         #[test]
-        fn decoding_arbitrary_bytes_never_panics(frame in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn decoding_arbitrary_bytes_never_panics(frame in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Ok(header) = Header::decode(&frame) {
                 prop_assert_eq!(&header.encode()[..], &frame[..]);
             }
@@ -493,7 +578,8 @@ mod tests {
                 && Op::from_byte(bytes[4]).is_some()
                 && Status::from_byte(bytes[5]).is_some()
                 && bytes[6] & !KNOWN_FLAGS == 0
-                && bytes[7] == 0;
+                && bytes[7] == 0
+                && bytes[72..80] == [0; 8];
             match Header::decode(&bytes) {
                 Ok(decoded) => {
                     prop_assert!(valid);
