@@ -2,7 +2,7 @@
 //!
 //! In a dataflow whose records are large (model weights, arrays, images, frames), the
 //! operators of this crate store each record with a [`proxy_core::Store`] and send a
-//! [`Proxy`](proxy_core::Proxy) in its place: under 200 bytes naming the object and the
+//! [`Proxy`](proxy_core::Proxy) in its place: about 200 bytes naming the object and the
 //! peer that holds it. `exchange`, `broadcast` and every other operator move the proxies
 //! unchanged; at the consumer, [`Resolve::resolve`] fetches the bytes peer to peer (with the
 //! ZeroMQ connector, or any other) and hands on the values.

@@ -54,6 +54,11 @@ pub(crate) struct ServeArgs {
     /// PROXYSTORE_ZMQ_MAX_BYTES, else 4294967296]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_bytes: Option<u64>,
+    /// Client sessions kept (with a secret, puts and evicts come within one; the least
+    /// recently used is forgotten beyond this many, and its client opens another)
+    /// [default: PROXYSTORE_ZMQ_MAX_SESSIONS, else 65536]
+    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_sessions: Option<u64>,
     /// Allow binding an interface other than loopback without a secret (anyone who can
     /// reach the port can then read, store and evict objects) [default: PROXYSTORE_INSECURE]
     #[arg(long)]
@@ -154,6 +159,9 @@ impl ServeArgs {
             Some((first, last)) => options = options.with_port_range(first, last),
             None => {}
         }
+        if let Some(sessions) = self.max_sessions {
+            options = options.with_max_sessions(usize::try_from(sessions).unwrap_or(usize::MAX));
+        }
         if let Some(bytes) = self.max_bytes {
             options = options.with_max_bytes(bytes);
         }
@@ -246,6 +254,7 @@ mod tests {
         let cli = parse(&[
             "--insecure",
             "--max-bytes=4096",
+            "--max-sessions=100",
             "--secret-file",
             "/run/secrets/proxystore",
         ])
@@ -253,9 +262,11 @@ mod tests {
         let expected = ZmqOptions::default()
             .insecure()
             .with_max_bytes(4096)
+            .with_max_sessions(100)
             .with_secret_file("/run/secrets/proxystore");
         assert_eq!(cli.serve.apply(ZmqOptions::default()), expected);
         assert!(parse(&["--max-bytes=lots"]).is_err());
+        assert!(parse(&["--max-sessions=0"]).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub trait ProxyRecords<'scope, T: Timestamp, D> {
     /// Stores every record in `store` and replaces it with a proxy.
     ///
     /// The proxies are ordinary exchangeable data: `exchange`, `broadcast` and the other
-    /// operators move only the proxies (key and store config, under 200 bytes) through timely's channels,
+    /// operators move only the proxies (key and store config, about 200 bytes) through timely's channels,
     /// and consumers fetch the objects where they are used ([`Resolve`](crate::Resolve)).
     /// Each object is evicted from `store` once every consumer that releases proxies of this
     /// dataflow (`resolve`, [`release_proxies`](crate::ReleaseProxies)) has passed its time.

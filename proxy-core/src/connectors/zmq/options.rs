@@ -121,8 +121,9 @@ pub struct ZmqOptions {
     /// Binding a non-loopback interface without a secret is allowed.
     #[serde(default)]
     insecure: bool,
-    /// Sessions kept by a peer with a secret.
-    #[serde(default = "default_max_sessions")]
+    /// Sessions kept by a peer with a secret (this process's server setting: never taken
+    /// from a configuration).
+    #[serde(skip, default = "default_max_sessions")]
     max_sessions: usize,
     #[serde(skip)]
     secret: Option<Secret>,
