@@ -98,6 +98,7 @@ mod key;
 pub mod lifetimes;
 mod metrics;
 mod owned;
+mod polling;
 mod proxy;
 mod registry;
 mod store;

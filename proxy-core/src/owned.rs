@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{Codec, DefaultCodec};
 use crate::error::{Error, Result};
 use crate::proxy::Proxy;
+use crate::store::Store;
 
 /// A proxy that owns its object: when the last clone of it is dropped, the object is
 /// evicted from the store. Made by [`Store::owned_proxy`](crate::Store::owned_proxy).
@@ -329,5 +330,27 @@ where
             .field("owners", &Arc::strong_count(&self.owner))
             .field("owns", &self.owner.armed.load(Ordering::Acquire))
             .finish()
+    }
+}
+
+/// Owned proxies, made by a store.
+impl<Dc: 'static> Store<Dc> {
+    /// Stores `obj` and returns an [`OwnedProxy`]: the object is evicted when the last
+    /// clone of the owned proxy is dropped.
+    pub fn owned_proxy<T>(&self, obj: T) -> Result<OwnedProxy<T, Dc>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        self.owned_proxy_with::<T, Dc>(obj)
+    }
+
+    /// Like [`owned_proxy`](Store::owned_proxy), with codec `C`.
+    pub fn owned_proxy_with<T, C>(&self, obj: T) -> Result<OwnedProxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        Ok(OwnedProxy::new(self.proxy_with::<T, C>(obj)?))
     }
 }

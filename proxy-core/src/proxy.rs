@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{Codec, DefaultCodec};
 use crate::error::{Error, Result};
-use crate::future::Polling;
 use crate::key::Key;
+use crate::polling::Polling;
 use crate::registry::Registry;
 use crate::store::{Store, StoreConfig};
 
@@ -408,7 +408,13 @@ where
             None => get()?,
             Some(polling) => match polling.wait(get)? {
                 Ok(value) => Some(value),
-                Err(waited) => return Err(crate::future::not_set(store.name(), key, waited)),
+                Err(waited) => {
+                    return Err(Error::NotSet {
+                        store: store.name().to_string(),
+                        key: key.clone(),
+                        waited,
+                    })
+                }
             },
         };
         found.ok_or_else(|| Error::NotFound {
@@ -567,5 +573,142 @@ impl Prefetch {
     /// without fetching again), or looks again for an object that was not stored.
     pub fn is_done(&self) -> bool {
         self.remaining.load(Ordering::Acquire) == 0
+    }
+}
+
+/// The ways a store hands out proxies (the store itself knows nothing of proxies).
+impl<Dc: 'static> Store<Dc> {
+    /// Stores `obj` and returns a proxy to it. By default the proxy starts resolved (it holds
+    /// `obj`), so using it in this process costs nothing; serializing it writes only the key
+    /// and the store's config, and a deserialized copy fetches the object on first use. A
+    /// store built [`with_populate_target(false)`](StoreBuilder::with_populate_target) returns
+    /// an unresolved proxy instead (like [`proxy_lazy`](Store::proxy_lazy)).
+    pub fn proxy<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        self.proxy_with::<T, Dc>(obj)
+    }
+
+    /// Like [`proxy`](Store::proxy), with codec `C`.
+    pub fn proxy_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        if !self.populate_target() {
+            let key = self.put_owned::<T, C>(obj)?;
+            return Ok(Proxy::from_store(self.erased(), key));
+        }
+        // Encode from a shared reference so the proxy can keep the value itself. Byte
+        // buffers (`Bytes`) are shared, not copied, by the default codec.
+        let key = self.put_with::<T, C>(&obj)?;
+        Ok(Proxy::resolved(self.erased(), key, Arc::new(obj)))
+    }
+
+    /// Stores `obj`, moving it into the codec (no copy for `Vec<u8>` with the default codec),
+    /// and returns an unresolved proxy: the first use fetches the object back.
+    pub fn proxy_lazy<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        self.proxy_lazy_with::<T, Dc>(obj)
+    }
+
+    /// Like [`proxy_lazy`](Store::proxy_lazy), with codec `C`.
+    pub fn proxy_lazy_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let key = self.put_owned::<T, C>(obj)?;
+        Ok(Proxy::from_store(self.erased(), key))
+    }
+
+    /// Stores `obj` and returns an unresolved proxy whose object is evicted right after its
+    /// first successful resolve, by this proxy or any copy of it, in this process or another
+    /// (ProxyStore's `proxy(obj, evict=True)`). Later resolves of other copies fail with
+    /// [`Error::NotFound`]; use it for objects read exactly once.
+    ///
+    /// ```
+    /// use proxy_core::{LocalConnector, Proxy, Store};
+    ///
+    /// let store = Store::new("evict-on-read-doc", LocalConnector::new());
+    /// let proxy = store.proxy_evict_on_read(vec![1u32, 2, 3])?;
+    /// let key = Proxy::key(&proxy).clone();
+    /// assert!(store.exists(&key)?);
+    /// assert_eq!(proxy.len(), 3); // resolves, then evicts
+    /// assert!(!store.exists(&key)?);
+    /// assert_eq!(proxy[2], 3); // the resolved proxy keeps its value
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn proxy_evict_on_read<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        self.proxy_evict_on_read_with::<T, Dc>(obj)
+    }
+
+    /// Like [`proxy_evict_on_read`](Store::proxy_evict_on_read), with codec `C`.
+    pub fn proxy_evict_on_read_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let key = self.put_owned::<T, C>(obj)?;
+        Ok(Proxy::<T, C>::evicting_on_read(self.erased(), key))
+    }
+
+    /// Stores several objects with one [`Connector::put_batch`] and returns their proxies
+    /// (resolved unless the store was built
+    /// [`with_populate_target(false)`](StoreBuilder::with_populate_target)).
+    pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T, Dc>>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        self.proxy_batch_with::<T, Dc>(objs)
+    }
+
+    /// Like [`proxy_batch`](Store::proxy_batch), with codec `C`.
+    pub fn proxy_batch_with<T, C>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T, C>>>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        let keys = self.put_batch_with::<T, C>(&objs)?;
+        let populate = self.populate_target();
+        Ok(keys
+            .into_iter()
+            .zip(objs)
+            .map(|(key, obj)| {
+                if populate {
+                    Proxy::resolved(self.erased(), key, Arc::new(obj))
+                } else {
+                    Proxy::from_store(self.erased(), key)
+                }
+            })
+            .collect())
+    }
+
+    /// A proxy to an object already stored under `key` (nothing is fetched until first use).
+    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T, Dc>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        Proxy::from_store(self.erased(), key)
+    }
+
+    /// Like [`proxy_from_key`](Store::proxy_from_key), with codec `C`.
+    pub fn proxy_from_key_with<T, C>(&self, key: Key) -> Proxy<T, C>
+    where
+        T: Send + Sync + 'static,
+        C: Codec<T>,
+    {
+        Proxy::from_store(self.erased(), key)
     }
 }

@@ -60,7 +60,14 @@ impl Registry {
     /// The process-wide registry.
     pub fn global() -> &'static Registry {
         static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(Registry::new)
+        GLOBAL.get_or_init(|| {
+            // A store registered here is forgotten when it closes.
+            crate::store::on_close(|store| {
+                Registry::global().unregister_if_same(store);
+                Ok(())
+            });
+            Registry::new()
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
@@ -217,4 +224,25 @@ pub fn get_store(name: &str) -> Option<Store> {
 /// Removes the store registered under `name` from the process-wide registry.
 pub fn unregister_store(name: &str) -> Option<Store> {
     Registry::global().unregister(name)
+}
+
+impl crate::store::StoreBuilder {
+    /// The store, registered in the process-wide [`Registry`](crate::Registry) (ProxyStore's
+    /// `register=True`); its [`close`](Store::close) unregisters it. Fails like
+    /// [`register_store`](crate::register_store) if the name is taken.
+    pub fn build_registered(self) -> Result<Store> {
+        let store = self.build();
+        register_store(&store)?;
+        Ok(store)
+    }
+}
+
+impl<C: 'static> crate::store::CodecStoreBuilder<C> {
+    /// The store, registered in the process-wide registry
+    /// ([`StoreBuilder::build_registered`](crate::StoreBuilder::build_registered)).
+    pub fn build_registered(self) -> Result<Store<C>> {
+        let store = self.build();
+        register_store(&store)?;
+        Ok(store)
+    }
 }

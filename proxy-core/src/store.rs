@@ -13,11 +13,36 @@ use crate::codec::{Codec, DefaultCodec};
 use crate::config::ConnectorConfig;
 use crate::connector::Connector;
 use crate::error::{Error, Result};
-use crate::future::StoreFuture;
 use crate::key::Key;
 use crate::metrics::{Metrics, MetricsSnapshot, Op, DEFAULT_METRICS_KEYS};
-use crate::owned::OwnedProxy;
-use crate::proxy::Proxy;
+
+/// What a layer built on the store does when a store closes (see [`on_close`]).
+pub(crate) type CloseHook = fn(&Store) -> Result<()>;
+
+fn hooks() -> &'static std::sync::Mutex<Vec<CloseHook>> {
+    static HOOKS: std::sync::OnceLock<std::sync::Mutex<Vec<CloseHook>>> =
+        std::sync::OnceLock::new();
+    HOOKS.get_or_init(Default::default)
+}
+
+/// Registers `hook` (once) to run on every [`Store::close`], before the connector closes:
+/// how the static lifetime evicts a closing store's objects and the registry forgets it,
+/// without the store importing either.
+pub(crate) fn on_close(hook: CloseHook) {
+    let mut hooks = hooks()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !hooks.iter().any(|known| std::ptr::fn_addr_eq(*known, hook)) {
+        hooks.push(hook);
+    }
+}
+
+fn close_hooks() -> Vec<CloseHook> {
+    hooks()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
 
 /// The default number of decoded objects a store caches.
 pub const DEFAULT_CACHE_SIZE: usize = 16;
@@ -133,15 +158,6 @@ impl StoreBuilder {
         self
     }
 
-    /// The store, registered in the process-wide [`Registry`](crate::Registry) (ProxyStore's
-    /// `register=True`); its [`close`](Store::close) unregisters it. Fails like
-    /// [`register_store`](crate::register_store) if the name is taken.
-    pub fn build_registered(self) -> Result<Store> {
-        let store = self.build();
-        crate::registry::register_store(&store)?;
-        Ok(store)
-    }
-
     /// How many keys the metrics follow individually (default [`DEFAULT_METRICS_KEYS`]; the
     /// least recently used key is forgotten when a new one comes; 0 turns the per-key view
     /// off). The store-wide totals count every operation whatever this bound.
@@ -204,12 +220,6 @@ impl<C> CodecStoreBuilder<C> {
     /// The store.
     pub fn build(self) -> Store<C> {
         self.builder.build().with_codec::<C>()
-    }
-
-    /// The store, registered in the process-wide registry
-    /// ([`StoreBuilder::build_registered`]).
-    pub fn build_registered(self) -> Result<Store<C>> {
-        Ok(self.builder.build_registered()?.with_codec::<C>())
     }
 }
 
@@ -291,7 +301,7 @@ impl<Dc: 'static> Store<Dc> {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    fn context(&self, key: Option<&Key>) -> impl FnOnce(Error) -> Error + '_ {
+    pub(crate) fn context(&self, key: Option<&Key>) -> impl FnOnce(Error) -> Error + '_ {
         let key = key.cloned();
         move |e| e.in_store(&self.inner.name, key.as_ref())
     }
@@ -359,7 +369,7 @@ impl<Dc: 'static> Store<Dc> {
         self.put_encoded(started, C::encode(obj))
     }
 
-    fn put_owned<T, C: Codec<T>>(&self, obj: T) -> Result<Key> {
+    pub(crate) fn put_owned<T, C: Codec<T>>(&self, obj: T) -> Result<Key> {
         let started = self.start();
         self.put_encoded(started, C::encode_owned(obj))
     }
@@ -529,122 +539,6 @@ impl<Dc: 'static> Store<Dc> {
         self.inner.cache.contains(key)
     }
 
-    /// Stores `obj` and returns a proxy to it. By default the proxy starts resolved (it holds
-    /// `obj`), so using it in this process costs nothing; serializing it writes only the key
-    /// and the store's config, and a deserialized copy fetches the object on first use. A
-    /// store built [`with_populate_target(false)`](StoreBuilder::with_populate_target) returns
-    /// an unresolved proxy instead (like [`proxy_lazy`](Store::proxy_lazy)).
-    pub fn proxy<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
-    where
-        T: Send + Sync + 'static,
-        Dc: Codec<T>,
-    {
-        self.proxy_with::<T, Dc>(obj)
-    }
-
-    /// Like [`proxy`](Store::proxy), with codec `C`.
-    pub fn proxy_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
-    where
-        T: Send + Sync + 'static,
-        C: Codec<T>,
-    {
-        if !self.populate_target() {
-            let key = self.put_owned::<T, C>(obj)?;
-            return Ok(Proxy::from_store(self.erased(), key));
-        }
-        // Encode from a shared reference so the proxy can keep the value itself. Byte
-        // buffers (`Bytes`) are shared, not copied, by the default codec.
-        let key = self.put_with::<T, C>(&obj)?;
-        Ok(Proxy::resolved(self.erased(), key, Arc::new(obj)))
-    }
-
-    /// Stores `obj`, moving it into the codec (no copy for `Vec<u8>` with the default codec),
-    /// and returns an unresolved proxy: the first use fetches the object back.
-    pub fn proxy_lazy<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
-    where
-        T: Send + Sync + 'static,
-        Dc: Codec<T>,
-    {
-        self.proxy_lazy_with::<T, Dc>(obj)
-    }
-
-    /// Like [`proxy_lazy`](Store::proxy_lazy), with codec `C`.
-    pub fn proxy_lazy_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
-    where
-        T: Send + Sync + 'static,
-        C: Codec<T>,
-    {
-        let key = self.put_owned::<T, C>(obj)?;
-        Ok(Proxy::from_store(self.erased(), key))
-    }
-
-    /// Stores `obj` and returns an unresolved proxy whose object is evicted right after its
-    /// first successful resolve, by this proxy or any copy of it, in this process or another
-    /// (ProxyStore's `proxy(obj, evict=True)`). Later resolves of other copies fail with
-    /// [`Error::NotFound`]; use it for objects read exactly once.
-    ///
-    /// ```
-    /// use proxy_core::{LocalConnector, Proxy, Store};
-    ///
-    /// let store = Store::new("evict-on-read-doc", LocalConnector::new());
-    /// let proxy = store.proxy_evict_on_read(vec![1u32, 2, 3])?;
-    /// let key = Proxy::key(&proxy).clone();
-    /// assert!(store.exists(&key)?);
-    /// assert_eq!(proxy.len(), 3); // resolves, then evicts
-    /// assert!(!store.exists(&key)?);
-    /// assert_eq!(proxy[2], 3); // the resolved proxy keeps its value
-    /// # Ok::<(), proxy_core::Error>(())
-    /// ```
-    pub fn proxy_evict_on_read<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
-    where
-        T: Send + Sync + 'static,
-        Dc: Codec<T>,
-    {
-        self.proxy_evict_on_read_with::<T, Dc>(obj)
-    }
-
-    /// Like [`proxy_evict_on_read`](Store::proxy_evict_on_read), with codec `C`.
-    pub fn proxy_evict_on_read_with<T, C>(&self, obj: T) -> Result<Proxy<T, C>>
-    where
-        T: Send + Sync + 'static,
-        C: Codec<T>,
-    {
-        let key = self.put_owned::<T, C>(obj)?;
-        Ok(Proxy::<T, C>::evicting_on_read(self.erased(), key))
-    }
-
-    /// Stores several objects with one [`Connector::put_batch`] and returns their proxies
-    /// (resolved unless the store was built
-    /// [`with_populate_target(false)`](StoreBuilder::with_populate_target)).
-    pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T, Dc>>>
-    where
-        T: Send + Sync + 'static,
-        Dc: Codec<T>,
-    {
-        self.proxy_batch_with::<T, Dc>(objs)
-    }
-
-    /// Like [`proxy_batch`](Store::proxy_batch), with codec `C`.
-    pub fn proxy_batch_with<T, C>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T, C>>>
-    where
-        T: Send + Sync + 'static,
-        C: Codec<T>,
-    {
-        let keys = self.put_batch_with::<T, C>(&objs)?;
-        let populate = self.populate_target();
-        Ok(keys
-            .into_iter()
-            .zip(objs)
-            .map(|(key, obj)| {
-                if populate {
-                    Proxy::resolved(self.erased(), key, Arc::new(obj))
-                } else {
-                    Proxy::from_store(self.erased(), key)
-                }
-            })
-            .collect())
-    }
-
     /// Encodes several objects with the store's codec and stores them with one
     /// [`Connector::put_batch`]; the keys come back in the same order.
     pub fn put_batch<T>(&self, objs: &[T]) -> Result<Vec<Key>>
@@ -673,63 +567,6 @@ impl<Dc: 'static> Store<Dc> {
         Ok(keys)
     }
 
-    /// A proxy to an object already stored under `key` (nothing is fetched until first use).
-    pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T, Dc>
-    where
-        T: Send + Sync + 'static,
-        Dc: Codec<T>,
-    {
-        Proxy::from_store(self.erased(), key)
-    }
-
-    /// Like [`proxy_from_key`](Store::proxy_from_key), with codec `C`.
-    pub fn proxy_from_key_with<T, C>(&self, key: Key) -> Proxy<T, C>
-    where
-        T: Send + Sync + 'static,
-        C: Codec<T>,
-    {
-        Proxy::from_store(self.erased(), key)
-    }
-
-    /// Stores `obj` and returns an [`OwnedProxy`]: the object is evicted when the last
-    /// clone of the owned proxy is dropped.
-    pub fn owned_proxy<T>(&self, obj: T) -> Result<OwnedProxy<T, Dc>>
-    where
-        T: Send + Sync + 'static,
-        Dc: Codec<T>,
-    {
-        self.owned_proxy_with::<T, Dc>(obj)
-    }
-
-    /// Like [`owned_proxy`](Store::owned_proxy), with codec `C`.
-    pub fn owned_proxy_with<T, C>(&self, obj: T) -> Result<OwnedProxy<T, C>>
-    where
-        T: Send + Sync + 'static,
-        C: Codec<T>,
-    {
-        Ok(OwnedProxy::new(self.proxy_with::<T, C>(obj)?))
-    }
-
-    /// A future: a key reserved now for a value set later, and proxies to that value that
-    /// can be sent before it exists (ProxyStore's `Store.future`). See [`StoreFuture`].
-    ///
-    /// The connector must support reserved keys ([`Connector::new_key`]); every connector
-    /// of this crate does. A connector built to store on a remote peer reserves the key
-    /// there.
-    pub fn future<T>(&self) -> Result<StoreFuture<T, Dc>>
-    where
-        Dc: Codec<T>,
-    {
-        self.future_with::<T, Dc>()
-    }
-
-    /// Like [`future`](Store::future), with codec `C`.
-    pub fn future_with<T, C: Codec<T>>(&self) -> Result<StoreFuture<T, C>> {
-        let key = self.inner.connector.new_key().map_err(self.context(None))?;
-        tracing::debug!(store = %self.inner.name, %key, "future");
-        Ok(StoreFuture::new(self.erased(), key))
-    }
-
     /// Stores what a codec produced under a reserved `key` (a future's value).
     pub(crate) fn put_encoded_at(&self, key: &Key, encoded: Result<Bytes>) -> Result<()> {
         let started = self.start();
@@ -749,11 +586,18 @@ impl<Dc: 'static> Store<Dc> {
     /// process-wide [`Registry`](crate::Registry) if it is the store registered under its
     /// name. A failed eviction does not stop the rest; the first error is returned.
     pub fn close(&self) -> Result<()> {
-        let evicted = crate::lifetimes::close_static_of(&self.erased());
+        // The layers built on the store (lifetimes, the registry) said what they do when a
+        // store closes: the store itself imports none of them.
+        let mut first_error = Ok(());
+        for hook in close_hooks() {
+            let done = hook(&self.erased());
+            if first_error.is_ok() {
+                first_error = done;
+            }
+        }
         self.inner.cache.clear();
-        crate::Registry::global().unregister_if_same(&self.erased());
         let closed = self.inner.connector.close().map_err(self.context(None));
-        evicted.and(closed)
+        first_error.and(closed)
     }
 
     /// The store's counters, if it was built with [`with_metrics(true)`](StoreBuilder::with_metrics).

@@ -160,7 +160,10 @@ fn client_commands_put_get_exists_evict() {
         &format!("--peer={endpoint}"),
     ]);
     assert_eq!(code, Some(0));
-    assert!(key.ends_with(&format!("@{endpoint}")), "printed {key:?}");
+    // The key names the peer's endpoint and its incarnation (`@tcp://...#<16 hex>`).
+    let (named, incarnation) = key.rsplit_once('#').expect("an incarnation");
+    assert!(named.ends_with(&format!("@{endpoint}")), "printed {key:?}");
+    assert_eq!(incarnation.len(), 16, "printed {key:?}");
 
     let output = dir.path().join("output.bin");
     let (code, _) = client(&["get", &key, "-o", output.to_str().expect("utf-8 path")]);

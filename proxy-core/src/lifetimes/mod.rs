@@ -58,7 +58,6 @@ mod timer;
 
 pub use context::ContextLifetime;
 pub use lease::LeaseLifetime;
-pub(crate) use static_lifetime::close_store as close_static_of;
 pub use static_lifetime::StaticLifetime;
 
 use crate::codec::Codec;

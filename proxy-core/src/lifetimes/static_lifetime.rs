@@ -70,6 +70,7 @@ impl Lifetime for StaticLifetime {
     fn add_keys(&self, store: &Store, keys: &[Key]) -> Result<()> {
         attached().add(store, keys)?;
         evict_at_exit();
+        crate::store::on_close(close_store);
         Ok(())
     }
 

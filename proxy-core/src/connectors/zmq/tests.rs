@@ -1841,10 +1841,18 @@ mod incarnations_and_sessions {
             .parse()
             .expect("port");
         first.close().expect("close");
-        let restarted = ZmqOptions::default()
-            .with_port(port)
-            .build()
-            .expect("restart");
+        // libzmq closes the old socket in its I/O thread: the port is free a moment later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let restarted = loop {
+            match ZmqOptions::default().with_port(port).build() {
+                Ok(restarted) => break restarted,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("in use"), "{e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("restart on port {port}: {e}"),
+            }
+        };
         restarted.put(Bytes::from_static(b"new run")).expect("put");
         assert_eq!(
             endpoint(&restarted),
