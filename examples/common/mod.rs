@@ -17,6 +17,30 @@ pub(crate) fn init_logging() {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
+    serve_metrics();
+}
+
+/// With `PROXYSTORE_METRICS_LISTEN=ADDR` (for example `127.0.0.1:9464`), serves this
+/// process's metrics for Prometheus at `http://ADDR/metrics`, as `proxy-peer
+/// --metrics-listen` does. A bad address is reported and the example goes on.
+fn serve_metrics() {
+    let Some(listen) = std::env::var("PROXYSTORE_METRICS_LISTEN")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return;
+    };
+    let served = listen
+        .trim()
+        .parse()
+        .map_err(|e| format!("{listen:?} is not an address such as 127.0.0.1:9464: {e}"))
+        .and_then(proxystore_metrics_http::serve);
+    match served {
+        Ok(bound) => {
+            tracing::info!(metrics = %format_args!("http://{bound}/metrics"), "serving metrics")
+        }
+        Err(message) => tracing::warn!(%message, "PROXYSTORE_METRICS_LISTEN: not serving metrics"),
+    }
 }
 
 /// Timely's own command-line arguments, parsed with clap (so `--help`, `--version` and

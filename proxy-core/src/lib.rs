@@ -102,6 +102,7 @@ mod polling;
 mod proxy;
 mod registry;
 mod store;
+pub mod telemetry;
 
 #[cfg(any(test, doc, feature = "integration"))]
 pub mod conformance;

@@ -59,6 +59,10 @@ pub(crate) struct ServeArgs {
     /// [default: PROXYSTORE_ZMQ_MAX_SESSIONS, else 65536]
     #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_sessions: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (for example 127.0.0.1:9464; the
+    /// page is not authenticated: bind an address only your scrapers reach)
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// Allow binding an interface other than loopback without a secret (anyone who can
     /// reach the port can then read, store and evict objects) [default: PROXYSTORE_INSECURE]
     #[arg(long)]

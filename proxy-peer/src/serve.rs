@@ -12,6 +12,15 @@ pub(crate) fn serve(args: &ServeArgs) -> proxy_core::Result<ExitCode> {
     let options = args.apply(ZmqOptions::from_env()?);
     // Before any thread starts.
     let signals = block_termination_signals();
+    if let Some(listen) = args.metrics_listen {
+        let bound = proxystore_metrics_http::serve(listen).map_err(|message| {
+            proxy_core::Error::Config {
+                what: "--metrics-listen".to_string(),
+                message,
+            }
+        })?;
+        tracing::info!(metrics = %format_args!("http://{bound}/metrics"), "serving metrics");
+    }
     let connector = options.build()?;
     let endpoint = connector.endpoint().unwrap_or_default().to_string();
     {

@@ -254,3 +254,93 @@ fn a_log_written_to_a_file_or_pipe_has_no_colour_codes() {
         "escape codes in a piped log: {log:?}"
     );
 }
+
+/// The body of `GET path` from the HTTP server at `addr`, and its status line.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a header and a body");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the sample of `name` whose labels include every `labels` pair.
+fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, value)| value.parse().expect("a number"))
+        .next()
+}
+
+/// `--metrics-listen`: a scrape after known puts and gets shows them (issue 23).
+#[test]
+fn metrics_are_scraped_over_http_after_known_puts_and_gets() {
+    let metrics = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("addr").to_string()
+    };
+    let (mut child, endpoint) = start(&["--metrics-listen", &metrics]);
+    let client = ZmqConnector::client(ZmqOptions::default()).expect("client");
+    let keys: Vec<_> = (0..3)
+        .map(|_| {
+            client
+                .put_to(&endpoint, Bytes::from(vec![1u8; 1000]))
+                .expect("put")
+        })
+        .collect();
+    for key in &keys[..2] {
+        assert!(client.get(key).expect("get").is_some());
+    }
+    let missing = proxy_core::Key::new("zmq", 7).with_peer(endpoint.as_str());
+    assert_eq!(client.get(&missing).expect("get of a missing key"), None);
+
+    let (status, page) = http_get(&metrics, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let peer = ("peer", endpoint.as_str());
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        sample(&page, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{page}"))
+    };
+    assert_eq!(value("proxystore_peer_objects", &[peer]), 3.0);
+    assert_eq!(value("proxystore_peer_remote_bytes", &[peer]), 3000.0);
+    let requests = |op, outcome| {
+        value(
+            "proxystore_peer_requests_total",
+            &[peer, ("op", op), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(requests("put", "ok"), 3.0);
+    assert_eq!(requests("get", "ok"), 2.0);
+    assert_eq!(requests("get", "not_found"), 1.0);
+    assert!(value("proxystore_peer_received_bytes_total", &[peer]) >= 3000.0);
+    assert!(value("proxystore_peer_sent_bytes_total", &[peer]) >= 2000.0);
+    assert_eq!(
+        value(
+            "proxystore_peer_request_duration_seconds_count",
+            &[peer, ("op", "put")]
+        ),
+        3.0
+    );
+    assert!(page.contains("# HELP proxystore_peer_objects"), "{page}");
+    let (status, _) = http_get(&metrics, "/other");
+    assert!(status.contains("404"), "{status}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -143,9 +143,51 @@ pub(crate) fn exchange(
     if requests.is_empty() {
         return Ok(Vec::new());
     }
-    with_socket(peer, options, requests, |socket| {
+    let started = Instant::now();
+    let result = with_socket(peer, options, requests, |socket| {
         run_in_session(socket, peer, requests)
-    })
+    });
+    record(requests, &result, started.elapsed());
+    result
+}
+
+/// Records an exchange in the process's metrics ([`telemetry`](crate::telemetry)).
+fn record(requests: &[Request], result: &Result<Vec<Answer>>, took: Duration) {
+    let sent = requests
+        .iter()
+        .map(|r| r.payload.as_ref().map_or(0, Bytes::len) as u64)
+        .sum();
+    let (outcome, received) = match result {
+        Ok(answers) => (
+            "ok",
+            answers
+                .iter()
+                .map(|a| match a {
+                    Answer::Ok(Some(data)) => data.len() as u64,
+                    _ => 0,
+                })
+                .sum(),
+        ),
+        Err(error) => (
+            match error {
+                Error::Timeout { .. } => "timeout",
+                Error::TooSlow { .. } => "too_slow",
+                Error::Protocol { .. } => "protocol",
+                other if other.is_not_found() => "not_found",
+                other if other.is_refused() => "refused",
+                _ => "other",
+            },
+            0,
+        ),
+    };
+    crate::telemetry::client_exchanged(
+        requests[0].op.name(),
+        requests.len() as u64,
+        outcome,
+        took,
+        sent,
+        received,
+    );
 }
 
 /// The incarnation of the peer at `peer`, asked with a `LIMITS` request on this thread's

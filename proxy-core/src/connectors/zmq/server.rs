@@ -383,6 +383,14 @@ fn serve(
         if request_ready {
             // Answer everything already queued before polling again (pipelined batches).
             while let Some((identity, mut request)) = receive_request(&router) {
+                let received_at = Instant::now();
+                let received = request.header.as_ref().map_or(0, |frame| frame.len())
+                    + request.payload.as_ref().map_or(0, |frame| frame.len());
+                let op = request
+                    .header
+                    .as_ref()
+                    .and_then(|frame| frame.get(4).copied())
+                    .map_or("malformed", Op::name_of_byte);
                 let from = request
                     .header
                     .as_mut()
@@ -406,7 +414,28 @@ fn serve(
                     limits.log.rejected(&limits.endpoint, &from, reason);
                 }
                 send_reply(&mut router, identity, &reply);
+                crate::telemetry::peer_answered(&crate::telemetry::Answered {
+                    peer: &limits.endpoint,
+                    op,
+                    outcome: Status::outcome_of_byte(reply.header[5]),
+                    refused: reply.rejected.is_some(),
+                    received: received as u64,
+                    sent: (HEADER_LEN + reply.payload.as_ref().map_or(0, Bytes::len)) as u64,
+                    took: received_at.elapsed(),
+                });
             }
+            let stats = shared.stats(objects);
+            crate::telemetry::peer_holds(
+                &limits.endpoint,
+                &crate::telemetry::Holdings {
+                    objects: stats.objects,
+                    bytes: stats.bytes,
+                    remote_bytes: stats.remote_bytes,
+                    quota: stats.max_bytes,
+                    shm_bytes: stats.shared_memory_bytes,
+                    shm_reserved: stats.shared_memory_reserved,
+                },
+            );
         }
     }
 }

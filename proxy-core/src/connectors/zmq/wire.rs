@@ -171,16 +171,28 @@ impl Op {
     }
 }
 
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Op {
+    /// The operation's name, as messages and metrics spell it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
             Op::Get => "get",
             Op::Exists => "exists",
             Op::Evict => "evict",
             Op::Put => "put",
             Op::Limits => "limits",
             Op::Stats => "stats",
-        })
+        }
+    }
+
+    /// The name of the operation byte `byte`, or `malformed`.
+    pub(crate) fn name_of_byte(byte: u8) -> &'static str {
+        Op::from_byte(byte).map_or("malformed", Op::name)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -211,6 +223,21 @@ pub(crate) enum Status {
 }
 
 impl Status {
+    /// The outcome a status byte reports, as metrics spell it.
+    pub(crate) fn outcome_of_byte(byte: u8) -> &'static str {
+        match Status::from_byte(byte) {
+            Some(Status::Ok) => "ok",
+            Some(Status::NotFound) => "not_found",
+            Some(Status::Error) | None => "error",
+            Some(Status::TooLarge) => "too_large",
+            Some(Status::OverQuota) => "over_quota",
+            Some(Status::Unauthenticated) => "unauthenticated",
+            Some(Status::Shared) => "shared",
+            Some(Status::WrongPeer) => "wrong_peer",
+            Some(Status::NoSession) => "no_session",
+        }
+    }
+
     fn from_byte(byte: u8) -> Option<Status> {
         match byte {
             0 => Some(Status::Ok),
