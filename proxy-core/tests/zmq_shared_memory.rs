@@ -153,9 +153,9 @@ fn with_shared_memory_off_on_either_side_objects_travel_over_tcp() {
 
 #[test]
 fn authenticated_peers_share_memory_and_unauthenticated_readers_get_nothing() {
-    let owner = peer(ZmqOptions::default().with_secret("cluster secret"));
-    let reader = peer(ZmqOptions::default().with_secret("cluster secret"));
-    let stranger = peer(ZmqOptions::default().with_secret("another secret"));
+    let owner = peer(ZmqOptions::default().with_secret("the cluster secret of this test"));
+    let reader = peer(ZmqOptions::default().with_secret("the cluster secret of this test"));
+    let stranger = peer(ZmqOptions::default().with_secret("another cluster secret entirely"));
     let anonymous = peer(ZmqOptions::default());
     let data = pattern(1 << 20, 4);
     let key = owner.put(data.clone()).expect("put");

@@ -16,6 +16,9 @@ Environment (command-line options win):
   PROXYSTORE_ZMQ_PORT             --port (a port or a range A-B)
   PROXYSTORE_ZMQ_TIMEOUT          --timeout (5s, 250ms, ...)
   PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE --max-message-size
+  PROXYSTORE_SECRET_FILE          --secret-file (a file of mode 0600; make one with
+                                  `proxy-peer secret new PATH`)
+  PROXYSTORE_SECRET_FILE_ANY_MODE --secret-file-any-mode
   PROXYSTORE_PEER                 --peer of the put and stats commands
   RUST_LOG                        log filter (default info), e.g. RUST_LOG=proxy_core=debug";
 
@@ -71,10 +74,14 @@ pub(crate) struct Limits {
     /// Largest message (frame) accepted from the network, in bytes [default: 1073741824]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_size: Option<u64>,
-    /// File holding the cluster secret that requests prove [default: PROXYSTORE_SECRET,
-    /// else PROXYSTORE_SECRET_FILE]
+    /// File holding the cluster secret that requests prove: at least 16 bytes, readable by
+    /// its owner only (mode 0600) [default: PROXYSTORE_SECRET, else PROXYSTORE_SECRET_FILE]
     #[arg(long, value_name = "FILE")]
     pub(crate) secret_file: Option<PathBuf>,
+    /// Accept a secret file that its group or others may read [default:
+    /// PROXYSTORE_SECRET_FILE_ANY_MODE]
+    #[arg(long)]
+    pub(crate) secret_file_any_mode: bool,
 }
 
 /// Client commands: each talks to the peer named in its key, or to `--peer`.
@@ -122,6 +129,25 @@ pub(crate) enum Command {
         #[command(flatten)]
         limits: Limits,
     },
+    /// Manage cluster secrets
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+/// `proxy-peer secret ...`
+#[derive(Debug, Subcommand, PartialEq)]
+pub(crate) enum SecretCommand {
+    /// Write a fresh secret to a new file PATH: 32 random bytes from the operating system,
+    /// as 64 hexadecimal characters and a newline, mode 0600 (give the file to every process
+    /// of the cluster: --secret-file or PROXYSTORE_SECRET_FILE)
+    New {
+        /// The file to create (it must not exist, unless --force)
+        path: PathBuf,
+        /// Replace PATH if it exists (processes still using the old secret stop being
+        /// accepted)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 impl Limits {
@@ -135,6 +161,9 @@ impl Limits {
         }
         if let Some(path) = &self.secret_file {
             options = options.with_secret_file(path);
+        }
+        if self.secret_file_any_mode {
+            options = options.with_secret_file_any_mode(true);
         }
         options
     }
@@ -255,6 +284,13 @@ mod tests {
             .with_max_bytes(4096)
             .with_secret_file("/run/secrets/proxystore");
         assert_eq!(cli.serve.apply(ZmqOptions::default()), expected);
+        let cli = parse(&["--secret-file=/s", "--secret-file-any-mode"]).expect("valid");
+        assert_eq!(
+            cli.serve.apply(ZmqOptions::default()),
+            ZmqOptions::default()
+                .with_secret_file("/s")
+                .with_secret_file_any_mode(true)
+        );
         assert!(parse(&["--max-bytes=lots"]).is_err());
     }
 
@@ -278,6 +314,7 @@ mod tests {
                     timeout: Some(Duration::from_secs(2)),
                     max_message_size: None,
                     secret_file: None,
+                    secret_file_any_mode: false,
                 },
             })
         );
@@ -294,9 +331,23 @@ mod tests {
                     timeout: None,
                     max_message_size: None,
                     secret_file: Some("s".into()),
+                    secret_file_any_mode: false,
                 },
             })
         );
+        let new = parse(&["secret", "new", "/etc/proxystore/secret"]).expect("valid");
+        assert_eq!(
+            new.command,
+            Some(Command::Secret(SecretCommand::New {
+                path: "/etc/proxystore/secret".into(),
+                force: false,
+            }))
+        );
+        let forced = parse(&["secret", "new", "--force", "s"]).expect("valid");
+        assert!(matches!(
+            forced.command,
+            Some(Command::Secret(SecretCommand::New { force: true, .. }))
+        ));
         let put = parse(&["put", "data.bin", "--peer=tcp://127.0.0.1:7000"]).expect("valid");
         assert!(
             matches!(put.command, Some(Command::Put { ref peer, .. }) if peer == "tcp://127.0.0.1:7000")

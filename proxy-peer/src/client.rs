@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use proxy_core::{Connector, Error, PeerStats, ZmqConnector, ZmqOptions};
 
-use crate::cli::{Command, Limits};
+use crate::cli::{Command, Limits, SecretCommand};
 
 /// Runs one client command; its result goes to standard output.
 pub(crate) fn run(command: Command) -> proxy_core::Result<ExitCode> {
@@ -71,6 +71,12 @@ pub(crate) fn run(command: Command) -> proxy_core::Result<ExitCode> {
         Command::Stats { peer, limits } => {
             let stats = client(&limits)?.peer_stats(&peer)?;
             print!("{}", stats_text(&stats));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secret(SecretCommand::New { path, force }) => {
+            ZmqOptions::create_secret_file(&path, force)?;
+            // The path only: the secret is never printed.
+            tracing::info!(path = %path.display(), "wrote a new cluster secret (mode 0600)");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -121,6 +121,9 @@ fn secret_file(secret: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("secret");
     std::fs::write(&path, format!("{secret}\n")).expect("write the secret");
+    // Private, as a peer requires of its secret file.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600");
     let path = path.to_str().expect("utf-8 path").to_string();
     (dir, path)
 }
@@ -148,7 +151,7 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
         ("no secret", client()),
         (
             "another secret",
-            client_with(ZmqOptions::default().with_secret("guess")),
+            client_with(ZmqOptions::default().with_secret("a wrong guess of the secret")),
         ),
     ] {
         for result in [
@@ -202,7 +205,10 @@ fn relay(listen: zmq::Socket, upstream: zmq::Socket, requests: usize) -> Vec<Vec
 /// An eavesdropper who recorded a member's put and evict cannot play them again.
 #[test]
 fn replayed_requests_are_refused() {
-    let mut peer = Peer::start(&["--secret-file", &secret_file("s3cret").1]);
+    let mut peer = Peer::start(&[
+        "--secret-file",
+        &secret_file("s3cret-for-the-replay-test").1,
+    ]);
     let context = zmq::Context::new();
     let listen = context.socket(zmq::ROUTER).expect("socket");
     listen.set_linger(0).expect("linger");
@@ -219,7 +225,7 @@ fn replayed_requests_are_refused() {
     // limits, put, evict
     let recorder = std::thread::spawn(move || relay(listen, upstream, 3));
 
-    let member = client_with(ZmqOptions::default().with_secret("s3cret"));
+    let member = client_with(ZmqOptions::default().with_secret("s3cret-for-the-replay-test"));
     let key = member
         .put_to(&middle, Bytes::from_static(b"recorded"))
         .expect("put through the middle");

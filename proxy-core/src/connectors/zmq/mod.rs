@@ -3,6 +3,7 @@
 //! - `options`: how a peer binds and waits ([`ZmqOptions`]) and what travels ([`ZmqConfig`]);
 //! - `context`: the process's ZeroMQ context and its I/O threads;
 //! - `auth`: the cluster secret and the per-request proof of it;
+//! - `secret`: where a secret comes from (length, file modes, new secret files);
 //! - `wire`: the versioned wire format;
 //! - `stats`: a peer's counters ([`PeerStats`]) and their wire layout;
 //! - `frame`: payload frames without copies;
@@ -22,6 +23,7 @@ mod hardened;
 mod liveness;
 mod objects;
 mod options;
+mod secret;
 mod server;
 mod shm;
 mod stats;

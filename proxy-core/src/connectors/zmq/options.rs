@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Secret;
+use super::secret::{self, ENV_SECRET_FILE_ANY_MODE};
 use super::ZmqConnector;
 use crate::error::{Error, Result};
 
@@ -123,6 +124,13 @@ pub struct ZmqOptions {
     secret: Option<Secret>,
     #[serde(skip)]
     secret_file: Option<PathBuf>,
+    /// The length of a secret given to [`with_secret`](Self::with_secret) that is too
+    /// short (refused when the options are resolved; the secret itself is not kept).
+    #[serde(skip)]
+    secret_too_short: Option<usize>,
+    /// A secret file that its group or others may read is accepted.
+    #[serde(skip)]
+    secret_file_any_mode: bool,
     /// Same-host shared memory (this host's choice: never taken from a configuration).
     #[serde(skip, default = "SharedMemory::default")]
     shm: SharedMemory,
@@ -187,6 +195,8 @@ impl Default for ZmqOptions {
             insecure: false,
             secret: None,
             secret_file: None,
+            secret_too_short: None,
+            secret_file_any_mode: false,
             shm: SharedMemory::default(),
         }
     }
@@ -485,22 +495,83 @@ impl ZmqOptions {
         .with_vars(lookup)
     }
 
+    /// The shortest cluster secret accepted, in bytes: a shorter one, from any source, makes
+    /// building a connector fail with [`Error::Config`].
+    pub const MIN_SECRET_LEN: usize = secret::MIN_SECRET_LEN;
+
     /// The cluster secret: every request this connector makes proves it (a MAC; the secret
     /// never travels), and its peer server refuses requests that do not. Every process of
     /// a cluster needs the same secret. Overrides `PROXYSTORE_SECRET` and
     /// `PROXYSTORE_SECRET_FILE`, and an earlier [`with_secret_file`](Self::with_secret_file).
+    ///
+    /// A secret shorter than [`MIN_SECRET_LEN`](Self::MIN_SECRET_LEN) (16) bytes is refused:
+    /// building the connector fails with [`Error::Config`] (which names its length, never
+    /// its bytes). [`create_secret_file`](Self::create_secret_file) (`proxy-peer secret
+    /// new PATH`) makes a good one.
     pub fn with_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.secret = Some(Secret::new(secret.as_ref()));
+        let secret = secret.as_ref();
+        if secret.len() < Self::MIN_SECRET_LEN {
+            self.secret = None;
+            self.secret_too_short = Some(secret.len());
+        } else {
+            self.secret = Some(Secret::new(secret));
+            self.secret_too_short = None;
+        }
         self.secret_file = None;
         self
     }
 
     /// The cluster secret, read from `path` when the connector is built (its content
-    /// without a trailing newline). See [`with_secret`](Self::with_secret).
+    /// without a trailing newline, at least [`MIN_SECRET_LEN`](Self::MIN_SECRET_LEN) bytes).
+    /// The file must not be readable by its group or others (mode `0600` or stricter, as
+    /// ssh requires of private keys) unless [`with_secret_file_any_mode`](Self::with_secret_file_any_mode)
+    /// allows it; otherwise building fails with [`Error::Config`] naming the file, its mode
+    /// and the fix (`chmod 600 PATH`). See [`with_secret`](Self::with_secret).
     pub fn with_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.secret_file = Some(path.into());
         self.secret = None;
+        self.secret_too_short = None;
         self
+    }
+
+    /// Accepts a secret file (from [`with_secret_file`](Self::with_secret_file) or
+    /// `PROXYSTORE_SECRET_FILE`) that its group or others may read. Off by default: such a
+    /// file is refused, since anyone who can read it can act as a member of the cluster.
+    /// `PROXYSTORE_SECRET_FILE_ANY_MODE=1` turns it on too (`proxy-peer
+    /// --secret-file-any-mode`). For files whose access is controlled some other way (an
+    /// ACL, a group of one, a file system without Unix modes).
+    pub fn with_secret_file_any_mode(mut self, allowed: bool) -> Self {
+        self.secret_file_any_mode = allowed;
+        self
+    }
+
+    /// Whether a secret file that its group or others may read is accepted (explicitly;
+    /// the environment is read when building).
+    pub fn secret_file_any_mode(&self) -> bool {
+        self.secret_file_any_mode
+    }
+
+    /// Writes a fresh cluster secret to a new file at `path`: 32 bytes from the operating
+    /// system's random generator, as 64 hexadecimal characters and a newline (so the
+    /// file's content also works as `PROXYSTORE_SECRET`), with mode `0600`. The file must
+    /// not exist (it is created with `O_CREAT | O_EXCL`: a secret that other processes use
+    /// is never replaced by mistake) unless `overwrite`, in which case the new secret is
+    /// written to a new file renamed over the old one (readers see one or the other,
+    /// complete). `proxy-peer secret new PATH [--force]` calls this.
+    ///
+    /// ```
+    /// use proxy_core::ZmqOptions;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("cluster-secret");
+    /// ZmqOptions::create_secret_file(&path, false)?;
+    /// let peer = ZmqOptions::default().with_secret_file(&path).build()?;
+    /// assert!(ZmqOptions::create_secret_file(&path, false).is_err(), "never replaced unasked");
+    /// # drop(peer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_secret_file(path: impl AsRef<std::path::Path>, overwrite: bool) -> Result<()> {
+        secret::create_file(path.as_ref(), overwrite)
     }
 
     /// Allows binding an interface other than loopback without a secret, so that anyone
@@ -588,33 +659,50 @@ impl ZmqOptions {
 
     /// Whether a secret is set (explicitly; the environment is read when building).
     pub fn has_secret(&self) -> bool {
-        self.secret.is_some() || self.secret_file.is_some()
+        self.secret.is_some() || self.secret_file.is_some() || self.secret_too_short.is_some()
     }
 
     /// Fills what was not set explicitly from the environment: the secret
     /// (`PROXYSTORE_SECRET`, then `PROXYSTORE_SECRET_FILE`), `PROXYSTORE_INSECURE` and
-    /// `PROXYSTORE_ZMQ_MAX_BYTES`. Reads a secret file.
-    pub(crate) fn resolve(mut self) -> Result<ZmqOptions> {
+    /// `PROXYSTORE_SECRET_FILE_ANY_MODE`. Reads a secret file; refuses a short secret or a
+    /// secret file others may read.
+    pub(crate) fn resolve(self) -> Result<ZmqOptions> {
+        self.resolve_with(|name| std::env::var_os(name))
+    }
+
+    /// [`resolve`](Self::resolve) with the variables `lookup` finds.
+    pub(crate) fn resolve_with(
+        mut self,
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<ZmqOptions> {
+        let flag = |name: &str| {
+            lookup(name).is_some_and(|v| matches!(v.to_string_lossy().trim(), "1" | "true" | "yes"))
+        };
+        if let Some(len) = self.secret_too_short {
+            return Err(secret::too_short("ZmqOptions::with_secret", len));
+        }
+        self.secret_file_any_mode = self.secret_file_any_mode || flag(ENV_SECRET_FILE_ANY_MODE);
         if let Some(path) = self.secret_file.take() {
-            self.secret = Some(Secret::from_file(&path)?);
+            self.secret = Some(secret::read_file(&path, self.secret_file_any_mode)?);
         } else if self.secret.is_none() {
-            match std::env::var_os(ENV_SECRET) {
+            match lookup(ENV_SECRET) {
                 Some(value) if !value.is_empty() => {
-                    self.secret = Some(Secret::new(value.as_encoded_bytes()));
+                    self.secret = Some(secret::from_bytes(
+                        value.as_encoded_bytes(),
+                        &format!("environment variable {ENV_SECRET}"),
+                    )?);
                 }
                 _ => {
-                    if let Some(path) = std::env::var_os(ENV_SECRET_FILE).filter(|p| !p.is_empty())
-                    {
-                        self.secret = Some(Secret::from_file(std::path::Path::new(&path))?);
+                    if let Some(path) = lookup(ENV_SECRET_FILE).filter(|p| !p.is_empty()) {
+                        self.secret = Some(secret::read_file(
+                            std::path::Path::new(&path),
+                            self.secret_file_any_mode,
+                        )?);
                     }
                 }
             }
         }
-        if !self.insecure {
-            self.insecure = std::env::var(ENV_INSECURE)
-                .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
-                .unwrap_or(false);
-        }
+        self.insecure = self.insecure || flag(ENV_INSECURE);
         Ok(self)
     }
 
@@ -625,7 +713,7 @@ impl ZmqOptions {
 
     /// Uses `secret` if none is set (a connector rebuilt next to a live server).
     pub(crate) fn or_secret(mut self, secret: Option<&Secret>) -> Self {
-        if self.secret.is_none() && self.secret_file.is_none() {
+        if !self.has_secret() {
             self.secret = secret.cloned();
         }
         self
@@ -1134,17 +1222,130 @@ mod tests {
             other => panic!("gave {other:?}"),
         }
         assert!(exposed.clone().insecure().check_exposure().is_ok());
-        assert!(exposed.with_secret("s").check_exposure().is_ok());
+        assert!(exposed
+            .with_secret("a cluster secret of 32 bytes....")
+            .check_exposure()
+            .is_ok());
     }
 
     #[test]
     fn secrets_are_neither_printed_nor_serialized() {
-        let options = ZmqOptions::default().with_secret("hunter2-secret");
+        let options = ZmqOptions::default().with_secret("hunter2-hunter2-secret");
         assert!(!format!("{options:?}").contains("hunter2"));
         let bytes = bincode::serialize(&options).expect("serialize");
         let back: ZmqOptions = bincode::deserialize(&bytes).expect("deserialize");
         assert!(!back.has_secret());
         assert_eq!(back, ZmqOptions::default());
+    }
+
+    fn os_vars(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+        let vars: HashMap<String, std::ffi::OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    /// The message of a configuration error about the cluster secret.
+    fn secret_error(result: Result<ZmqOptions>) -> String {
+        match result {
+            Err(Error::Config { what, message }) => {
+                assert_eq!(what, "cluster secret", "{message}");
+                message
+            }
+            other => panic!("expected a secret error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused_wherever_they_enter() {
+        // ZmqOptions::with_secret: refused when the options are resolved (build, client).
+        let short = "hunter2-secret"; // 14 bytes
+        let options = ZmqOptions::default().with_secret(short);
+        assert!(options.has_secret());
+        assert!(!format!("{options:?}").contains("hunter2"));
+        let message = secret_error(options.clone().resolve_with(os_vars(&[])));
+        assert!(message.contains("ZmqOptions::with_secret"), "{message}");
+        assert!(message.contains("14 bytes long"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        match ZmqConnector::client(options) {
+            Err(Error::Config { message, .. }) => assert!(!message.contains("hunter2")),
+            other => panic!("a short secret built a connector: {other:?}"),
+        }
+        // A later long secret replaces it.
+        let fixed = ZmqOptions::default()
+            .with_secret(short)
+            .with_secret("sixteen bytes!!!");
+        assert!(fixed.resolve_with(os_vars(&[])).is_ok());
+
+        // PROXYSTORE_SECRET.
+        let message =
+            secret_error(ZmqOptions::default().resolve_with(os_vars(&[(ENV_SECRET, "s3cret")])));
+        assert!(message.contains(ENV_SECRET), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let long = ZmqOptions::default()
+            .resolve_with(os_vars(&[(ENV_SECRET, "sixteen bytes!!!")]))
+            .expect("16 bytes are enough");
+        assert!(long.secret().is_some());
+
+        // PROXYSTORE_SECRET_FILE and with_secret_file (the file's own checks are tested in
+        // `secret`).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod 600");
+        let message = secret_error(
+            ZmqOptions::default()
+                .resolve_with(os_vars(&[(ENV_SECRET_FILE, path.to_str().expect("utf-8"))])),
+        );
+        assert!(message.contains("6 bytes long"), "{message}");
+        let message = secret_error(
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .resolve_with(os_vars(&[])),
+        );
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn secret_files_others_may_read_need_an_explicit_opt_in() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "a cluster secret long enough\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let text = path.to_str().expect("utf-8");
+        for refused in [
+            ZmqOptions::default().resolve_with(os_vars(&[(ENV_SECRET_FILE, text)])),
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .resolve_with(os_vars(&[])),
+        ] {
+            let message = secret_error(refused);
+            assert!(message.contains("mode 0644"), "{message}");
+            assert!(message.contains("chmod 600"), "{message}");
+        }
+        for allowed in [
+            ZmqOptions::default().resolve_with(os_vars(&[
+                (ENV_SECRET_FILE, text),
+                (ENV_SECRET_FILE_ANY_MODE, "1"),
+            ])),
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .resolve_with(os_vars(&[(ENV_SECRET_FILE_ANY_MODE, "1")])),
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .with_secret_file_any_mode(true)
+                .resolve_with(os_vars(&[])),
+        ] {
+            assert!(allowed.expect("allowed explicitly").secret().is_some());
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(ZmqOptions::default()
+            .with_secret_file(&path)
+            .resolve_with(os_vars(&[]))
+            .is_ok());
     }
 
     #[test]
