@@ -16,6 +16,9 @@ Environment (command-line options win):
   PROXYSTORE_ZMQ_PORT             --port (a port or a range A-B)
   PROXYSTORE_ZMQ_TIMEOUT          --timeout (5s, 250ms, ...)
   PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE --max-message-size
+  PROXYSTORE_ZMQ_MAX_BYTES        --max-bytes
+  PROXYSTORE_ZMQ_SHM_CAPACITY     --shm-capacity
+  PROXYSTORE_ZMQ_SHM_IDLE         --shm-idle
   PROXYSTORE_SECRET_FILE          --secret-file (a file of mode 0600; make one with
                                   `proxy-peer secret new PATH`)
   PROXYSTORE_SECRET_FILE_ANY_MODE --secret-file-any-mode
@@ -53,10 +56,20 @@ pub(crate) struct ServeArgs {
     /// TCP port, or a range A-B of ports to try [default: 0, chosen by the OS]
     #[arg(long, value_name = "PORT|A-B", value_parser = parse_ports)]
     pub(crate) port: Option<(u16, u16)>,
-    /// Most bytes held for objects other processes store here [default:
+    /// Most bytes held for objects other processes store here: 320 bytes per object, their
+    /// bytes on the heap, and the shared memory segments made for them [default:
     /// PROXYSTORE_ZMQ_MAX_BYTES, else 4294967296]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_bytes: Option<u64>,
+    /// Most bytes of same-host shared memory segments held [default:
+    /// PROXYSTORE_ZMQ_SHM_CAPACITY, else 4294967296]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) shm_capacity: Option<u64>,
+    /// How long a shared memory segment stays unused before it is returned to the
+    /// operating system, in seconds or with a unit (500ms) [default: PROXYSTORE_ZMQ_SHM_IDLE,
+    /// else 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) shm_idle: Option<Duration>,
     /// Allow binding an interface other than loopback without a secret (anyone who can
     /// reach the port can then read, store and evict objects) [default: PROXYSTORE_INSECURE]
     #[arg(long)]
@@ -186,6 +199,12 @@ impl ServeArgs {
         if let Some(bytes) = self.max_bytes {
             options = options.with_max_bytes(bytes);
         }
+        if let Some(bytes) = self.shm_capacity {
+            options = options.with_shared_memory_capacity(bytes);
+        }
+        if let Some(idle) = self.shm_idle {
+            options = options.with_shared_memory_idle(idle);
+        }
         if self.insecure {
             options = options.insecure();
         }
@@ -208,6 +227,17 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
         }
         None => port(text).map(|p| (p, p)),
     }
+}
+
+/// Seconds (`1.5`, `0`) or a duration with a unit (`250ms`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("invalid duration {text:?}: not a number of seconds"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?}: {e} (expected seconds or 500ms, 2m, ...)"))
 }
 
 /// Seconds (`1.5`) or a duration with a unit (`250ms`, `2m`).
@@ -284,6 +314,23 @@ mod tests {
             .with_max_bytes(4096)
             .with_secret_file("/run/secrets/proxystore");
         assert_eq!(cli.serve.apply(ZmqOptions::default()), expected);
+        let cli = parse(&["--shm-capacity=1048576", "--shm-idle=500ms"]).expect("valid");
+        assert_eq!(
+            cli.serve.apply(ZmqOptions::default()),
+            ZmqOptions::default()
+                .with_shared_memory_capacity(1 << 20)
+                .with_shared_memory_idle(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse(&["--shm-idle", "2"])
+                .expect("valid")
+                .serve
+                .apply(ZmqOptions::default())
+                .shared_memory_idle(),
+            Duration::from_secs(2)
+        );
+        assert!(parse(&["--shm-idle=soon"]).is_err());
+        assert!(parse(&["--shm-capacity=lots"]).is_err());
         let cli = parse(&["--secret-file=/s", "--secret-file-any-mode"]).expect("valid");
         assert_eq!(
             cli.serve.apply(ZmqOptions::default()),

@@ -85,16 +85,19 @@ pub(crate) fn run(command: Command) -> proxy_core::Result<ExitCode> {
 /// One `name: value` line per counter (values in plain numbers, for scripts).
 fn stats_text(stats: &PeerStats) -> String {
     format!(
-        "objects: {}\nbytes: {}\nrejected requests: {}\nrequests: {}\nremote bytes: {}\nmax bytes: {}\nmax message size: {}\nshared memory bytes: {}\nshared memory reserved: {}\n",
+        "objects: {}\nbytes: {}\nrejected requests: {}\nrequests: {}\nremote bytes: {}\nmax bytes: {}\nquota used: {}\nmax message size: {}\nshared memory bytes: {}\nshared memory reserved: {}\nshared memory reserved for remote puts: {}\nshared memory capacity: {}\n",
         stats.objects,
         stats.bytes,
         stats.rejected_requests,
         stats.requests,
         stats.remote_bytes,
         stats.max_bytes,
+        stats.quota_used,
         stats.max_message_size,
         stats.shared_memory_bytes,
         stats.shared_memory_reserved,
+        stats.shared_memory_remote_reserved,
+        stats.shared_memory_capacity,
     )
 }
 

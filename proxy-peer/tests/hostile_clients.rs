@@ -187,6 +187,53 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
     peer.assert_alive();
 }
 
+/// A client on the peer's host puts an object, reads it once asking to map it (any client
+/// may set that flag) and evicts it, one size class after another: with `--max-bytes 32 MiB`
+/// the peer kept 774 MiB of shared memory segments (never released while it lived). The
+/// segments made for remote puts now count against the quota.
+#[test]
+fn shared_memory_for_remote_puts_stays_within_the_quota() {
+    const QUOTA: u64 = 32 << 20;
+    let mut peer = Peer::start(&["--max-bytes", &QUOTA.to_string()]);
+    let client = client();
+    // Four size classes per doubling, from 64 KiB (the smallest object shared) to 16 MiB
+    // (the largest copied on a read).
+    let sizes: Vec<usize> = (0..8)
+        .flat_map(|doubling| {
+            let base = (64usize << 10) << doubling;
+            (0..4).map(move |quarter| base + quarter * base / 4)
+        })
+        .chain([16 << 20])
+        .collect();
+    let mut most_reserved = 0;
+    let mut last = None;
+    for (round, &size) in sizes.iter().enumerate() {
+        let data = Bytes::from(vec![round as u8; size]);
+        let key = client.put_to(&peer.endpoint, data.clone()).expect("put");
+        let read = client.get(&key).expect("get").expect("present");
+        assert!(read == data, "size {size}");
+        drop(read);
+        client.evict(&key).expect("evict");
+        let stats = client.peer_stats(&peer.endpoint).expect("stats");
+        assert!(
+            stats.shared_memory_reserved <= QUOTA && stats.quota_used <= QUOTA,
+            "shared memory beyond the quota after {size} bytes: {stats:?}"
+        );
+        most_reserved = most_reserved.max(stats.shared_memory_reserved);
+        last = Some(stats);
+    }
+    // All of it was charged to the quota (no object here is the peer's own).
+    let last = last.expect("stats");
+    assert_eq!(
+        last.shared_memory_reserved, last.shared_memory_remote_reserved,
+        "{last:?}"
+    );
+    // The situation was reached: every object was read through shared memory.
+    assert_eq!(client.mapped_reads(), sizes.len() as u64);
+    assert!(most_reserved >= 16 << 20, "{most_reserved}");
+    peer.assert_alive();
+}
+
 /// Frames a man in the middle saw, by request.
 fn relay(listen: zmq::Socket, upstream: zmq::Socket, requests: usize) -> Vec<Vec<Vec<u8>>> {
     let mut seen = Vec::new();

@@ -53,6 +53,9 @@ pub(crate) const ENV_SHM: &str = "PROXYSTORE_ZMQ_SHM";
 pub(crate) const ENV_SHM_MIN_SIZE: &str = "PROXYSTORE_ZMQ_SHM_MIN_SIZE";
 /// Most bytes of shared memory a peer creates (`PROXYSTORE_ZMQ_SHM_CAPACITY`).
 pub(crate) const ENV_SHM_CAPACITY: &str = "PROXYSTORE_ZMQ_SHM_CAPACITY";
+/// How long a shared memory segment stays unused before it is returned to the operating
+/// system, such as `30s` (`PROXYSTORE_ZMQ_SHM_IDLE`).
+pub(crate) const ENV_SHM_IDLE: &str = "PROXYSTORE_ZMQ_SHM_IDLE";
 /// `1` makes gets copy objects out of another process's shared memory
 /// (`PROXYSTORE_ZMQ_SHM_COPY_ON_READ`).
 pub(crate) const ENV_SHM_COPY_ON_READ: &str = "PROXYSTORE_ZMQ_SHM_COPY_ON_READ";
@@ -61,6 +64,10 @@ pub(crate) const ENV_SHM_COPY_ON_READ: &str = "PROXYSTORE_ZMQ_SHM_COPY_ON_READ";
 pub(crate) const DEFAULT_SHM_MIN_SIZE: u64 = 64 << 10;
 /// Default most bytes of shared memory segments a peer creates: 4 GiB.
 pub(crate) const DEFAULT_SHM_CAPACITY: u64 = 4 << 30;
+/// Default time a shared memory segment stays unused (no object, no reader's pin) before it
+/// is returned to the operating system: 30 s (long enough that steady traffic keeps its
+/// pre-faulted segments, short enough that memory comes back soon after a burst).
+pub(crate) const DEFAULT_SHM_IDLE: Duration = Duration::from_secs(30);
 
 /// Options of a [`ZmqConnector`], set builder style and finished with [`build`](Self::build).
 ///
@@ -148,6 +155,8 @@ pub(crate) struct SharedMemory {
     /// Gets copy objects out of another process's shared memory instead of reading them in
     /// place.
     pub(crate) copy_on_read: bool,
+    /// How long a segment stays unused before it is returned to the operating system.
+    pub(crate) idle: Duration,
 }
 
 impl Default for SharedMemory {
@@ -157,6 +166,7 @@ impl Default for SharedMemory {
             min_size: DEFAULT_SHM_MIN_SIZE,
             capacity: DEFAULT_SHM_CAPACITY,
             copy_on_read: false,
+            idle: DEFAULT_SHM_IDLE,
         }
     }
 }
@@ -219,6 +229,7 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
     /// | `PROXYSTORE_ZMQ_SHM_MIN_SIZE` | [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) | `65536` |
     /// | `PROXYSTORE_ZMQ_SHM_CAPACITY` | [`with_shared_memory_capacity`](Self::with_shared_memory_capacity) | `4294967296` |
+    /// | `PROXYSTORE_ZMQ_SHM_IDLE` | [`with_shared_memory_idle`](Self::with_shared_memory_idle) | `30s`, `500ms` |
     /// | `PROXYSTORE_ZMQ_SHM_COPY_ON_READ` | [`with_shared_memory_copy_on_read`](Self::with_shared_memory_copy_on_read) | `0`, `1` |
     ///
     /// The secret (`PROXYSTORE_SECRET`, `PROXYSTORE_SECRET_FILE`) and
@@ -330,6 +341,14 @@ impl ZmqOptions {
                 env_error(
                     ENV_SHM_CAPACITY,
                     format!("{bytes:?} is not a number of bytes"),
+                )
+            })?;
+        }
+        if let Some(idle) = var(ENV_SHM_IDLE) {
+            self.shm.idle = humantime::parse_duration(idle.trim()).map_err(|e| {
+                env_error(
+                    ENV_SHM_IDLE,
+                    format!("{idle:?} is not a duration such as 30s or 500ms: {e}"),
                 )
             })?;
         }
@@ -584,9 +603,12 @@ impl ZmqOptions {
 
     /// The most bytes this peer holds for objects other processes store on it (remote
     /// puts); a put beyond it is refused with [`Error::QuotaExceeded`] and nothing is
-    /// stored. Each object is charged its bytes plus 320 bytes of overhead (its entry and
-    /// bookkeeping: empty objects are not free). Objects this process puts itself do not
-    /// count. Default 4 GiB
+    /// stored. Each object is charged 320 bytes of overhead (its entry and bookkeeping:
+    /// empty objects are not free) plus its bytes while they are on the heap, and the shared
+    /// memory segments made for such objects (when same-host readers map them) are charged
+    /// whole, free slots included, until they are returned to the operating system; a
+    /// remote object is copied into shared memory only if that keeps the charge within the
+    /// limit. Objects this process puts itself do not count. Default 4 GiB
     /// (`PROXYSTORE_ZMQ_MAX_BYTES` through [`from_env`](Self::from_env)).
     pub fn with_max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
@@ -614,13 +636,41 @@ impl ZmqOptions {
         self
     }
 
-    /// The most bytes of shared memory this peer creates (segments are created when needed,
-    /// kept for reuse, and freed by the kernel when the process ends, however it ends).
-    /// Objects that do not fit stay on the heap and are served over TCP. Default 4 GiB
-    /// (`PROXYSTORE_ZMQ_SHM_CAPACITY`).
+    /// The most bytes of shared memory this peer holds (segments are created when needed,
+    /// kept for reuse while in use, returned to the operating system after
+    /// [`with_shared_memory_idle`](Self::with_shared_memory_idle) unused, and freed by the
+    /// kernel when the process ends, however it ends). Objects that do not fit stay on the
+    /// heap and are served over TCP. Segments made for objects other processes stored here
+    /// count against [`with_max_bytes`](Self::with_max_bytes) too. Default 4 GiB
+    /// (`PROXYSTORE_ZMQ_SHM_CAPACITY`, `proxy-peer --shm-capacity`).
     pub fn with_shared_memory_capacity(mut self, bytes: u64) -> Self {
         self.shm.capacity = bytes;
         self
+    }
+
+    /// How long a shared memory segment stays unused (no object in it, no slot a reader
+    /// holds) before it is returned to the operating system. Under steady traffic segments
+    /// are reused, pre-faulted, and never reach it; after a burst, or objects of sizes no
+    /// longer used, the memory comes back within this time (plus at most a quarter of it,
+    /// up to 1 s). A segment is also returned at once when a new one would not fit in the
+    /// capacity (or, for objects other processes stored, in the quota) otherwise. Default
+    /// 30 s (`PROXYSTORE_ZMQ_SHM_IDLE`, `proxy-peer --shm-idle`); zero returns a segment as
+    /// soon as it is unused (every object of a new size class then faults in fresh pages).
+    pub fn with_shared_memory_idle(mut self, idle: Duration) -> Self {
+        self.shm.idle = idle;
+        self
+    }
+
+    /// The most bytes of shared memory this peer holds (see
+    /// [`with_shared_memory_capacity`](Self::with_shared_memory_capacity)).
+    pub fn shared_memory_capacity(&self) -> u64 {
+        self.shm.capacity
+    }
+
+    /// How long a shared memory segment stays unused before it is returned (see
+    /// [`with_shared_memory_idle`](Self::with_shared_memory_idle)).
+    pub fn shared_memory_idle(&self) -> Duration {
+        self.shm.idle
     }
 
     /// Gets of another process's objects through shared memory copy the bytes out of the
@@ -1352,6 +1402,12 @@ mod tests {
     fn the_environment_sets_the_byte_limit() {
         let options = from_vars(&[(ENV_MAX_BYTES, "4096")]).expect("valid");
         assert_eq!(options.max_bytes(), 4096);
+        let shm =
+            from_vars(&[(ENV_SHM_CAPACITY, "65536"), (ENV_SHM_IDLE, "250ms")]).expect("valid");
+        assert_eq!(shm.shared_memory_capacity(), 65536);
+        assert_eq!(shm.shared_memory_idle(), Duration::from_millis(250));
+        assert_eq!(ZmqOptions::default().shared_memory_idle(), DEFAULT_SHM_IDLE);
+        assert!(from_vars(&[(ENV_SHM_IDLE, "soon")]).is_err());
         assert_eq!(options.with_max_bytes(10).max_bytes(), 10, "explicit wins");
         assert!(from_vars(&[(ENV_MAX_BYTES, "lots")]).is_err());
     }

@@ -1041,7 +1041,7 @@ fn malformed_stats_replies_are_protocol_errors() {
 fn real_descriptor(owner: &ZmqConnector) -> shm::Descriptor {
     let key = owner.put(Bytes::from(vec![1u8; 200_000])).expect("put");
     let server = owner.inner.server.get().expect("server");
-    let (_, descriptor) = server.objects().share(key.id()).expect("stored");
+    let (_, descriptor) = server.objects().share(key.id(), u64::MAX).expect("stored");
     descriptor.expect("in shared memory")
 }
 
