@@ -132,9 +132,10 @@ pub struct ZmqOptions {
     #[serde(skip)]
     secret_file: Option<PathBuf>,
     /// The length of a secret given to [`with_secret`](Self::with_secret) that is too
-    /// short (refused when the options are resolved; the secret itself is not kept).
+    /// short (refused when the options are resolved; the secret itself is not kept). A
+    /// `u8` (it is below [`MIN_SECRET_LEN`](Self::MIN_SECRET_LEN)) keeps the options small.
     #[serde(skip)]
-    secret_too_short: Option<usize>,
+    secret_too_short: Option<u8>,
     /// A secret file that its group or others may read is accepted.
     #[serde(skip)]
     secret_file_any_mode: bool,
@@ -531,7 +532,7 @@ impl ZmqOptions {
         let secret = secret.as_ref();
         if secret.len() < Self::MIN_SECRET_LEN {
             self.secret = None;
-            self.secret_too_short = Some(secret.len());
+            self.secret_too_short = Some(u8::try_from(secret.len()).unwrap_or(u8::MAX));
         } else {
             self.secret = Some(Secret::new(secret));
             self.secret_too_short = None;
@@ -729,7 +730,10 @@ impl ZmqOptions {
             lookup(name).is_some_and(|v| matches!(v.to_string_lossy().trim(), "1" | "true" | "yes"))
         };
         if let Some(len) = self.secret_too_short {
-            return Err(secret::too_short("ZmqOptions::with_secret", len));
+            return Err(secret::too_short(
+                "ZmqOptions::with_secret",
+                usize::from(len),
+            ));
         }
         self.secret_file_any_mode = self.secret_file_any_mode || flag(ENV_SECRET_FILE_ANY_MODE);
         if let Some(path) = self.secret_file.take() {

@@ -55,7 +55,6 @@ struct ServerShared {
     /// The limits the server was started with (reported by `STATS`).
     max_message_size: u64,
     max_bytes: u64,
-    shm_capacity: u64,
 }
 
 impl ServerShared {
@@ -66,7 +65,7 @@ impl ServerShared {
             shared_memory_bytes: arena.held,
             shared_memory_reserved: arena.reserved,
             shared_memory_remote_reserved: arena.remote_reserved,
-            shared_memory_capacity: self.shm_capacity,
+            shared_memory_capacity: arena.capacity,
             quota_used: objects.remote_charged(),
             objects: objects.len() as u64,
             bytes: objects.bytes(),
@@ -158,7 +157,6 @@ impl PeerServer {
         let shared = Arc::new(ServerShared {
             max_message_size: options.get_max_message_size(),
             max_bytes: options.max_bytes(),
-            shm_capacity: if shm.enabled { shm.capacity } else { 0 },
             ..ServerShared::default()
         });
         let mut limits = Limits {
