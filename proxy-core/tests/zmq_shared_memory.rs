@@ -7,6 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use proxy_core::{Connector, Error, ZmqConnector, ZmqOptions};
 
+mod common;
+use common::wait_until;
+
 fn pattern(len: usize, seed: u8) -> Bytes {
     Bytes::from(
         (0..len)
@@ -153,9 +156,9 @@ fn with_shared_memory_off_on_either_side_objects_travel_over_tcp() {
 
 #[test]
 fn authenticated_peers_share_memory_and_unauthenticated_readers_get_nothing() {
-    let owner = peer(ZmqOptions::default().with_secret("cluster secret"));
-    let reader = peer(ZmqOptions::default().with_secret("cluster secret"));
-    let stranger = peer(ZmqOptions::default().with_secret("another secret"));
+    let owner = peer(ZmqOptions::default().with_secret("the cluster secret of this test"));
+    let reader = peer(ZmqOptions::default().with_secret("the cluster secret of this test"));
+    let stranger = peer(ZmqOptions::default().with_secret("another cluster secret entirely"));
     let anonymous = peer(ZmqOptions::default());
     let data = pattern(1 << 20, 4);
     let key = owner.put(data.clone()).expect("put");
@@ -219,4 +222,83 @@ fn remote_puts_are_shared_on_the_first_same_host_read_and_count_against_the_quot
         (owner.remote_bytes(), owner.shared_memory_bytes().0),
         (0, 0)
     );
+}
+
+#[test]
+fn unused_shared_memory_returns_to_the_os_after_the_idle_time() {
+    // Segments used to stay until the process ended (774 MiB after one put, read and evict
+    // per size class); now one unused for the idle time is returned, while one holding an
+    // object, or a slot a reader still holds, stays.
+    let idle = Duration::from_millis(200);
+    let owner = peer(ZmqOptions::default().with_shared_memory_idle(idle));
+    let reader = peer(ZmqOptions::default());
+    let endpoint = owner.endpoint().expect("endpoint").to_string();
+    // Three size classes, so three segments; the reserved bytes after each first read.
+    let kept_data = pattern(3 << 20, 1);
+    let pinned_data = pattern(1 << 20, 2);
+    let mut reserved = Vec::new();
+    let mut keys = Vec::new();
+    let mut pinned = None;
+    for (index, data) in [
+        kept_data.clone(),
+        pinned_data.clone(),
+        pattern(256 << 10, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = owner.put(data).expect("put");
+        let read = reader.get(&key).expect("get").expect("present");
+        if index == 1 {
+            pinned = Some(read);
+        }
+        reserved.push(owner.shared_memory_bytes().1);
+        keys.push(key);
+    }
+    assert_eq!(
+        reader.mapped_reads(),
+        3,
+        "every object entered shared memory"
+    );
+    let [with_kept, with_pinned, with_all] = reserved[..] else {
+        unreachable!()
+    };
+    assert!(0 < with_kept && with_kept < with_pinned && with_pinned < with_all);
+    assert_eq!(
+        reader
+            .peer_stats(&endpoint)
+            .expect("stats")
+            .shared_memory_reserved,
+        with_all
+    );
+
+    // The reader holds the second object's bytes when it is evicted, before the third.
+    owner.evict(&keys[1]).expect("evict");
+    owner.evict(&keys[2]).expect("evict");
+    wait_until("the unused segment to be returned", || {
+        owner.shared_memory_bytes().1 < with_all
+    });
+    // The second segment was free for longer, but a reader holds a slot of it.
+    assert_eq!(owner.shared_memory_bytes().1, with_pinned);
+    assert!(pinned_data == pinned.as_ref().expect("held"));
+    drop(pinned);
+    wait_until(
+        "the segment no reader holds any more to be returned",
+        || owner.shared_memory_bytes().1 == with_kept,
+    );
+    assert_eq!(
+        reader
+            .peer_stats(&endpoint)
+            .expect("stats")
+            .shared_memory_reserved,
+        with_kept
+    );
+    // The object in use is still read in place.
+    assert!(reader.get(&keys[0]).expect("get").expect("present") == kept_data);
+    assert_eq!(reader.mapped_reads(), 4);
+
+    owner.evict(&keys[0]).expect("evict");
+    wait_until("every segment to be returned", || {
+        owner.shared_memory_bytes() == (0, 0)
+    });
 }

@@ -16,6 +16,12 @@ Environment (command-line options win):
   PROXYSTORE_ZMQ_PORT             --port (a port or a range A-B)
   PROXYSTORE_ZMQ_TIMEOUT          --timeout (5s, 250ms, ...)
   PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE --max-message-size
+  PROXYSTORE_ZMQ_MAX_BYTES        --max-bytes
+  PROXYSTORE_ZMQ_SHM_CAPACITY     --shm-capacity
+  PROXYSTORE_ZMQ_SHM_IDLE         --shm-idle
+  PROXYSTORE_SECRET_FILE          --secret-file (a file of mode 0600; make one with
+                                  `proxy-peer secret new PATH`)
+  PROXYSTORE_SECRET_FILE_ANY_MODE --secret-file-any-mode
   PROXYSTORE_PEER                 --peer of the put and stats commands
   RUST_LOG                        log filter (default info), e.g. RUST_LOG=proxy_core=debug";
 
@@ -50,7 +56,8 @@ pub(crate) struct ServeArgs {
     /// TCP port, or a range A-B of ports to try [default: 0, chosen by the OS]
     #[arg(long, value_name = "PORT|A-B", value_parser = parse_ports)]
     pub(crate) port: Option<(u16, u16)>,
-    /// Most bytes held for objects other processes store here [default:
+    /// Most bytes held for objects other processes store here: 320 bytes per object, their
+    /// bytes on the heap, and the shared memory segments made for them [default:
     /// PROXYSTORE_ZMQ_MAX_BYTES, else 4294967296]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_bytes: Option<u64>,
@@ -63,6 +70,15 @@ pub(crate) struct ServeArgs {
     /// page is not authenticated: bind an address only your scrapers reach)
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+    /// Most bytes of same-host shared memory segments held [default:
+    /// PROXYSTORE_ZMQ_SHM_CAPACITY, else 4294967296]
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) shm_capacity: Option<u64>,
+    /// How long a shared memory segment stays unused before it is returned to the
+    /// operating system, in seconds or with a unit (500ms) [default: PROXYSTORE_ZMQ_SHM_IDLE,
+    /// else 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) shm_idle: Option<Duration>,
     /// Allow binding an interface other than loopback without a secret (anyone who can
     /// reach the port can then read, store and evict objects) [default: PROXYSTORE_INSECURE]
     #[arg(long)]
@@ -80,10 +96,14 @@ pub(crate) struct Limits {
     /// Largest message (frame) accepted from the network, in bytes [default: 1073741824]
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_message_size: Option<u64>,
-    /// File holding the cluster secret that requests prove [default: PROXYSTORE_SECRET,
-    /// else PROXYSTORE_SECRET_FILE]
+    /// File holding the cluster secret that requests prove: at least 16 bytes, readable by
+    /// its owner only (mode 0600) [default: PROXYSTORE_SECRET, else PROXYSTORE_SECRET_FILE]
     #[arg(long, value_name = "FILE")]
     pub(crate) secret_file: Option<PathBuf>,
+    /// Accept a secret file that its group or others may read [default:
+    /// PROXYSTORE_SECRET_FILE_ANY_MODE]
+    #[arg(long)]
+    pub(crate) secret_file_any_mode: bool,
 }
 
 /// Client commands: each talks to the peer named in its key, or to `--peer`.
@@ -131,6 +151,25 @@ pub(crate) enum Command {
         #[command(flatten)]
         limits: Limits,
     },
+    /// Manage cluster secrets
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+/// `proxy-peer secret ...`
+#[derive(Debug, Subcommand, PartialEq)]
+pub(crate) enum SecretCommand {
+    /// Write a fresh secret to a new file PATH: 32 random bytes from the operating system,
+    /// as 64 hexadecimal characters and a newline, mode 0600 (give the file to every process
+    /// of the cluster: --secret-file or PROXYSTORE_SECRET_FILE)
+    New {
+        /// The file to create (it must not exist, unless --force)
+        path: PathBuf,
+        /// Replace PATH if it exists (processes still using the old secret stop being
+        /// accepted)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 impl Limits {
@@ -144,6 +183,9 @@ impl Limits {
         }
         if let Some(path) = &self.secret_file {
             options = options.with_secret_file(path);
+        }
+        if self.secret_file_any_mode {
+            options = options.with_secret_file_any_mode(true);
         }
         options
     }
@@ -169,6 +211,12 @@ impl ServeArgs {
         if let Some(bytes) = self.max_bytes {
             options = options.with_max_bytes(bytes);
         }
+        if let Some(bytes) = self.shm_capacity {
+            options = options.with_shared_memory_capacity(bytes);
+        }
+        if let Some(idle) = self.shm_idle {
+            options = options.with_shared_memory_idle(idle);
+        }
         if self.insecure {
             options = options.insecure();
         }
@@ -191,6 +239,17 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
         }
         None => port(text).map(|p| (p, p)),
     }
+}
+
+/// Seconds (`1.5`, `0`) or a duration with a unit (`250ms`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("invalid duration {text:?}: not a number of seconds"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?}: {e} (expected seconds or 500ms, 2m, ...)"))
 }
 
 /// Seconds (`1.5`) or a duration with a unit (`250ms`, `2m`).
@@ -269,6 +328,30 @@ mod tests {
             .with_max_sessions(100)
             .with_secret_file("/run/secrets/proxystore");
         assert_eq!(cli.serve.apply(ZmqOptions::default()), expected);
+        let cli = parse(&["--shm-capacity=1048576", "--shm-idle=500ms"]).expect("valid");
+        assert_eq!(
+            cli.serve.apply(ZmqOptions::default()),
+            ZmqOptions::default()
+                .with_shared_memory_capacity(1 << 20)
+                .with_shared_memory_idle(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse(&["--shm-idle", "2"])
+                .expect("valid")
+                .serve
+                .apply(ZmqOptions::default())
+                .shared_memory_idle(),
+            Duration::from_secs(2)
+        );
+        assert!(parse(&["--shm-idle=soon"]).is_err());
+        assert!(parse(&["--shm-capacity=lots"]).is_err());
+        let cli = parse(&["--secret-file=/s", "--secret-file-any-mode"]).expect("valid");
+        assert_eq!(
+            cli.serve.apply(ZmqOptions::default()),
+            ZmqOptions::default()
+                .with_secret_file("/s")
+                .with_secret_file_any_mode(true)
+        );
         assert!(parse(&["--max-bytes=lots"]).is_err());
         assert!(parse(&["--max-sessions=0"]).is_err());
     }
@@ -293,6 +376,7 @@ mod tests {
                     timeout: Some(Duration::from_secs(2)),
                     max_message_size: None,
                     secret_file: None,
+                    secret_file_any_mode: false,
                 },
             })
         );
@@ -309,9 +393,23 @@ mod tests {
                     timeout: None,
                     max_message_size: None,
                     secret_file: Some("s".into()),
+                    secret_file_any_mode: false,
                 },
             })
         );
+        let new = parse(&["secret", "new", "/etc/proxystore/secret"]).expect("valid");
+        assert_eq!(
+            new.command,
+            Some(Command::Secret(SecretCommand::New {
+                path: "/etc/proxystore/secret".into(),
+                force: false,
+            }))
+        );
+        let forced = parse(&["secret", "new", "--force", "s"]).expect("valid");
+        assert!(matches!(
+            forced.command,
+            Some(Command::Secret(SecretCommand::New { force: true, .. }))
+        ));
         let put = parse(&["put", "data.bin", "--peer=tcp://127.0.0.1:7000"]).expect("valid");
         assert!(
             matches!(put.command, Some(Command::Put { ref peer, .. }) if peer == "tcp://127.0.0.1:7000")

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use proxy_core::{Connector, Error, PeerStats, ZmqConnector, ZmqOptions};
 
-use crate::cli::{Command, Limits};
+use crate::cli::{Command, Limits, SecretCommand};
 
 /// Runs one client command; its result goes to standard output.
 pub(crate) fn run(command: Command) -> proxy_core::Result<ExitCode> {
@@ -73,22 +73,31 @@ pub(crate) fn run(command: Command) -> proxy_core::Result<ExitCode> {
             print!("{}", stats_text(&stats));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Secret(SecretCommand::New { path, force }) => {
+            ZmqOptions::create_secret_file(&path, force)?;
+            // The path only: the secret is never printed.
+            tracing::info!(path = %path.display(), "wrote a new cluster secret (mode 0600)");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
 /// One `name: value` line per counter (values in plain numbers, for scripts).
 fn stats_text(stats: &PeerStats) -> String {
     format!(
-        "objects: {}\nbytes: {}\nrejected requests: {}\nrequests: {}\nremote bytes: {}\nmax bytes: {}\nmax message size: {}\nshared memory bytes: {}\nshared memory reserved: {}\n",
+        "objects: {}\nbytes: {}\nrejected requests: {}\nrequests: {}\nremote bytes: {}\nmax bytes: {}\nquota used: {}\nmax message size: {}\nshared memory bytes: {}\nshared memory reserved: {}\nshared memory reserved for remote puts: {}\nshared memory capacity: {}\n",
         stats.objects,
         stats.bytes,
         stats.rejected_requests,
         stats.requests,
         stats.remote_bytes,
         stats.max_bytes,
+        stats.quota_used,
         stats.max_message_size,
         stats.shared_memory_bytes,
         stats.shared_memory_reserved,
+        stats.shared_memory_remote_reserved,
+        stats.shared_memory_capacity,
     )
 }
 

@@ -1,5 +1,6 @@
 //! `proxy-peer`: a standalone ZeroMQ peer that serves objects with no dataflow running, and
-//! client commands (`put`, `get`, `exists`, `evict`, `stats`) to operate one.
+//! client commands (`put`, `get`, `exists`, `evict`, `stats`) to operate one, and `secret
+//! new PATH` to make a cluster secret file.
 //!
 //! Serving, it prints its endpoint on the first line of standard output, serves until SIGINT
 //! or SIGTERM, then stops its server and exits with status 0. Clients store objects on it with

@@ -127,6 +127,9 @@ fn secret_file(secret: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("secret");
     std::fs::write(&path, format!("{secret}\n")).expect("write the secret");
+    // Private, as a peer requires of its secret file.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod 600");
     let path = path.to_str().expect("utf-8 path").to_string();
     (dir, path)
 }
@@ -154,7 +157,7 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
         ("no secret", client()),
         (
             "another secret",
-            client_with(ZmqOptions::default().with_secret("guess")),
+            client_with(ZmqOptions::default().with_secret("a wrong guess of the secret")),
         ),
     ] {
         for result in [
@@ -187,6 +190,53 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
         .peer_stats(&peer.endpoint)
         .expect("stats with the secret");
     assert_eq!((stats.objects, stats.rejected_requests), (1, 10));
+    peer.assert_alive();
+}
+
+/// A client on the peer's host puts an object, reads it once asking to map it (any client
+/// may set that flag) and evicts it, one size class after another: with `--max-bytes 32 MiB`
+/// the peer kept 774 MiB of shared memory segments (never released while it lived). The
+/// segments made for remote puts now count against the quota.
+#[test]
+fn shared_memory_for_remote_puts_stays_within_the_quota() {
+    const QUOTA: u64 = 32 << 20;
+    let mut peer = Peer::start(&["--max-bytes", &QUOTA.to_string()]);
+    let client = client();
+    // Four size classes per doubling, from 64 KiB (the smallest object shared) to 16 MiB
+    // (the largest copied on a read).
+    let sizes: Vec<usize> = (0..8)
+        .flat_map(|doubling| {
+            let base = (64usize << 10) << doubling;
+            (0..4).map(move |quarter| base + quarter * base / 4)
+        })
+        .chain([16 << 20])
+        .collect();
+    let mut most_reserved = 0;
+    let mut last = None;
+    for (round, &size) in sizes.iter().enumerate() {
+        let data = Bytes::from(vec![round as u8; size]);
+        let key = client.put_to(&peer.endpoint, data.clone()).expect("put");
+        let read = client.get(&key).expect("get").expect("present");
+        assert!(read == data, "size {size}");
+        drop(read);
+        client.evict(&key).expect("evict");
+        let stats = client.peer_stats(&peer.endpoint).expect("stats");
+        assert!(
+            stats.shared_memory_reserved <= QUOTA && stats.quota_used <= QUOTA,
+            "shared memory beyond the quota after {size} bytes: {stats:?}"
+        );
+        most_reserved = most_reserved.max(stats.shared_memory_reserved);
+        last = Some(stats);
+    }
+    // All of it was charged to the quota (no object here is the peer's own).
+    let last = last.expect("stats");
+    assert_eq!(
+        last.shared_memory_reserved, last.shared_memory_remote_reserved,
+        "{last:?}"
+    );
+    // The situation was reached: every object was read through shared memory.
+    assert_eq!(client.mapped_reads(), sizes.len() as u64);
+    assert!(most_reserved >= 16 << 20, "{most_reserved}");
     peer.assert_alive();
 }
 

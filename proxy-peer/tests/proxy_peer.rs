@@ -223,6 +223,11 @@ fn the_stats_command_prints_objects_bytes_and_rejections() {
     assert_eq!(held["objects"], 1);
     assert_eq!(held["bytes"], 600);
     assert_eq!(held["remote bytes"], 600);
+    assert_eq!(
+        held["quota used"],
+        600 + 320,
+        "bytes and the per-object overhead"
+    );
     assert_eq!(held["rejected requests"], 1);
 
     assert_eq!(client(&["evict", &key]).0, Some(0));

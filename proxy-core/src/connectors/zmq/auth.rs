@@ -29,13 +29,11 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lru::LruCache;
 
 use super::wire::{Header, Status, DIGEST_LEN, HEADER_LEN, PROOF_LEN, PROVEN_LEN};
-use crate::error::{Error, Result};
 
 /// Domain separation of the request key's derivation.
 const REQUEST_CONTEXT: &str = "proxystore zmq peer 2026-12 request proof v4";
@@ -86,28 +84,12 @@ impl fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// A secret from its bytes. Empty secrets are refused by the caller.
+    /// A secret from its bytes. Short secrets are refused by the caller (`secret`).
     pub(crate) fn new(secret: &[u8]) -> Secret {
         Secret {
             key: blake3::derive_key(REQUEST_CONTEXT, secret),
             reply_key: blake3::derive_key(REPLY_CONTEXT, secret),
         }
-    }
-
-    /// Reads a secret file: its content without a trailing newline.
-    pub(crate) fn from_file(path: &Path) -> Result<Secret> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read the secret file", path, e))?;
-        let trimmed = bytes
-            .strip_suffix(b"\r\n")
-            .or_else(|| bytes.strip_suffix(b"\n"))
-            .unwrap_or(&bytes);
-        if trimmed.is_empty() {
-            return Err(Error::Config {
-                what: "zmq connector".to_string(),
-                message: format!("the secret file {} is empty", path.display()),
-            });
-        }
-        Ok(Secret::new(trimmed))
     }
 
     fn mac(&self, header: &[u8; HEADER_LEN]) -> blake3::Hash {

@@ -3,6 +3,7 @@
 //! - `options`: how a peer binds and waits ([`ZmqOptions`]) and what travels ([`ZmqConfig`]);
 //! - `context`: the process's ZeroMQ context and its I/O threads;
 //! - `auth`: the cluster secret and the per-request proof of it;
+//! - `secret`: where a secret comes from (length, file modes, new secret files);
 //! - `wire`: the versioned wire format;
 //! - `stats`: a peer's counters ([`PeerStats`]) and their wire layout;
 //! - `frame`: payload frames without copies;
@@ -22,6 +23,7 @@ mod hardened;
 mod liveness;
 mod objects;
 mod options;
+mod secret;
 mod server;
 mod shm;
 mod stats;
@@ -252,8 +254,9 @@ impl ZmqConnector {
             .map_or(0, |server| server.rejected())
     }
 
-    /// Bytes this peer's server holds for objects other processes stored on it (remote
-    /// puts), which [`ZmqOptions::with_max_bytes`] limits.
+    /// Bytes of the objects other processes stored on this peer's server (remote puts);
+    /// [`ZmqOptions::with_max_bytes`] limits them with their overhead and shared memory
+    /// ([`PeerStats::quota_used`]).
     pub fn remote_bytes(&self) -> u64 {
         self.inner
             .server
@@ -304,8 +307,9 @@ impl ZmqConnector {
     }
 
     /// Bytes of this peer's objects held in shared memory (0 when it is off or nothing is
-    /// there), and bytes of shared memory it has created for them (held objects, their
-    /// rounding to size classes, and free slots kept for reuse).
+    /// there), and bytes of shared memory segments it holds for them (held objects, their
+    /// rounding to size classes, and free slots kept for reuse until the segment has been
+    /// unused for [`ZmqOptions::with_shared_memory_idle`]).
     pub fn shared_memory_bytes(&self) -> (u64, u64) {
         self.inner
             .server

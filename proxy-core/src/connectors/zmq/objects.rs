@@ -16,6 +16,17 @@
 //!
 //! Objects below the threshold, and those that do not fit in the arena, stay on the heap.
 //!
+//! **The quota** (`max_bytes`) holds what the peer keeps for other processes: each remote
+//! object is charged [`REMOTE_OBJECT_OVERHEAD`] bytes, plus its bytes while it is on the heap,
+//! and every byte of the shared memory segments made for remote objects (the arena's
+//! [`Pool::Remote`]: objects, their rounding to a size class, and free slots until the
+//! segment is returned to the operating system). A remote object is copied into shared
+//! memory only if that keeps the charge within the quota (its heap bytes are then no longer
+//! charged, its segment is); otherwise it stays on the heap and is read over TCP. A remote put
+//! over the quota first returns the remote pool's wholly free segments to the operating
+//! system, then is refused if it still does not fit. So put, map and evict cycles, one size
+//! class after another, cannot make a peer hold more shared memory than its quota.
+//!
 //! With a secret, replies prove a digest of the object ([`auth`](super::auth)); the map keeps
 //! each object's digest once computed: at put for objects above [`LAZY_MAX`] (in the storing
 //! thread, as the shared memory copy), from the request proof for remote puts, and on the
@@ -23,12 +34,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::auth;
-use super::shm::{Arena, ArenaStats, Descriptor};
+use super::shm::{Arena, ArenaStats, Descriptor, Pool};
 
 /// What each object another process stores here costs against the quota besides its bytes:
 /// its entry in the map, the received message's bookkeeping and the allocator's rounding
@@ -51,6 +63,12 @@ pub(crate) struct ObjectMap {
     /// How many objects other processes stored here (each charged
     /// [`REMOTE_OBJECT_OVERHEAD`] against the quota).
     remote_objects: AtomicU64,
+    /// Bytes of remote objects that are in shared memory (their segments are charged
+    /// instead; written only under the map's write lock).
+    remote_shared: AtomicU64,
+    /// Serialises what can raise the charge against the quota (a remote put, a remote
+    /// object's copy into shared memory), so that each check sees the others' effect.
+    admission: Mutex<()>,
     /// Bytes of every object stored (written only under the map's write lock).
     bytes: AtomicU64,
     /// Whether large objects are hashed when stored (the peer proves its replies).
@@ -170,15 +188,32 @@ impl ObjectMap {
 
     /// The object and its descriptor for a same-host reader: an object of at most
     /// [`LAZY_MAX`] bytes still on the heap is copied into shared memory now (once; later
-    /// gets share the copy, and readers that got the heap bytes keep them).
-    pub(crate) fn share(&self, id: u128) -> Option<(Bytes, Option<Descriptor>)> {
-        let (bytes, shared) = self.get_shared(id)?;
+    /// gets share the copy, and readers that got the heap bytes keep them). A remote
+    /// object is copied only if the charge against `quota` stays within it (see the
+    /// module's documentation).
+    pub(crate) fn share(&self, id: u128, quota: u64) -> Option<(Bytes, Option<Descriptor>)> {
+        let (bytes, shared, remote) = self
+            .read()
+            .get(&id)
+            .map(|stored| (stored.bytes.clone(), stored.shared, stored.remote))?;
         let arena = match &self.arena {
             Some(arena) if shared.is_none() && bytes.len() <= LAZY_MAX => arena,
             _ => return Some((bytes, shared)),
         };
-        // The copy happens without the lock; below the threshold or without room: the heap.
-        let Some((copy, descriptor)) = arena.store(id, &bytes) else {
+        // The copy happens without the map's lock; below the threshold or without room: the
+        // heap.
+        let copied = if remote {
+            let _admission = self.admission();
+            // Once copied, the object's heap bytes are no longer charged; what the remote
+            // pool's segments may then hold is what the rest of the charge leaves.
+            let rest = self
+                .remote_charged_besides_segments()
+                .saturating_sub(bytes.len() as u64);
+            arena.store_in(Pool::Remote, id, &bytes, quota.saturating_sub(rest))
+        } else {
+            arena.store(id, &bytes)
+        };
+        let Some((copy, descriptor)) = copied else {
             return Some((bytes, None));
         };
         let mut objects = self.write();
@@ -189,6 +224,10 @@ impl ObjectMap {
         {
             stored.bytes = copy;
             stored.shared = Some(descriptor);
+            if stored.remote {
+                self.remote_shared
+                    .fetch_add(stored.len() as u64, Ordering::AcqRel);
+            }
         }
         // Otherwise another reader shared it first (or the id was reused): theirs stands.
         Some((stored.bytes.clone(), stored.shared))
@@ -197,6 +236,20 @@ impl ObjectMap {
     /// What the shared memory arena holds, if shared memory is on.
     pub(crate) fn shm_stats(&self) -> Option<ArenaStats> {
         self.arena.as_ref().map(Arena::stats)
+    }
+
+    /// Returns to the operating system the shared memory segments that have held no object
+    /// (and had no slot pinned by a reader) for `idle`; the bytes released.
+    pub(crate) fn release_idle_shared_memory(&self, idle: Duration) -> u64 {
+        self.arena
+            .as_ref()
+            .map_or(0, |arena| arena.release_idle(idle))
+    }
+
+    fn admission(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admission
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Several objects under one lock.
@@ -263,16 +316,25 @@ impl ObjectMap {
             digest,
         };
         let size = stored.len() as u64;
+        let _admission = self.admission();
+        let fits = |charged: u64| {
+            charged
+                .saturating_add(size)
+                .saturating_add(REMOTE_OBJECT_OVERHEAD)
+                <= quota
+        };
+        if !fits(self.remote_charged()) {
+            // Shared memory kept for remote objects that are gone makes room first.
+            if let Some(arena) = &self.arena {
+                arena.release_free(Pool::Remote);
+            }
+        }
         let mut objects = self.write();
         if objects.contains_key(&id) {
             return Err(Refused::Taken);
         }
         let charged = self.remote_charged();
-        if charged
-            .saturating_add(size)
-            .saturating_add(REMOTE_OBJECT_OVERHEAD)
-            > quota
-        {
+        if !fits(charged) {
             return Err(Refused::OverQuota(charged));
         }
         self.remote_bytes.fetch_add(size, Ordering::AcqRel);
@@ -287,13 +349,29 @@ impl ObjectMap {
         self.remote_bytes.load(Ordering::Acquire)
     }
 
-    /// What remote puts are charged against the quota: their bytes plus
-    /// [`REMOTE_OBJECT_OVERHEAD`] per object.
+    /// What remote puts are charged against the quota: [`REMOTE_OBJECT_OVERHEAD`] per
+    /// object, the bytes of those on the heap, and the shared memory segments made for
+    /// remote objects.
     pub(crate) fn remote_charged(&self) -> u64 {
+        let segments = self
+            .arena
+            .as_ref()
+            .map_or(0, |arena| arena.stats().remote_reserved);
+        self.remote_charged_besides_segments()
+            .saturating_add(segments)
+    }
+
+    /// [`remote_charged`](Self::remote_charged) without the segments: the overhead and the
+    /// bytes of remote objects on the heap.
+    fn remote_charged_besides_segments(&self) -> u64 {
+        let on_heap = self
+            .remote_bytes
+            .load(Ordering::Acquire)
+            .saturating_sub(self.remote_shared.load(Ordering::Acquire));
         self.remote_objects
             .load(Ordering::Acquire)
             .saturating_mul(REMOTE_OBJECT_OVERHEAD)
-            .saturating_add(self.remote_bytes.load(Ordering::Acquire))
+            .saturating_add(on_heap)
     }
 
     /// Bytes of every object stored.
@@ -322,6 +400,10 @@ impl ObjectMap {
             self.remote_bytes
                 .fetch_sub(removed.len() as u64, Ordering::AcqRel);
             self.remote_objects.fetch_sub(1, Ordering::AcqRel);
+            if removed.shared.is_some() {
+                self.remote_shared
+                    .fetch_sub(removed.len() as u64, Ordering::AcqRel);
+            }
         }
     }
 
@@ -331,6 +413,7 @@ impl ObjectMap {
         objects.clear();
         self.remote_bytes.store(0, Ordering::Release);
         self.remote_objects.store(0, Ordering::Release);
+        self.remote_shared.store(0, Ordering::Release);
         self.bytes.store(0, Ordering::Release);
     }
 }
@@ -390,6 +473,46 @@ mod tests {
         assert_eq!(map.remote_charged(), 0);
         map.clear();
         assert_eq!((map.len(), map.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn remote_objects_in_shared_memory_are_charged_their_segments() {
+        let arena = Arena::new(64 << 10, 1 << 30).expect("boot id");
+        let map = ObjectMap::with_arena(Some(arena));
+        let quota = 3 << 20;
+        let object = Bytes::from(vec![5u8; 1 << 20]);
+        map.insert_remote(1, object.clone(), quota, None)
+            .expect("fits");
+        assert_eq!(map.remote_charged(), (1 << 20) + REMOTE_OBJECT_OVERHEAD);
+        // Shared: the heap bytes are no longer charged, the whole segment is, and the
+        // segment was made only as large as the quota allows.
+        let (_, descriptor) = map.share(1, quota).expect("stored");
+        assert!(descriptor.is_some(), "copied into shared memory");
+        let segments = map.shm_stats().expect("arena").remote_reserved;
+        assert!(segments >= 1 << 20);
+        assert_eq!(map.remote_charged(), segments + REMOTE_OBJECT_OVERHEAD);
+        assert!(map.remote_charged() <= quota);
+        // A second object does not fit beside the segment...
+        assert!(matches!(
+            map.insert_remote(2, object.clone(), quota, None),
+            Err(Refused::OverQuota(_))
+        ));
+        // ...until the first is evicted: its free segment is returned to make room.
+        map.remove(1);
+        assert_eq!(
+            map.remote_charged(),
+            segments,
+            "kept for reuse until needed"
+        );
+        map.insert_remote(2, object.clone(), quota, None)
+            .expect("room made");
+        assert_eq!(map.shm_stats().expect("arena").remote_reserved, 0);
+        assert_eq!(map.remote_charged(), (1 << 20) + REMOTE_OBJECT_OVERHEAD);
+        // Local objects never count.
+        map.insert_many(std::iter::once((3, object.clone())));
+        let _ = map.share(3, quota);
+        assert_eq!(map.remote_charged(), (1 << 20) + REMOTE_OBJECT_OVERHEAD);
+        assert!(map.shm_stats().expect("arena").reserved > 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Secret;
+use super::secret::{self, ENV_SECRET_FILE_ANY_MODE};
 use super::ZmqConnector;
 use crate::error::{Error, Result};
 
@@ -54,6 +55,9 @@ pub(crate) const ENV_SHM: &str = "PROXYSTORE_ZMQ_SHM";
 pub(crate) const ENV_SHM_MIN_SIZE: &str = "PROXYSTORE_ZMQ_SHM_MIN_SIZE";
 /// Most bytes of shared memory a peer creates (`PROXYSTORE_ZMQ_SHM_CAPACITY`).
 pub(crate) const ENV_SHM_CAPACITY: &str = "PROXYSTORE_ZMQ_SHM_CAPACITY";
+/// How long a shared memory segment stays unused before it is returned to the operating
+/// system, such as `30s` (`PROXYSTORE_ZMQ_SHM_IDLE`).
+pub(crate) const ENV_SHM_IDLE: &str = "PROXYSTORE_ZMQ_SHM_IDLE";
 /// `1` makes gets copy objects out of another process's shared memory
 /// (`PROXYSTORE_ZMQ_SHM_COPY_ON_READ`).
 pub(crate) const ENV_SHM_COPY_ON_READ: &str = "PROXYSTORE_ZMQ_SHM_COPY_ON_READ";
@@ -62,6 +66,10 @@ pub(crate) const ENV_SHM_COPY_ON_READ: &str = "PROXYSTORE_ZMQ_SHM_COPY_ON_READ";
 pub(crate) const DEFAULT_SHM_MIN_SIZE: u64 = 64 << 10;
 /// Default most bytes of shared memory segments a peer creates: 4 GiB.
 pub(crate) const DEFAULT_SHM_CAPACITY: u64 = 4 << 30;
+/// Default time a shared memory segment stays unused (no object, no reader's pin) before it
+/// is returned to the operating system: 30 s (long enough that steady traffic keeps its
+/// pre-faulted segments, short enough that memory comes back soon after a burst).
+pub(crate) const DEFAULT_SHM_IDLE: Duration = Duration::from_secs(30);
 
 /// Options of a [`ZmqConnector`], set builder style and finished with [`build`](Self::build).
 ///
@@ -129,6 +137,14 @@ pub struct ZmqOptions {
     secret: Option<Secret>,
     #[serde(skip)]
     secret_file: Option<PathBuf>,
+    /// The length of a secret given to [`with_secret`](Self::with_secret) that is too
+    /// short (refused when the options are resolved; the secret itself is not kept). A
+    /// `u8` (it is below [`MIN_SECRET_LEN`](Self::MIN_SECRET_LEN)) keeps the options small.
+    #[serde(skip)]
+    secret_too_short: Option<u8>,
+    /// A secret file that its group or others may read is accepted.
+    #[serde(skip)]
+    secret_file_any_mode: bool,
     /// Same-host shared memory (this host's choice: never taken from a configuration).
     #[serde(skip, default = "SharedMemory::default")]
     shm: SharedMemory,
@@ -146,6 +162,8 @@ pub(crate) struct SharedMemory {
     /// Gets copy objects out of another process's shared memory instead of reading them in
     /// place.
     pub(crate) copy_on_read: bool,
+    /// How long a segment stays unused before it is returned to the operating system.
+    pub(crate) idle: Duration,
 }
 
 impl Default for SharedMemory {
@@ -155,6 +173,7 @@ impl Default for SharedMemory {
             min_size: DEFAULT_SHM_MIN_SIZE,
             capacity: DEFAULT_SHM_CAPACITY,
             copy_on_read: false,
+            idle: DEFAULT_SHM_IDLE,
         }
     }
 }
@@ -198,6 +217,8 @@ impl Default for ZmqOptions {
             max_sessions: super::auth::DEFAULT_MAX_SESSIONS,
             secret: None,
             secret_file: None,
+            secret_too_short: None,
+            secret_file_any_mode: false,
             shm: SharedMemory::default(),
         }
     }
@@ -221,6 +242,7 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
     /// | `PROXYSTORE_ZMQ_SHM_MIN_SIZE` | [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) | `65536` |
     /// | `PROXYSTORE_ZMQ_SHM_CAPACITY` | [`with_shared_memory_capacity`](Self::with_shared_memory_capacity) | `4294967296` |
+    /// | `PROXYSTORE_ZMQ_SHM_IDLE` | [`with_shared_memory_idle`](Self::with_shared_memory_idle) | `30s`, `500ms` |
     /// | `PROXYSTORE_ZMQ_SHM_COPY_ON_READ` | [`with_shared_memory_copy_on_read`](Self::with_shared_memory_copy_on_read) | `0`, `1` |
     ///
     /// The secret (`PROXYSTORE_SECRET`, `PROXYSTORE_SECRET_FILE`) and
@@ -345,6 +367,14 @@ impl ZmqOptions {
                 env_error(
                     ENV_SHM_CAPACITY,
                     format!("{bytes:?} is not a number of bytes"),
+                )
+            })?;
+        }
+        if let Some(idle) = var(ENV_SHM_IDLE) {
+            self.shm.idle = humantime::parse_duration(idle.trim()).map_err(|e| {
+                env_error(
+                    ENV_SHM_IDLE,
+                    format!("{idle:?} is not a duration such as 30s or 500ms: {e}"),
                 )
             })?;
         }
@@ -534,22 +564,83 @@ impl ZmqOptions {
         .with_vars(lookup)
     }
 
+    /// The shortest cluster secret accepted, in bytes: a shorter one, from any source, makes
+    /// building a connector fail with [`Error::Config`].
+    pub const MIN_SECRET_LEN: usize = secret::MIN_SECRET_LEN;
+
     /// The cluster secret: every request this connector makes proves it (a MAC; the secret
     /// never travels), and its peer server refuses requests that do not. Every process of
     /// a cluster needs the same secret. Overrides `PROXYSTORE_SECRET` and
     /// `PROXYSTORE_SECRET_FILE`, and an earlier [`with_secret_file`](Self::with_secret_file).
+    ///
+    /// A secret shorter than [`MIN_SECRET_LEN`](Self::MIN_SECRET_LEN) (16) bytes is refused:
+    /// building the connector fails with [`Error::Config`] (which names its length, never
+    /// its bytes). [`create_secret_file`](Self::create_secret_file) (`proxy-peer secret
+    /// new PATH`) makes a good one.
     pub fn with_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.secret = Some(Secret::new(secret.as_ref()));
+        let secret = secret.as_ref();
+        if secret.len() < Self::MIN_SECRET_LEN {
+            self.secret = None;
+            self.secret_too_short = Some(u8::try_from(secret.len()).unwrap_or(u8::MAX));
+        } else {
+            self.secret = Some(Secret::new(secret));
+            self.secret_too_short = None;
+        }
         self.secret_file = None;
         self
     }
 
     /// The cluster secret, read from `path` when the connector is built (its content
-    /// without a trailing newline). See [`with_secret`](Self::with_secret).
+    /// without a trailing newline, at least [`MIN_SECRET_LEN`](Self::MIN_SECRET_LEN) bytes).
+    /// The file must not be readable by its group or others (mode `0600` or stricter, as
+    /// ssh requires of private keys) unless [`with_secret_file_any_mode`](Self::with_secret_file_any_mode)
+    /// allows it; otherwise building fails with [`Error::Config`] naming the file, its mode
+    /// and the fix (`chmod 600 PATH`). See [`with_secret`](Self::with_secret).
     pub fn with_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.secret_file = Some(path.into());
         self.secret = None;
+        self.secret_too_short = None;
         self
+    }
+
+    /// Accepts a secret file (from [`with_secret_file`](Self::with_secret_file) or
+    /// `PROXYSTORE_SECRET_FILE`) that its group or others may read. Off by default: such a
+    /// file is refused, since anyone who can read it can act as a member of the cluster.
+    /// `PROXYSTORE_SECRET_FILE_ANY_MODE=1` turns it on too (`proxy-peer
+    /// --secret-file-any-mode`). For files whose access is controlled some other way (an
+    /// ACL, a group of one, a file system without Unix modes).
+    pub fn with_secret_file_any_mode(mut self, allowed: bool) -> Self {
+        self.secret_file_any_mode = allowed;
+        self
+    }
+
+    /// Whether a secret file that its group or others may read is accepted (explicitly;
+    /// the environment is read when building).
+    pub fn secret_file_any_mode(&self) -> bool {
+        self.secret_file_any_mode
+    }
+
+    /// Writes a fresh cluster secret to a new file at `path`: 32 bytes from the operating
+    /// system's random generator, as 64 hexadecimal characters and a newline (so the
+    /// file's content also works as `PROXYSTORE_SECRET`), with mode `0600`. The file must
+    /// not exist (it is created with `O_CREAT | O_EXCL`: a secret that other processes use
+    /// is never replaced by mistake) unless `overwrite`, in which case the new secret is
+    /// written to a new file renamed over the old one (readers see one or the other,
+    /// complete). `proxy-peer secret new PATH [--force]` calls this.
+    ///
+    /// ```
+    /// use proxy_core::ZmqOptions;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("cluster-secret");
+    /// ZmqOptions::create_secret_file(&path, false)?;
+    /// let peer = ZmqOptions::default().with_secret_file(&path).build()?;
+    /// assert!(ZmqOptions::create_secret_file(&path, false).is_err(), "never replaced unasked");
+    /// # drop(peer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_secret_file(path: impl AsRef<std::path::Path>, overwrite: bool) -> Result<()> {
+        secret::create_file(path.as_ref(), overwrite)
     }
 
     /// Allows binding an interface other than loopback without a secret, so that anyone
@@ -562,9 +653,12 @@ impl ZmqOptions {
 
     /// The most bytes this peer holds for objects other processes store on it (remote
     /// puts); a put beyond it is refused with [`Error::QuotaExceeded`] and nothing is
-    /// stored. Each object is charged its bytes plus 320 bytes of overhead (its entry and
-    /// bookkeeping: empty objects are not free). Objects this process puts itself do not
-    /// count. Default 4 GiB
+    /// stored. Each object is charged 320 bytes of overhead (its entry and bookkeeping:
+    /// empty objects are not free) plus its bytes while they are on the heap, and the shared
+    /// memory segments made for such objects (when same-host readers map them) are charged
+    /// whole, free slots included, until they are returned to the operating system; a
+    /// remote object is copied into shared memory only if that keeps the charge within the
+    /// limit. Objects this process puts itself do not count. Default 4 GiB
     /// (`PROXYSTORE_ZMQ_MAX_BYTES` through [`from_env`](Self::from_env)).
     pub fn with_max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
@@ -592,13 +686,41 @@ impl ZmqOptions {
         self
     }
 
-    /// The most bytes of shared memory this peer creates (segments are created when needed,
-    /// kept for reuse, and freed by the kernel when the process ends, however it ends).
-    /// Objects that do not fit stay on the heap and are served over TCP. Default 4 GiB
-    /// (`PROXYSTORE_ZMQ_SHM_CAPACITY`).
+    /// The most bytes of shared memory this peer holds (segments are created when needed,
+    /// kept for reuse while in use, returned to the operating system after
+    /// [`with_shared_memory_idle`](Self::with_shared_memory_idle) unused, and freed by the
+    /// kernel when the process ends, however it ends). Objects that do not fit stay on the
+    /// heap and are served over TCP. Segments made for objects other processes stored here
+    /// count against [`with_max_bytes`](Self::with_max_bytes) too. Default 4 GiB
+    /// (`PROXYSTORE_ZMQ_SHM_CAPACITY`, `proxy-peer --shm-capacity`).
     pub fn with_shared_memory_capacity(mut self, bytes: u64) -> Self {
         self.shm.capacity = bytes;
         self
+    }
+
+    /// How long a shared memory segment stays unused (no object in it, no slot a reader
+    /// holds) before it is returned to the operating system. Under steady traffic segments
+    /// are reused, pre-faulted, and never reach it; after a burst, or objects of sizes no
+    /// longer used, the memory comes back within this time (plus at most a quarter of it,
+    /// up to 1 s). A segment is also returned at once when a new one would not fit in the
+    /// capacity (or, for objects other processes stored, in the quota) otherwise. Default
+    /// 30 s (`PROXYSTORE_ZMQ_SHM_IDLE`, `proxy-peer --shm-idle`); zero returns a segment as
+    /// soon as it is unused (every object of a new size class then faults in fresh pages).
+    pub fn with_shared_memory_idle(mut self, idle: Duration) -> Self {
+        self.shm.idle = idle;
+        self
+    }
+
+    /// The most bytes of shared memory this peer holds (see
+    /// [`with_shared_memory_capacity`](Self::with_shared_memory_capacity)).
+    pub fn shared_memory_capacity(&self) -> u64 {
+        self.shm.capacity
+    }
+
+    /// How long a shared memory segment stays unused before it is returned (see
+    /// [`with_shared_memory_idle`](Self::with_shared_memory_idle)).
+    pub fn shared_memory_idle(&self) -> Duration {
+        self.shm.idle
     }
 
     /// Gets of another process's objects through shared memory copy the bytes out of the
@@ -637,33 +759,53 @@ impl ZmqOptions {
 
     /// Whether a secret is set (explicitly; the environment is read when building).
     pub fn has_secret(&self) -> bool {
-        self.secret.is_some() || self.secret_file.is_some()
+        self.secret.is_some() || self.secret_file.is_some() || self.secret_too_short.is_some()
     }
 
     /// Fills what was not set explicitly from the environment: the secret
     /// (`PROXYSTORE_SECRET`, then `PROXYSTORE_SECRET_FILE`), `PROXYSTORE_INSECURE` and
-    /// `PROXYSTORE_ZMQ_MAX_BYTES`. Reads a secret file.
-    pub(crate) fn resolve(mut self) -> Result<ZmqOptions> {
+    /// `PROXYSTORE_SECRET_FILE_ANY_MODE`. Reads a secret file; refuses a short secret or a
+    /// secret file others may read.
+    pub(crate) fn resolve(self) -> Result<ZmqOptions> {
+        self.resolve_with(|name| std::env::var_os(name))
+    }
+
+    /// [`resolve`](Self::resolve) with the variables `lookup` finds.
+    pub(crate) fn resolve_with(
+        mut self,
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<ZmqOptions> {
+        let flag = |name: &str| {
+            lookup(name).is_some_and(|v| matches!(v.to_string_lossy().trim(), "1" | "true" | "yes"))
+        };
+        if let Some(len) = self.secret_too_short {
+            return Err(secret::too_short(
+                "ZmqOptions::with_secret",
+                usize::from(len),
+            ));
+        }
+        self.secret_file_any_mode = self.secret_file_any_mode || flag(ENV_SECRET_FILE_ANY_MODE);
         if let Some(path) = self.secret_file.take() {
-            self.secret = Some(Secret::from_file(&path)?);
+            self.secret = Some(secret::read_file(&path, self.secret_file_any_mode)?);
         } else if self.secret.is_none() {
-            match std::env::var_os(ENV_SECRET) {
+            match lookup(ENV_SECRET) {
                 Some(value) if !value.is_empty() => {
-                    self.secret = Some(Secret::new(value.as_encoded_bytes()));
+                    self.secret = Some(secret::from_bytes(
+                        value.as_encoded_bytes(),
+                        &format!("environment variable {ENV_SECRET}"),
+                    )?);
                 }
                 _ => {
-                    if let Some(path) = std::env::var_os(ENV_SECRET_FILE).filter(|p| !p.is_empty())
-                    {
-                        self.secret = Some(Secret::from_file(std::path::Path::new(&path))?);
+                    if let Some(path) = lookup(ENV_SECRET_FILE).filter(|p| !p.is_empty()) {
+                        self.secret = Some(secret::read_file(
+                            std::path::Path::new(&path),
+                            self.secret_file_any_mode,
+                        )?);
                     }
                 }
             }
         }
-        if !self.insecure {
-            self.insecure = std::env::var(ENV_INSECURE)
-                .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
-                .unwrap_or(false);
-        }
+        self.insecure = self.insecure || flag(ENV_INSECURE);
         Ok(self)
     }
 
@@ -674,7 +816,7 @@ impl ZmqOptions {
 
     /// Uses `secret` if none is set (a connector rebuilt next to a live server).
     pub(crate) fn or_secret(mut self, secret: Option<&Secret>) -> Self {
-        if self.secret.is_none() && self.secret_file.is_none() {
+        if !self.has_secret() {
             self.secret = secret.cloned();
         }
         self
@@ -1183,12 +1325,15 @@ mod tests {
             other => panic!("gave {other:?}"),
         }
         assert!(exposed.clone().insecure().check_exposure().is_ok());
-        assert!(exposed.with_secret("s").check_exposure().is_ok());
+        assert!(exposed
+            .with_secret("a cluster secret of 32 bytes....")
+            .check_exposure()
+            .is_ok());
     }
 
     #[test]
     fn secrets_are_neither_printed_nor_serialized() {
-        let options = ZmqOptions::default().with_secret("hunter2-secret");
+        let options = ZmqOptions::default().with_secret("hunter2-hunter2-secret");
         assert!(!format!("{options:?}").contains("hunter2"));
         let bytes = bincode::serialize(&options).expect("serialize");
         let back: ZmqOptions = bincode::deserialize(&bytes).expect("deserialize");
@@ -1196,10 +1341,126 @@ mod tests {
         assert_eq!(back, ZmqOptions::default());
     }
 
+    fn os_vars(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+        let vars: HashMap<String, std::ffi::OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    /// The message of a configuration error about the cluster secret.
+    fn secret_error(result: Result<ZmqOptions>) -> String {
+        match result {
+            Err(Error::Config { what, message }) => {
+                assert_eq!(what, "cluster secret", "{message}");
+                message
+            }
+            other => panic!("expected a secret error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused_wherever_they_enter() {
+        // ZmqOptions::with_secret: refused when the options are resolved (build, client).
+        let short = "hunter2-secret"; // 14 bytes
+        let options = ZmqOptions::default().with_secret(short);
+        assert!(options.has_secret());
+        assert!(!format!("{options:?}").contains("hunter2"));
+        let message = secret_error(options.clone().resolve_with(os_vars(&[])));
+        assert!(message.contains("ZmqOptions::with_secret"), "{message}");
+        assert!(message.contains("14 bytes long"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        match ZmqConnector::client(options) {
+            Err(Error::Config { message, .. }) => assert!(!message.contains("hunter2")),
+            other => panic!("a short secret built a connector: {other:?}"),
+        }
+        // A later long secret replaces it.
+        let fixed = ZmqOptions::default()
+            .with_secret(short)
+            .with_secret("sixteen bytes!!!");
+        assert!(fixed.resolve_with(os_vars(&[])).is_ok());
+
+        // PROXYSTORE_SECRET.
+        let message =
+            secret_error(ZmqOptions::default().resolve_with(os_vars(&[(ENV_SECRET, "s3cret")])));
+        assert!(message.contains(ENV_SECRET), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let long = ZmqOptions::default()
+            .resolve_with(os_vars(&[(ENV_SECRET, "sixteen bytes!!!")]))
+            .expect("16 bytes are enough");
+        assert!(long.secret().is_some());
+
+        // PROXYSTORE_SECRET_FILE and with_secret_file (the file's own checks are tested in
+        // `secret`).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod 600");
+        let message = secret_error(
+            ZmqOptions::default()
+                .resolve_with(os_vars(&[(ENV_SECRET_FILE, path.to_str().expect("utf-8"))])),
+        );
+        assert!(message.contains("6 bytes long"), "{message}");
+        let message = secret_error(
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .resolve_with(os_vars(&[])),
+        );
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn secret_files_others_may_read_need_an_explicit_opt_in() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "a cluster secret long enough\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let text = path.to_str().expect("utf-8");
+        for refused in [
+            ZmqOptions::default().resolve_with(os_vars(&[(ENV_SECRET_FILE, text)])),
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .resolve_with(os_vars(&[])),
+        ] {
+            let message = secret_error(refused);
+            assert!(message.contains("mode 0644"), "{message}");
+            assert!(message.contains("chmod 600"), "{message}");
+        }
+        for allowed in [
+            ZmqOptions::default().resolve_with(os_vars(&[
+                (ENV_SECRET_FILE, text),
+                (ENV_SECRET_FILE_ANY_MODE, "1"),
+            ])),
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .resolve_with(os_vars(&[(ENV_SECRET_FILE_ANY_MODE, "1")])),
+            ZmqOptions::default()
+                .with_secret_file(&path)
+                .with_secret_file_any_mode(true)
+                .resolve_with(os_vars(&[])),
+        ] {
+            assert!(allowed.expect("allowed explicitly").secret().is_some());
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(ZmqOptions::default()
+            .with_secret_file(&path)
+            .resolve_with(os_vars(&[]))
+            .is_ok());
+    }
+
     #[test]
     fn the_environment_sets_the_byte_limit() {
         let options = from_vars(&[(ENV_MAX_BYTES, "4096")]).expect("valid");
         assert_eq!(options.max_bytes(), 4096);
+        let shm =
+            from_vars(&[(ENV_SHM_CAPACITY, "65536"), (ENV_SHM_IDLE, "250ms")]).expect("valid");
+        assert_eq!(shm.shared_memory_capacity(), 65536);
+        assert_eq!(shm.shared_memory_idle(), Duration::from_millis(250));
+        assert_eq!(ZmqOptions::default().shared_memory_idle(), DEFAULT_SHM_IDLE);
+        assert!(from_vars(&[(ENV_SHM_IDLE, "soon")]).is_err());
         assert_eq!(options.with_max_bytes(10).max_bytes(), 10, "explicit wins");
         assert!(from_vars(&[(ENV_MAX_BYTES, "lots")]).is_err());
     }

@@ -69,12 +69,13 @@ struct ServerShared {
 impl ServerShared {
     /// The server's counters now.
     fn stats(&self, objects: &ObjectMap) -> PeerStats {
-        let (shared_memory_bytes, shared_memory_reserved) = objects
-            .shm_stats()
-            .map_or((0, 0), |arena| (arena.held, arena.reserved));
+        let arena = objects.shm_stats().unwrap_or_default();
         PeerStats {
-            shared_memory_bytes,
-            shared_memory_reserved,
+            shared_memory_bytes: arena.held,
+            shared_memory_reserved: arena.reserved,
+            shared_memory_remote_reserved: arena.remote_reserved,
+            shared_memory_capacity: arena.capacity,
+            quota_used: objects.remote_charged(),
             objects: objects.len() as u64,
             bytes: objects.bytes(),
             rejected_requests: self.rejected.load(Ordering::Relaxed),
@@ -179,6 +180,7 @@ impl PeerServer {
                 .cloned()
                 .map(|secret| Verifier::new(secret, options.max_sessions())),
             log: RejectionLog::default(),
+            shm_idle: shm.idle,
         };
         let thread = {
             let objects = Arc::clone(&objects);
@@ -317,6 +319,14 @@ struct Limits {
     max_bytes: u64,
     verifier: Option<Verifier>,
     log: RejectionLog,
+    /// How long a shared memory segment stays unused before it is returned to the OS.
+    shm_idle: Duration,
+}
+
+/// How often the server thread looks for shared memory segments idle for `idle`: a quarter
+/// of it, from 10 ms to 1 s (a segment is returned at most that long after its idle time).
+fn release_check_interval(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// Logs rejected requests at `warn`, at most [`LOGGED_REJECTIONS_PER_SECOND`] a second (a
@@ -363,8 +373,15 @@ fn serve(
     shared: &ServerShared,
     limits: &mut Limits,
 ) {
-    let interval = STOP_CHECK_INTERVAL.as_millis() as i64;
+    let release_every = release_check_interval(limits.shm_idle);
+    let interval = STOP_CHECK_INTERVAL.min(release_every).as_millis() as i64;
+    let mut next_release = Instant::now() + release_every;
     while !shared.stopping.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now >= next_release {
+            objects.release_idle_shared_memory(limits.shm_idle);
+            next_release = now + release_every;
+        }
         let (request_ready, stop_ready) = {
             let mut items = [
                 router.as_poll_item(zmq::POLLIN),
@@ -592,7 +609,7 @@ fn answer(
     }
     let id = header.object_id;
     match header.op {
-        Op::Get => match get(objects, &header) {
+        Op::Get => match get(objects, &header, limits.max_bytes) {
             Some((data, _)) if data.len() as u64 > header.size => Reply::refusal(
                 &header,
                 Status::TooLarge,
@@ -663,7 +680,7 @@ fn answer(
                     Status::OverQuota,
                     limits.max_bytes,
                     format!(
-                        "storing {size} bytes would exceed this peer's limit of {} bytes for remote puts ({held} bytes charged: each object's bytes plus {} bytes of overhead)",
+                        "storing {size} bytes would exceed this peer's limit of {} bytes for remote puts ({held} bytes charged: each object's bytes plus {} bytes of overhead, and the shared memory holding them)",
                         limits.max_bytes,
                         super::objects::REMOTE_OBJECT_OVERHEAD
                     ),
@@ -673,11 +690,11 @@ fn answer(
     }
 }
 
-/// The object a `GET` asks for, shared (copied into shared memory if it is not yet) when
-/// the reader offered to map it.
-fn get(objects: &ObjectMap, header: &Header) -> Option<(Bytes, Option<Descriptor>)> {
+/// The object a `GET` asks for, shared (copied into shared memory if it is not yet, and a
+/// remote object only within `quota`) when the reader offered to map it.
+fn get(objects: &ObjectMap, header: &Header, quota: u64) -> Option<(Bytes, Option<Descriptor>)> {
     if header.flags & FLAG_SHARED_MEMORY != 0 {
-        objects.share(header.object_id)
+        objects.share(header.object_id, quota)
     } else {
         objects.get_shared(header.object_id)
     }

@@ -4,7 +4,7 @@
 /// Length of a `STATS` reply's payload: [`FIELDS`] little-endian `u64`s.
 pub(crate) const STATS_LEN: usize = FIELDS * 8;
 /// Fields of the payload, in order.
-const FIELDS: usize = 9;
+const FIELDS: usize = 12;
 
 /// A peer server's counters, as [`ZmqConnector::peer_stats`](super::ZmqConnector::peer_stats)
 /// reports them (one `STATS` request, answered from counters the server keeps: no scan of
@@ -36,8 +36,8 @@ pub struct PeerStats {
     /// Requests from other processes the peer has answered, refused ones included (the
     /// `STATS` request being answered is not yet counted).
     pub requests: u64,
-    /// Bytes held for objects other processes stored on the peer (remote puts): what the
-    /// quota limits.
+    /// Bytes of the objects other processes stored on the peer (remote puts), wherever they
+    /// are (heap or shared memory).
     pub remote_bytes: u64,
     /// The quota: most bytes the peer holds for remote puts
     /// ([`ZmqOptions::with_max_bytes`](super::ZmqOptions::with_max_bytes)).
@@ -47,10 +47,22 @@ pub struct PeerStats {
     pub max_message_size: u64,
     /// Bytes of objects the peer holds in same-host shared memory (0 when it is off).
     pub shared_memory_bytes: u64,
-    /// Bytes of shared memory segments the peer has created (held objects, their rounding
-    /// to size classes, and free slots kept for reuse; segments are not released while the
-    /// peer lives).
+    /// Bytes of shared memory segments the peer holds (held objects, their rounding to size
+    /// classes, and free slots kept for reuse; a segment unused for the idle time,
+    /// [`ZmqOptions::with_shared_memory_idle`](super::ZmqOptions::with_shared_memory_idle),
+    /// is returned to the operating system).
     pub shared_memory_reserved: u64,
+    /// Of those, bytes of the segments made for objects other processes stored on the
+    /// peer: part of [`quota_used`](Self::quota_used).
+    pub shared_memory_remote_reserved: u64,
+    /// The most bytes of shared memory segments the peer holds
+    /// ([`ZmqOptions::with_shared_memory_capacity`](super::ZmqOptions::with_shared_memory_capacity);
+    /// 0 when shared memory is off).
+    pub shared_memory_capacity: u64,
+    /// What remote puts are charged against [`max_bytes`](Self::max_bytes) now: 320 bytes
+    /// per object, the bytes of those on the heap, and
+    /// [`shared_memory_remote_reserved`](Self::shared_memory_remote_reserved).
+    pub quota_used: u64,
 }
 
 impl PeerStats {
@@ -66,6 +78,9 @@ impl PeerStats {
             self.max_message_size,
             self.shared_memory_bytes,
             self.shared_memory_reserved,
+            self.shared_memory_remote_reserved,
+            self.shared_memory_capacity,
+            self.quota_used,
         ];
         let mut out = [0u8; STATS_LEN];
         for (chunk, field) in out.chunks_exact_mut(8).zip(fields) {
@@ -89,7 +104,7 @@ impl PeerStats {
             bytes.copy_from_slice(chunk);
             *field = u64::from_le_bytes(bytes);
         }
-        let [objects, bytes, rejected_requests, requests, remote_bytes, max_bytes, max_message_size, shared_memory_bytes, shared_memory_reserved] =
+        let [objects, bytes, rejected_requests, requests, remote_bytes, max_bytes, max_message_size, shared_memory_bytes, shared_memory_reserved, shared_memory_remote_reserved, shared_memory_capacity, quota_used] =
             fields;
         Ok(PeerStats {
             objects,
@@ -101,6 +116,9 @@ impl PeerStats {
             max_message_size,
             shared_memory_bytes,
             shared_memory_reserved,
+            shared_memory_remote_reserved,
+            shared_memory_capacity,
+            quota_used,
         })
     }
 }
@@ -122,9 +140,12 @@ mod tests {
             max_message_size: 7,
             shared_memory_bytes: 8,
             shared_memory_reserved: 9,
+            shared_memory_remote_reserved: 10,
+            shared_memory_capacity: 11,
+            quota_used: 12,
         };
         let bytes = stats.encode();
-        assert_eq!(bytes.len(), 72);
+        assert_eq!(bytes.len(), 96);
         assert_eq!(&bytes[..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&bytes[8..16], &[3, 2, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&bytes[16..24], &3u64.to_le_bytes());
@@ -134,6 +155,9 @@ mod tests {
         assert_eq!(&bytes[48..56], &7u64.to_le_bytes());
         assert_eq!(&bytes[56..64], &8u64.to_le_bytes());
         assert_eq!(&bytes[64..72], &9u64.to_le_bytes());
+        assert_eq!(&bytes[72..80], &10u64.to_le_bytes());
+        assert_eq!(&bytes[80..88], &11u64.to_le_bytes());
+        assert_eq!(&bytes[88..96], &12u64.to_le_bytes());
         assert_eq!(PeerStats::decode(&bytes), Ok(stats));
     }
 
@@ -152,7 +176,7 @@ mod tests {
     proptest! {
         /// Any bytes decode without panicking; what decodes re-encodes to the same bytes.
         #[test]
-        fn decoding_arbitrary_bytes_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..96)) {
+        fn decoding_arbitrary_bytes_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..120)) {
             match PeerStats::decode(&payload) {
                 Ok(stats) => prop_assert_eq!(&stats.encode()[..], &payload[..]),
                 Err(message) => prop_assert!(payload.len() != STATS_LEN && !message.is_empty()),

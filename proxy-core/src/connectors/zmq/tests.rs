@@ -971,13 +971,16 @@ fn stats_count_objects_bytes_and_rejections() {
 #[test]
 fn stats_of_a_peer_with_a_secret_need_the_secret() {
     let secured = ZmqOptions::default()
-        .with_secret("stats secret")
+        .with_secret("stats secret, 16 bytes or more")
         .build()
         .expect("peer");
     let at = endpoint(&secured);
     for (what, stranger) in [
         ("no secret", ZmqOptions::default()),
-        ("another secret", ZmqOptions::default().with_secret("guess")),
+        (
+            "another secret",
+            ZmqOptions::default().with_secret("a wrong guess of the secret"),
+        ),
     ] {
         let stranger = ZmqConnector::client(stranger).expect("client");
         match stranger.peer_stats(&at) {
@@ -986,7 +989,8 @@ fn stats_of_a_peer_with_a_secret_need_the_secret() {
         }
     }
     let member =
-        ZmqConnector::client(ZmqOptions::default().with_secret("stats secret")).expect("client");
+        ZmqConnector::client(ZmqOptions::default().with_secret("stats secret, 16 bytes or more"))
+            .expect("client");
     let stats = member.peer_stats(&at).expect("stats with the secret");
     assert_eq!(stats.rejected_requests, 2, "the two refusals are counted");
 }
@@ -1037,7 +1041,7 @@ fn malformed_stats_replies_are_protocol_errors() {
 fn real_descriptor(owner: &ZmqConnector) -> shm::Descriptor {
     let key = owner.put(Bytes::from(vec![1u8; 200_000])).expect("put");
     let server = owner.inner.server.get().expect("server");
-    let (_, descriptor) = server.objects().share(key.id()).expect("stored");
+    let (_, descriptor) = server.objects().share(key.id(), u64::MAX).expect("stored");
     descriptor.expect("in shared memory")
 }
 

@@ -26,11 +26,28 @@
 //! kernel frees the memory files with it); at most every slot of the arena, which is
 //! bounded by its capacity. Objects that do not fit (arena full, or no more segments can be
 //! created) stay on the heap and travel over TCP.
+//!
+//! **Pools.** Segments hold either this process's own objects ([`Pool::Local`], bounded by
+//! the capacity) or objects other processes stored here ([`Pool::Remote`]): the bytes of the
+//! remote pool's segments, free slots included, count against the peer's quota, so a store
+//! into it names the most bytes that pool may reserve, and a new segment is sized to fit.
+//!
+//! **Giving memory back.** A segment whose every slot is free and unpinned is returned to
+//! the operating system (unmapped and closed, and marked retired for readers' caches) once it
+//! has stayed so for the idle time ([`Arena::release_idle`], called by the server thread),
+//! or at once when a new segment would not fit otherwise ([`Arena::release_free`], and in
+//! `allocate`). A segment with an object in it, with a slot a reader has pinned, or used
+//! within the idle time stays mapped and pre-faulted. Nothing is ever unmapped while an object
+//! of this process or a reader's pin may still use it: a stored object's slot keeps its
+//! segment alive, and a pinned slot keeps it from being released. A reader that still has
+//! the segment mapped keeps the pages until its cache drops the retired mapping; it can only
+//! read odd (free) generations there, so it finds no object and reads over TCP.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -62,13 +79,43 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// Whose objects a segment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Pool {
+    /// Objects this process stored itself (bounded by the arena's capacity).
+    Local,
+    /// Objects other processes stored here (remote puts): the pool's segments count against
+    /// the peer's quota.
+    Remote,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Bytes of segments created.
+    /// Bytes of segments held (both pools).
     reserved: u64,
-    segments: usize,
-    /// Released slots by slot size (some possibly still pinned by readers).
-    released: HashMap<u64, Vec<Slot>>,
+    /// Bytes of the remote pool's segments.
+    remote_reserved: u64,
+    /// Every segment held, by token.
+    segments: HashMap<u128, SegmentUse>,
+    /// Released slots by pool and slot size (some possibly still pinned by readers).
+    released: HashMap<(Pool, u64), Vec<Slot>>,
+}
+
+/// A segment held, and how much of it is in use.
+#[derive(Debug)]
+struct SegmentUse {
+    segment: Arc<Segment>,
+    /// Slots not holding an object (released, possibly pinned).
+    free: u64,
+    /// When a slot was last taken or given back.
+    since: Instant,
+}
+
+impl SegmentUse {
+    /// Whether no object of this process is in the segment.
+    fn is_free(&self) -> bool {
+        self.free == self.segment.layout.slot_count
+    }
 }
 
 /// One slot of one segment.
@@ -85,6 +132,7 @@ struct Segment {
     mapping: Mapping,
     layout: Layout,
     token: u128,
+    pool: Pool,
 }
 
 /// What [`Arena::stats`] reports.
@@ -92,10 +140,15 @@ struct Segment {
 pub(crate) struct ArenaStats {
     /// Bytes of objects held in shared memory.
     pub(crate) held: u64,
-    /// Bytes of shared memory segments created (held objects, their rounding, free slots).
+    /// Bytes of shared memory segments held (held objects, their rounding, free slots not
+    /// yet returned to the operating system).
     pub(crate) reserved: u64,
-    /// Segments created.
+    /// Of those, bytes of the segments that hold objects other processes stored here.
+    pub(crate) remote_reserved: u64,
+    /// Segments held.
     pub(crate) segments: usize,
+    /// The most bytes of segments the arena holds.
+    pub(crate) capacity: u64,
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -131,23 +184,37 @@ impl Arena {
         })
     }
 
-    /// Copies `data` into shared memory and returns it as a `Bytes` over the mapping, with
-    /// its descriptor; `None` when it is below the size threshold or does not fit (then the
-    /// caller keeps the heap copy).
+    /// Copies `data`, an object of this process, into shared memory and returns it as a
+    /// `Bytes` over the mapping, with its descriptor; `None` when it is below the size
+    /// threshold or does not fit (then the caller keeps the heap copy).
     pub(crate) fn store(&self, id: u128, data: &[u8]) -> Option<(Bytes, Descriptor)> {
+        self.store_in(Pool::Local, id, data, u64::MAX)
+    }
+
+    /// [`store`](Self::store) into `pool`, whose segments may then hold at most `limit`
+    /// bytes in all (a new segment is made only that small; a free slot of the object's
+    /// class is taken whatever the limit, since it reserves nothing more).
+    pub(crate) fn store_in(
+        &self,
+        pool: Pool,
+        id: u128,
+        data: &[u8],
+        limit: u64,
+    ) -> Option<(Bytes, Descriptor)> {
         let len = data.len() as u64;
         if len < self.inner.min_size {
             return None;
         }
         let class = size_class(len);
-        let slot = self.allocate(class)?;
+        let slot = self.allocate(pool, class, limit)?;
         let segment = &slot.segment;
         let offset = segment.layout.slot_offset(slot.index);
         let generation = layout::generation(&segment.mapping, slot.index)?;
         let (id_low, id_high) = layout::object_id(&segment.mapping, slot.index)?;
         let free = generation.load(Ordering::SeqCst);
         // Cannot fail (the class holds `len`, a free slot's generation is odd); if it did,
-        // the slot stays out of use rather than be written outside or published twice.
+        // the slot stays out of use rather than be written outside or published twice (and
+        // its segment is never released).
         segment.mapping.slice(offset, len)?;
         if free % 2 == 0 {
             return None;
@@ -195,37 +262,98 @@ impl Arena {
         ArenaStats {
             held: self.inner.held.load(Ordering::Acquire),
             reserved: state.reserved,
-            segments: state.segments,
+            remote_reserved: state.remote_reserved,
+            segments: state.segments.len(),
+            capacity: self.inner.capacity,
         }
     }
 
-    /// A free, unpinned slot of `class` bytes: a released one, else one of a new segment.
-    fn allocate(&self, class: u64) -> Option<Slot> {
+    /// Returns to the operating system every segment that has had no object and no pinned
+    /// slot for at least `idle`; the bytes released.
+    pub(crate) fn release_idle(&self, idle: Duration) -> u64 {
+        self.release_idle_at(idle, Instant::now())
+    }
+
+    /// [`release_idle`](Self::release_idle) as if it were `now`.
+    fn release_idle_at(&self, idle: Duration, now: Instant) -> u64 {
+        let released = lock(&self.inner.state)
+            .release_free(|used| now.saturating_duration_since(used.since) >= idle);
+        // Unmapped here, after the lock.
+        released
+            .iter()
+            .map(|segment| segment.mapping.len() as u64)
+            .sum()
+    }
+
+    /// Returns to the operating system every segment of `pool` that has no object and no
+    /// pinned slot, however recently used (to make room under the quota); the bytes
+    /// released.
+    pub(crate) fn release_free(&self, pool: Pool) -> u64 {
+        let released = lock(&self.inner.state).release_free(|used| used.segment.pool == pool);
+        released
+            .iter()
+            .map(|segment| segment.mapping.len() as u64)
+            .sum()
+    }
+
+    /// A free, unpinned slot of `class` bytes in `pool`: a released one, else one of a new
+    /// segment, which keeps the pool's segments within `limit` bytes and the arena's within
+    /// its capacity (wholly free segments are returned to the operating system first if
+    /// that makes it fit).
+    fn allocate(&self, pool: Pool, class: u64, limit: u64) -> Option<Slot> {
+        // Declared before the guard, so dropped (unmapped) after it is released.
+        let mut unmapped: Vec<Arc<Segment>> = Vec::new();
         let mut state = lock(&self.inner.state);
-        if let Some(released) = state.released.get_mut(&class) {
+        let now = Instant::now();
+        if let Some(released) = state.released.get_mut(&(pool, class)) {
             // The most recently released first: its pages are the likeliest to be cached.
             let ready = released.iter().rposition(|slot| {
                 layout::pins(&slot.segment.mapping, slot.index)
                     .is_some_and(|pins| pins.load(Ordering::SeqCst) == 0)
             });
             if let Some(at) = ready {
-                return Some(released.swap_remove(at));
+                let slot = released.swap_remove(at);
+                if let Some(used) = state.segments.get_mut(&slot.segment.token) {
+                    used.free = used.free.saturating_sub(1);
+                    used.since = now;
+                }
+                return Some(slot);
             }
         }
-        // As many slots as the segment target and the capacity left allow (the header
-        // takes at most a page per 255 slots).
-        let left = self.inner.capacity.saturating_sub(state.reserved);
-        let room = left.saturating_sub(PAGE) / class;
-        let slots = (SEGMENT_TARGET / class)
-            .clamp(1, SLOTS_PER_SEGMENT)
-            .min(room);
-        let layout = Layout::new(class, slots)?;
-        let size = layout.total_len();
-        if state.segments >= MAX_SEGMENTS || size > left {
-            return None;
+        let mut layout = None;
+        for attempt in 0..2 {
+            // As many slots as the segment target and the room left allow (the header
+            // takes at most a page per 255 slots).
+            let pool_reserved = match pool {
+                Pool::Local => 0,
+                Pool::Remote => state.remote_reserved,
+            };
+            let capacity_left = self.inner.capacity.saturating_sub(state.reserved);
+            let pool_left = limit.saturating_sub(pool_reserved);
+            let left = capacity_left.min(pool_left);
+            let room = left.saturating_sub(PAGE) / class;
+            let slots = (SEGMENT_TARGET / class)
+                .clamp(1, SLOTS_PER_SEGMENT)
+                .min(room);
+            layout = Layout::new(class, slots)
+                .filter(|layout| layout.total_len() <= left && state.segments.len() < MAX_SEGMENTS);
+            if layout.is_some() || attempt > 0 {
+                break;
+            }
+            // Segments that hold nothing make room: this pool's for its limit, any for the
+            // capacity or the count of segments.
+            let by_capacity = capacity_left <= pool_left || state.segments.len() >= MAX_SEGMENTS;
+            let freed = state.release_free(|used| by_capacity || used.segment.pool == pool);
+            if freed.is_empty() {
+                break;
+            }
+            unmapped.extend(freed);
         }
+        let layout = layout?;
+        let size = layout.total_len();
+        let slots = layout.slot_count;
         // Created under the lock: puts of this class wait for it rather than all create one.
-        let segment = match Segment::create(layout) {
+        let segment = match Segment::create(layout, pool) {
             Ok(segment) => Arc::new(segment),
             Err(error) => {
                 tracing::debug!(%error, bytes = size, "zmq peer: no shared memory segment; object stays on the heap");
@@ -233,13 +361,63 @@ impl Arena {
             }
         };
         state.reserved += size;
-        state.segments += 1;
-        let released = state.released.entry(class).or_default();
+        if pool == Pool::Remote {
+            state.remote_reserved += size;
+        }
+        state.segments.insert(
+            segment.token,
+            SegmentUse {
+                segment: Arc::clone(&segment),
+                free: slots - 1,
+                since: now,
+            },
+        );
+        let released = state.released.entry((pool, class)).or_default();
         released.extend((1..slots).map(|index| Slot {
             segment: Arc::clone(&segment),
             index,
         }));
         Some(Slot { segment, index: 0 })
+    }
+}
+
+impl State {
+    /// Takes out every segment with no object and no pinned slot that `release` selects,
+    /// with its free slots; the caller drops them (which unmaps and closes them and marks
+    /// them retired), preferably after releasing the lock.
+    fn release_free(&mut self, release: impl Fn(&SegmentUse) -> bool) -> Vec<Arc<Segment>> {
+        let chosen: Vec<u128> = self
+            .segments
+            .iter()
+            .filter(|(_, used)| used.is_free() && release(used) && !used.segment.is_pinned())
+            .map(|(token, _)| *token)
+            .collect();
+        let mut out = Vec::with_capacity(chosen.len());
+        for token in chosen {
+            let Some(used) = self.segments.remove(&token) else {
+                continue;
+            };
+            let segment = used.segment;
+            let size = segment.layout.total_len();
+            self.reserved = self.reserved.saturating_sub(size);
+            if segment.pool == Pool::Remote {
+                self.remote_reserved = self.remote_reserved.saturating_sub(size);
+            }
+            let key = (segment.pool, segment.layout.slot_size);
+            if let Some(released) = self.released.get_mut(&key) {
+                released.retain(|slot| slot.segment.token != token);
+                if released.is_empty() {
+                    self.released.remove(&key);
+                }
+            }
+            tracing::debug!(
+                bytes = size,
+                pool = ?segment.pool,
+                "zmq peer: shared memory segment returned to the operating system"
+            );
+            out.push(segment);
+        }
+        out
     }
 }
 
@@ -251,17 +429,18 @@ impl Inner {
             generation.fetch_add(1, Ordering::SeqCst);
         }
         self.held.fetch_sub(len, Ordering::AcqRel);
-        let class = slot.segment.layout.slot_size;
-        lock(&self.state)
-            .released
-            .entry(class)
-            .or_default()
-            .push(slot);
+        let key = (slot.segment.pool, slot.segment.layout.slot_size);
+        let mut state = lock(&self.state);
+        if let Some(used) = state.segments.get_mut(&slot.segment.token) {
+            used.free += 1;
+            used.since = Instant::now();
+        }
+        state.released.entry(key).or_default().push(slot);
     }
 }
 
 impl Segment {
-    fn create(layout: Layout) -> std::io::Result<Segment> {
+    fn create(layout: Layout, pool: Pool) -> std::io::Result<Segment> {
         let fd = sys::create_memory_file("proxystore-zmq", layout.total_len())?;
         let mapping = sys::map(fd.as_fd(), layout.total_len())?;
         let token = crate::ids::new_id();
@@ -271,6 +450,15 @@ impl Segment {
             mapping,
             layout,
             token,
+            pool,
+        })
+    }
+
+    /// Whether a reader has pinned any slot (it may still read an object there).
+    fn is_pinned(&self) -> bool {
+        (0..self.layout.slot_count).any(|slot| {
+            // A slot table that cannot be read counts as pinned: never released.
+            layout::pins(&self.mapping, slot).is_none_or(|pins| pins.load(Ordering::SeqCst) != 0)
         })
     }
 }
@@ -404,6 +592,97 @@ mod tests {
         let (fourth, _) = arena.store(1009, &big).expect("stored");
         assert_eq!(fourth.as_ptr(), ptr, "an unpinned slot is reusable again");
         drop((third, fourth));
+    }
+
+    #[test]
+    fn a_segment_free_for_the_idle_time_is_released_and_one_in_use_kept() {
+        let arena = arena();
+        let idle = Duration::from_secs(10);
+        let (gone, _) = arena.store(1020, &[1u8; 100_000]).expect("stored");
+        let (kept, _) = arena.store(1021, &[2u8; 1 << 20]).expect("stored");
+        let both = arena.stats();
+        assert_eq!(both.segments, 2);
+        drop(gone);
+        // Used moments ago: kept, pre-faulted, for the next object of its class.
+        assert_eq!(arena.release_idle(idle), 0);
+        assert_eq!(arena.stats().reserved, both.reserved);
+        // Free for the idle time: returned; the one holding an object stays.
+        let later = Instant::now() + idle;
+        let released = arena.release_idle_at(idle, later);
+        assert!(released > 0);
+        let after = arena.stats();
+        assert_eq!(
+            (after.segments, after.reserved),
+            (1, both.reserved - released)
+        );
+        assert_eq!(arena.release_idle_at(idle, later + idle * 100), 0);
+        assert!(kept.iter().all(|&b| b == 2));
+        // The class works again (a new segment).
+        let (again, _) = arena.store(1022, &[3u8; 100_000]).expect("stored");
+        assert!(again.iter().all(|&b| b == 3));
+        assert_eq!(arena.stats().segments, 2);
+        drop((kept, again));
+        assert!(arena.release_idle_at(idle, Instant::now() + idle) > 0);
+        assert_eq!(arena.stats().reserved, 0);
+    }
+
+    #[test]
+    fn a_segment_with_a_pinned_slot_is_never_released() {
+        let arena = Arena::new(64 << 10, 1 << 30).expect("boot id");
+        let big = vec![5u8; (SEGMENT_TARGET + 1) as usize];
+        let (object, _) = arena.store(1023, &big).expect("stored");
+        let ptr = object.as_ptr();
+        drop(object);
+        pin(&arena, ptr, 1);
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(arena.release_idle_at(Duration::ZERO, far), 0);
+        assert_eq!(arena.release_free(Pool::Local), 0);
+        assert_eq!(arena.stats().segments, 1, "a pinned segment was released");
+        pin(&arena, ptr, -1);
+        assert!(arena.release_idle_at(Duration::ZERO, far) > SEGMENT_TARGET);
+        assert_eq!(arena.stats().segments, 0);
+    }
+
+    #[test]
+    fn free_segments_of_other_classes_make_room() {
+        // Before: segments were kept until the process ended, so a capacity filled by one
+        // class turned every other class away even when all of it was free.
+        let arena = Arena::new(64 << 10, 40 << 20).expect("boot id");
+        let (first, _) = arena.store(1024, &vec![1u8; 20 << 20]).expect("fits");
+        drop(first);
+        let (other, _) = arena
+            .store(1025, &vec![2u8; 24 << 20])
+            .expect("the free 20 MiB segment made room for a 24 MiB one");
+        assert!(arena.stats().reserved <= 40 << 20);
+        assert_eq!(arena.stats().segments, 1);
+        drop(other);
+    }
+
+    #[test]
+    fn the_remote_pool_stays_within_its_limit() {
+        let arena = arena();
+        let limit = 3 << 20;
+        let object = vec![7u8; 1 << 20];
+        let mut held = Vec::new();
+        for id in 0..10 {
+            match arena.store_in(Pool::Remote, id, &object, limit) {
+                Some((bytes, _)) => held.push(bytes),
+                None => break,
+            }
+            let stats = arena.stats();
+            assert!(stats.remote_reserved <= limit, "{stats:?}");
+            assert_eq!(stats.remote_reserved, stats.reserved);
+        }
+        assert_eq!(held.len(), 2, "two 1 MiB slots and a header fit in 3 MiB");
+        // Local objects do not take the remote pool's slots, nor count in it.
+        let (local, _) = arena.store(99, &object).expect("local");
+        assert!(arena.stats().reserved > arena.stats().remote_reserved);
+        // Freed: released at once on demand (a quota refusal), local segments kept.
+        drop(held);
+        assert!(arena.release_free(Pool::Remote) > 0);
+        assert_eq!(arena.stats().remote_reserved, 0);
+        assert_eq!(arena.stats().segments, 1);
+        drop(local);
     }
 
     #[test]
