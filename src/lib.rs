@@ -35,4 +35,14 @@ mod guide {
     struct Futures;
     #[doc = include_str!("../docs/src/lifetimes.md")]
     struct Lifetimes;
+    #[doc = include_str!("../docs/src/operators.md")]
+    struct Operators;
+    #[doc = include_str!("../docs/src/clusters.md")]
+    struct Clusters;
+    #[doc = include_str!("../docs/src/security.md")]
+    struct Security;
+    #[doc = include_str!("../docs/src/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../docs/src/operating.md")]
+    struct Operating;
 }
