@@ -11,3 +11,38 @@ pub use proxy_core;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide (`docs/`, an mdBook): each chapter's examples compiled and run as doc tests, one
+/// item per chapter, in the order of `docs/src/SUMMARY.md` (`tests/guide.rs` checks that every
+/// chapter is here).
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../docs/src/introduction.md")]
+    struct Introduction;
+    #[doc = include_str!("../docs/src/first-dataflow.md")]
+    struct FirstDataflow;
+    #[doc = include_str!("../docs/src/stores.md")]
+    struct Stores;
+    #[doc = include_str!("../docs/src/connectors.md")]
+    struct Connectors;
+    #[doc = include_str!("../docs/src/codecs.md")]
+    struct Codecs;
+    #[doc = include_str!("../docs/src/proxies.md")]
+    struct Proxies;
+    #[doc = include_str!("../docs/src/owned-proxies.md")]
+    struct OwnedProxies;
+    #[doc = include_str!("../docs/src/futures.md")]
+    struct Futures;
+    #[doc = include_str!("../docs/src/lifetimes.md")]
+    struct Lifetimes;
+    #[doc = include_str!("../docs/src/operators.md")]
+    struct Operators;
+    #[doc = include_str!("../docs/src/clusters.md")]
+    struct Clusters;
+    #[doc = include_str!("../docs/src/security.md")]
+    struct Security;
+    #[doc = include_str!("../docs/src/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../docs/src/operating.md")]
+    struct Operating;
+}
