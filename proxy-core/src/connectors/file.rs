@@ -43,12 +43,14 @@ const READ_ATTEMPTS: usize = 16;
 /// the bytes of the object its file was recycled for. Up to
 /// [`with_recycled_files`](Self::with_recycled_files) free files are kept (empty files, no
 /// data), deleted on [`close`](Connector::close) and when the last clone is dropped. On by
-/// default ([`FileConnector::DEFAULT_RECYCLED_FILES`]) when the directory is on ext2/3/4, where it was
-/// measured; off elsewhere, and always off for directories on network filesystems, whose
-/// clients can cache a name's file: a directory on a local disk that other machines also
-/// read (an NFS export) must turn it off (`with_recycled_files(0)`,
-/// `PROXYSTORE_FILE_RECYCLE=0`). Only [`put`](Connector::put) reuses files (its key is new);
-/// [`put_at`](Connector::put_at) and [`overwrite`](Connector::overwrite) always create one.
+/// default ([`FileConnector::DEFAULT_RECYCLED_FILES`]) when the directory is on ext2/3/4 or
+/// tmpfs, where it was measured; off by default elsewhere. Do not turn it on for a directory
+/// on a network filesystem, whose clients can cache which file a name leads to (the check
+/// above relies on every reader seeing renames at once), and turn it off
+/// (`with_recycled_files(0)`, `PROXYSTORE_FILE_RECYCLE=0`) for a directory on a local disk
+/// that other machines also read (an NFS export). Only [`put`](Connector::put) reuses files
+/// (its key is new); [`put_at`](Connector::put_at) and [`overwrite`](Connector::overwrite)
+/// always create one.
 ///
 /// The directory is made absolute when the connector is built (against the working directory
 /// of that moment, without resolving symbolic links), so a later change of working directory,
@@ -168,9 +170,10 @@ impl FileConnector {
     }
 
     /// How many evicted files to keep for reuse by later puts (see "Recycled files" above);
-    /// `0` turns recycling off. Default: [`DEFAULT_RECYCLED_FILES`](Self::DEFAULT_RECYCLED_FILES) when the directory is on
-    /// ext2/3/4, else 0; `PROXYSTORE_FILE_RECYCLE` sets the default of a process. The count
-    /// travels in the config. The returned connector has its own, empty set of free files.
+    /// `0` turns recycling off. Default: [`DEFAULT_RECYCLED_FILES`](Self::DEFAULT_RECYCLED_FILES)
+    /// when the directory is on ext2/3/4 or tmpfs, else 0; `PROXYSTORE_FILE_RECYCLE` sets the
+    /// default of a process. The count travels in the config. The returned connector has its
+    /// own, empty set of free files.
     #[must_use]
     pub fn with_recycled_files(mut self, files: usize) -> Self {
         self.recycle_choice = Some(files);
@@ -389,7 +392,7 @@ impl FileId {
 }
 
 /// The default number of recycled files for `dir`: `PROXYSTORE_FILE_RECYCLE` (`var`) when
-/// set, else [`FileConnector::DEFAULT_RECYCLED_FILES`] on ext2/3/4 and 0 elsewhere.
+/// set, else [`FileConnector::DEFAULT_RECYCLED_FILES`] on ext2/3/4 and tmpfs, 0 elsewhere.
 fn default_recycled_files(dir: &Path, var: Option<String>) -> Result<usize> {
     if let Some(value) = var.filter(|v| !v.trim().is_empty()) {
         return value.trim().parse().map_err(|_| Error::Config {
@@ -404,12 +407,14 @@ fn default_recycled_files(dir: &Path, var: Option<String>) -> Result<usize> {
     })
 }
 
-/// Whether `dir` is on a filesystem where recycling is the default: ext2/3/4 (one magic
-/// number for the three), a local disk on which creating files is what a put costs.
+/// Whether `dir` is on a filesystem where recycling is the default, local ones where it was
+/// measured to help: ext2/3/4 (one magic number for the three; creating files is what a put
+/// costs there) and tmpfs (1.6x on puts).
 #[cfg(target_os = "linux")]
 fn filesystem_recycles(dir: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return false;
     };
@@ -421,7 +426,7 @@ fn filesystem_recycles(dir: &Path) -> bool {
     }
     #[allow(clippy::unnecessary_cast)] // `f_type`'s width differs between targets.
     let magic = stats.f_type as i64;
-    magic == EXT4_SUPER_MAGIC
+    magic == EXT4_SUPER_MAGIC || magic == TMPFS_MAGIC
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -569,7 +574,7 @@ mod tests {
     });
 
     /// The suite again with recycling on whatever the filesystem (its default is on only
-    /// on ext2/3/4), and with few free files so that both evict paths run.
+    /// on ext2/3/4 and tmpfs), and with few free files so that both evict paths run.
     mod recycling {
         use super::*;
 
