@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 
@@ -42,7 +42,9 @@ const READ_ATTEMPTS: usize = 16;
 /// otherwise, so a reader that opened an object just before it was evicted never returns
 /// the bytes of the object its file was recycled for. Up to
 /// [`with_recycled_files`](Self::with_recycled_files) free files are kept (empty files, no
-/// data), deleted on [`close`](Connector::close) and when the last clone is dropped. On by
+/// data, named `.free-PID-...`), deleted on [`close`](Connector::close), when the last clone
+/// is dropped and when the process exits normally (a killed process leaves them; they may
+/// be deleted at any time, a put whose free file is gone creates one). On by
 /// default ([`FileConnector::DEFAULT_RECYCLED_FILES`]) when the directory is on ext2/3/4 or
 /// tmpfs, where it was measured; off by default elsewhere. Do not turn it on for a directory
 /// on a network filesystem, whose clients can cache which file a name leads to (the check
@@ -97,11 +99,15 @@ struct Recycler {
 
 impl Recycler {
     fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Recycler {
+        let recycler = Arc::new(Recycler {
             capacity,
             free: Mutex::new(Vec::new()),
             recycled_puts: AtomicU64::new(0),
-        })
+        });
+        if capacity > 0 {
+            clear_at_exit(&recycler);
+        }
+        recycler
     }
 
     fn free(&self) -> MutexGuard<'_, Vec<PathBuf>> {
@@ -115,6 +121,47 @@ impl Recycler {
             let _ = fs::remove_file(path);
         }
     }
+}
+
+/// The recyclers of this process, whose free files go when the process exits: a program
+/// that ends without closing or dropping its connectors (a store in the registry lives as
+/// long as the process) must not leave them behind in a directory meant to end empty.
+static LIVE_RECYCLERS: Mutex<Vec<Weak<Recycler>>> = Mutex::new(Vec::new());
+
+/// Registers `recycler` for [`clear_live_recyclers`] at exit (installed once per process).
+fn clear_at_exit(recycler: &Arc<Recycler>) {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    #[cfg(unix)]
+    INSTALLED.call_once(|| {
+        // SAFETY: registers a function without arguments that never unwinds (it catches
+        // panics) to run at normal process exit.
+        let _ = unsafe { libc::atexit(clear_live_recyclers) };
+    });
+    #[cfg(not(unix))]
+    INSTALLED.call_once(|| {});
+    let mut live = LIVE_RECYCLERS.lock().unwrap_or_else(|e| e.into_inner());
+    live.retain(|weak| weak.strong_count() > 0);
+    live.push(Arc::downgrade(recycler));
+}
+
+/// At exit (`atexit`): deletes every live recycler's free files. Other threads may still run
+/// and hold a lock, so it only takes locks that are free, and a recycler it cannot lock
+/// keeps its files. A killed process leaves at most its connectors' capacities of empty
+/// `.free-*` files, which anyone may delete.
+#[cfg(unix)]
+extern "C" fn clear_live_recyclers() {
+    let _ = std::panic::catch_unwind(|| {
+        let Ok(live) = LIVE_RECYCLERS.try_lock() else {
+            return;
+        };
+        for recycler in live.iter().filter_map(Weak::upgrade) {
+            if let Ok(mut free) = recycler.free.try_lock() {
+                for path in free.drain(..) {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+    });
 }
 
 impl Drop for Recycler {
@@ -218,9 +265,14 @@ impl FileConnector {
         }
     }
 
-    /// A name in the directory that no key can have (keys are hexadecimal, never dotted).
+    /// A name in the directory that no key can have (keys are hexadecimal, never dotted),
+    /// with this process's id for whoever finds it.
     fn private_name(&self, prefix: &str) -> PathBuf {
-        self.dir.join(format!(".{prefix}-{:032x}", new_id()))
+        self.dir.join(format!(
+            ".{prefix}-{}-{:032x}",
+            std::process::id(),
+            new_id()
+        ))
     }
 
     /// Writes `data` to a new temporary file in the directory and returns its path.
@@ -302,7 +354,10 @@ impl FileConnector {
                 return Some(Ok(()));
             }
         }
-        Some(fs::remove_file(&free).map_err(|e| Error::io("remove", free, e)))
+        Some(match fs::remove_file(&free) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io("remove", free, e)),
+            _ => Ok(()),
+        })
     }
 
     /// Like [`write_into_place`](Self::write_into_place), but never replaces a file already
