@@ -30,6 +30,7 @@ fn connector(kind: &str, dir: &Path) -> std::sync::Arc<dyn Connector> {
         "file" => ConnectorConfig::File {
             dir: dir.to_path_buf(),
             clear_on_close: false,
+            recycled_files: None,
         }
         .build()
         .expect("file connector"),

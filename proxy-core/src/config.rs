@@ -36,6 +36,11 @@ pub enum ConnectorConfig {
         /// Whether closing the connector deletes the directory (`true` when absent).
         #[serde(default = "clear_on_close_default")]
         clear_on_close: bool,
+        /// How many evicted files the connector keeps for reuse, when set with
+        /// [`FileConnector::with_recycled_files`]; absent: the default of the process that
+        /// builds it (its filesystem and `PROXYSTORE_FILE_RECYCLE`).
+        #[serde(default)]
+        recycled_files: Option<usize>,
     },
     /// A [`ZmqConnector`](crate::ZmqConnector): objects served peer to peer.
     Zmq(ZmqConfig),
@@ -117,7 +122,14 @@ impl ConnectorConfig {
             ConnectorConfig::File {
                 dir,
                 clear_on_close,
-            } => Arc::new(FileConnector::new(dir)?.with_clear_on_close(*clear_on_close)),
+                recycled_files,
+            } => {
+                let connector = FileConnector::new(dir)?.with_clear_on_close(*clear_on_close);
+                Arc::new(match recycled_files {
+                    Some(files) => connector.with_recycled_files(*files),
+                    None => connector,
+                })
+            }
             ConnectorConfig::Zmq(config) => Arc::new(config.build()?),
             ConnectorConfig::Redis(options) => crate::connectors::build_redis(options)?,
             ConnectorConfig::Multi { children } => {

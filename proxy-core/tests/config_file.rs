@@ -134,7 +134,8 @@ fn a_hand_written_file_with_defaults_loads() {
         config.connector,
         ConnectorConfig::File {
             dir: "/srv/objects".into(),
-            clear_on_close: true
+            clear_on_close: true,
+            recycled_files: None,
         }
     );
 }

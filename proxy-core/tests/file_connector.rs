@@ -1,5 +1,6 @@
 //! The file connector's directory is absolute: a change of working directory, or a process
-//! started in another directory, still finds the objects.
+//! started in another directory, still finds the objects. A process that ends without
+//! closing its connector leaves no recycled files behind.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,6 +10,8 @@ use proxy_core::{Connector, ConnectorConfig, FileConnector, Proxy, Store};
 
 /// Set in the child process, to the folder where it writes the serialized proxy.
 const CHILD_ENV: &str = "PROXY_CORE_TEST_FILE_CHILD_OUT";
+/// Set in the child of `free_files_go_when_the_process_exits_without_closing`: its store.
+const EXIT_CHILD_ENV: &str = "PROXY_CORE_TEST_FILE_EXIT_CHILD_DIR";
 
 /// Relative to the package directory (the working directory of integration tests): the
 /// workspace's target folder.
@@ -95,4 +98,58 @@ fn run_child(cwd: &Path, out: &Path) {
         .status()
         .expect("spawn the child");
     assert!(status.success(), "the child test failed: {status}");
+}
+
+/// The names in `dir` (all of them, dot files included).
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Runs only as the child of `free_files_go_when_the_process_exits_without_closing`: puts
+/// and evicts with recycled files, checks that a free file is waiting, and exits without
+/// closing or dropping the connector (as a program whose store sits in the registry does).
+#[test]
+#[ignore = "run by free_files_go_when_the_process_exits_without_closing in a child process"]
+fn child_exits_with_a_free_file() {
+    let dir = PathBuf::from(std::env::var_os(EXIT_CHILD_ENV).expect("run by the parent test"));
+    let connector = FileConnector::new(&dir)
+        .expect("connector")
+        .with_recycled_files(8)
+        .with_clear_on_close(false);
+    for i in 0..5u8 {
+        let key = connector.put(Bytes::from(vec![i; 100])).expect("put");
+        connector.evict(&key).expect("evict");
+    }
+    assert_eq!(connector.recycled_puts(), 4, "puts reused evicted files");
+    let free: Vec<String> = names_in(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".free-"))
+        .collect();
+    assert_eq!(free.len(), 1, "one free file waits for a put: {free:?}");
+    std::mem::forget(connector);
+    std::process::exit(0);
+}
+
+#[test]
+fn free_files_go_when_the_process_exits_without_closing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "child_exits_with_a_free_file",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(EXIT_CHILD_ENV, dir.path())
+        .status()
+        .expect("spawn the child");
+    assert!(status.success(), "the child test failed: {status}");
+    assert_eq!(
+        names_in(dir.path()),
+        Vec::<String>::new(),
+        "the exited process left files in the store directory"
+    );
 }

@@ -1,20 +1,25 @@
 //! Many readers, one peer: N threads (N = 1, 2, 4, 8) fetch distinct 1 MiB objects from one
-//! peer at once, through `ZmqConnector` and through raw ZeroMQ, in the same run.
+//! peer at once, through `ZmqConnector` with same-host shared memory on (each get maps the
+//! owner's memory), through `ZmqConnector` over TCP (shared memory off) and through raw
+//! ZeroMQ (TCP), in the same run. Every reader reads every byte it fetched (the same
+//! checksum as the single gets, compared with the object's).
 //!
 //! The objects live in a child process (this benchmark re-executed with
 //! [`CHILD_ENV`] set): a `ZmqConnector` that put them, and a raw `ROUTER` socket served by
 //! one thread that answers with the same buffers by reference (zero copy), on its own context
 //! with as many I/O threads as the connector's (`ZmqConnector::io_threads`). Each reader
 //! thread of the parent has its own client, as separate consumers would: a
-//! `ZmqConnector::client` (one `DEALER` per thread) or a raw `DEALER` socket (on one raw
-//! context per process, same I/O threads). Reader `r` reads only its own objects.
+//! `ZmqConnector::client` (one `DEALER` per thread; shared memory on or off) or a raw
+//! `DEALER` socket (on one raw context per process, same I/O threads). Reader `r` reads only
+//! its own objects.
 //!
 //! A round: every reader connects and warms up, then all start together (a barrier) and
 //! make their share of [`GETS_PER_ROUND`] gets; the round's time runs from the barrier to the
-//! last reader's end. Aggregate GB/s = bytes fetched / that time. Connector and raw rounds
-//! alternate (and which goes first), so the machine's noise falls on both alike; the table
-//! shows medians and their ratio.
+//! last reader's end. Aggregate GB/s = bytes fetched and read / that time. The three sides'
+//! rounds alternate (and which goes first), so the machine's noise falls on all alike; the
+//! table shows medians and their ratios.
 
+use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::raw::c_void;
 use std::process::{Child, Command, Stdio};
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proxy_core::{Connector, Key, ZmqConnector, ZmqOptions};
+
+use crate::checksum;
 
 /// Set in the child process that owns the objects.
 pub(crate) const CHILD_ENV: &str = "ZMQ_BENCH_READERS_PEER";
@@ -43,7 +50,7 @@ pub(crate) fn serve_peer() {
     let owner = ZmqConnector::new().expect("owner peer");
     let count = MAX_READERS * OBJECTS_PER_READER;
     let payloads: Vec<&'static [u8]> = (0..count)
-        .map(|i| &*Box::leak(vec![i as u8; OBJECT].into_boxed_slice()))
+        .map(|i| &*Box::leak(object(i).into_boxed_slice()))
         .collect();
     let ids: Vec<String> = payloads
         .iter()
@@ -94,6 +101,11 @@ pub(crate) fn serve_peer() {
     );
     let _ = std::io::stdout().flush();
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// The bytes of object `i`.
+fn object(i: usize) -> Vec<u8> {
+    vec![i as u8; OBJECT]
 }
 
 /// A context for the raw baseline with as many I/O threads as the connector's.
@@ -148,9 +160,14 @@ impl Drop for Peer {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
-    Connector,
+    /// `ZmqConnector`, same-host shared memory on.
+    Shm,
+    /// `ZmqConnector`, shared memory off.
+    Tcp,
     Raw,
 }
+
+const SIDES: [Side; 3] = [Side::Shm, Side::Tcp, Side::Raw];
 
 /// One round with `readers` threads; returns the aggregate time.
 fn round(
@@ -170,9 +187,22 @@ fn round(
                 let objects: Vec<usize> = (0..OBJECTS_PER_READER)
                     .map(|i| reader * OBJECTS_PER_READER + i)
                     .collect();
+                let expected: Vec<u64> = objects.iter().map(|&i| checksum(&object(i))).collect();
+                let read = move |n: usize, data: &[u8]| {
+                    assert_eq!(data.len(), OBJECT);
+                    assert_eq!(
+                        black_box(checksum(black_box(data))),
+                        expected[n % expected.len()]
+                    );
+                };
+                let mut client = None;
                 let mut get: Box<dyn FnMut(usize)> = match side {
-                    Side::Connector => {
-                        let client = ZmqConnector::client(ZmqOptions::default()).expect("reader");
+                    Side::Shm | Side::Tcp => {
+                        let connector = ZmqConnector::client(
+                            ZmqOptions::default().with_shared_memory(side == Side::Shm),
+                        )
+                        .expect("reader");
+                        client = Some(connector.clone());
                         let keys: Vec<Key> = objects
                             .iter()
                             .map(|&i| {
@@ -180,11 +210,11 @@ fn round(
                             })
                             .collect();
                         Box::new(move |n| {
-                            let data = client
+                            let data = connector
                                 .get(&keys[n % keys.len()])
                                 .expect("remote get")
                                 .expect("present");
-                            assert_eq!(data.len(), OBJECT);
+                            read(n, &data);
                         })
                     }
                     Side::Raw => {
@@ -195,17 +225,27 @@ fn round(
                             let index = objects[n % objects.len()] as u32;
                             socket.send(&index.to_le_bytes()[..], 0).expect("raw send");
                             let reply = socket.recv_msg(0).expect("raw recv");
-                            assert_eq!(reply.len(), OBJECT);
+                            read(n, &reply);
                         })
                     }
                 };
-                // Connect and warm up before the clock starts.
-                for n in 0..2 {
+                // Connect and warm up before the clock starts (this also puts each object
+                // in the owner's shared memory on its first same-host read).
+                for n in 0..OBJECTS_PER_READER {
                     get(n);
                 }
                 barrier.wait();
                 for n in 0..gets {
                     get(n);
+                }
+                // The shared memory side is what it says: every get was answered by mapping.
+                if let Some(client) = client {
+                    let want = if side == Side::Shm {
+                        (OBJECTS_PER_READER + gets) as u64
+                    } else {
+                        0
+                    };
+                    assert_eq!(client.mapped_reads(), want, "gets answered by mapping");
                 }
             })
         })
@@ -234,37 +274,29 @@ pub(crate) fn run(quick: bool) {
     };
     println!();
     println!(
-        "Many readers: N threads each fetching its own 1 MiB objects from one peer ({} libzmq I/O thread(s) per process, {} cores; {} x 1 MiB per round, median of {rounds} rounds)",
+        "Many readers: N threads each fetching its own 1 MiB objects from one peer and reading every byte ({} libzmq I/O thread(s) per process, {} cores; {} x 1 MiB per round, median of {rounds} rounds)",
         ZmqConnector::io_threads(),
         std::thread::available_parallelism().map_or(1, usize::from),
         gets_per_round,
     );
     println!();
-    println!("| readers | ZmqConnector aggregate | raw zmq aggregate | connector / raw |");
-    println!("|---|---|---|---|");
+    println!("| readers | ZmqConnector, shared memory | ZmqConnector, TCP | raw zmq (TCP) | shared memory / raw | TCP / raw |");
+    println!("|---|---|---|---|---|---|");
     for readers in READERS {
         let gets = gets_per_round.div_ceil(readers);
         let bytes = (gets * readers * OBJECT) as f64;
-        let (mut connector, mut raw_times) = (Vec::new(), Vec::new());
+        let mut times: [Vec<Duration>; 3] = Default::default();
         for r in 0..rounds {
-            let order = if r % 2 == 0 {
-                [Side::Raw, Side::Connector]
-            } else {
-                [Side::Connector, Side::Raw]
-            };
-            for side in order {
-                let time = round(&peer, &raw, side, readers, gets);
-                match side {
-                    Side::Connector => connector.push(time),
-                    Side::Raw => raw_times.push(time),
-                }
+            for k in 0..SIDES.len() {
+                let s = (r + k) % SIDES.len();
+                times[s].push(round(&peer, &raw, SIDES[s], readers, gets));
             }
         }
-        let connector = bytes / median(&mut connector).as_secs_f64() / 1e9;
-        let raw_rate = bytes / median(&mut raw_times).as_secs_f64() / 1e9;
+        let [shm, tcp, raw_rate] = times.map(|mut t| bytes / median(&mut t).as_secs_f64() / 1e9);
         println!(
-            "| {readers} | {connector:.2} GB/s | {raw_rate:.2} GB/s | {:.2}x |",
-            connector / raw_rate
+            "| {readers} | {shm:.2} GB/s | {tcp:.2} GB/s | {raw_rate:.2} GB/s | {:.2}x | {:.2}x |",
+            shm / raw_rate,
+            tcp / raw_rate
         );
     }
 }

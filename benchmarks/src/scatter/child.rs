@@ -1,4 +1,5 @@
-//! One process of one measured point: a Timely cluster member, or a raw ZeroMQ peer.
+//! One process of one measured point: a Timely cluster member, a raw ZeroMQ peer, or an
+//! iceoryx2 producer or receiver (`child/iceoryx.rs`).
 //!
 //! # The timed interval
 //! Timely modes: every worker first completes an empty epoch 0 (so the cluster is connected
@@ -26,6 +27,8 @@ use timely::ExchangeData;
 use super::cli::ChildSpec;
 use super::rss::peak_rss_kib;
 use super::workloads::{index_of, Mode, Payloads, Workload, AUTO_THRESHOLD};
+
+mod iceoryx;
 
 /// The name of the store of the proxy and auto modes in every process.
 pub const STORE_NAME: &str = "scatter-bench";
@@ -136,10 +139,10 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
     } else {
         None
     };
-    let elapsed = if spec.mode.uses_timely() {
-        run_timely(spec, &payloads, &tally, store.clone())?
-    } else {
-        run_raw_zmq(spec, &payloads, &tally)?
+    let elapsed = match spec.mode {
+        Mode::RawZmq => run_raw_zmq(spec, &payloads, &tally)?,
+        Mode::Iceoryx2 => iceoryx::run(spec, &payloads, &tally)?,
+        _ => run_timely(spec, &payloads, &tally, store.clone())?,
     };
     let records = tally.records.load(Ordering::Acquire);
     let expected = expected_records(spec);
@@ -366,7 +369,7 @@ fn run_worker(worker: &mut Worker, point: &TimelyPoint) {
                 },
             )
         }
-        Mode::RawZmq => fail("raw-zmq does not run timely"),
+        Mode::RawZmq | Mode::Iceoryx2 => fail("the baselines do not run timely"),
     };
     if let Some(elapsed) = elapsed {
         if let Ok(mut slot) = point.elapsed.lock() {

@@ -16,7 +16,8 @@ use super::workloads::{format_size, parse_size, Mode, Workload, MIN_PAYLOAD};
 /// Said after the options in `--help`.
 const AFTER_HELP: &str = "\
 Every point (workload x mode x payload size x repetition) runs as fresh child processes
-forming one Timely cluster on 127.0.0.1 (raw-zmq: plain ZeroMQ sockets, no Timely).
+forming one Timely cluster on 127.0.0.1 (raw-zmq: plain ZeroMQ sockets, iceoryx2:
+iceoryx2 publish-subscribe in shared memory; neither runs Timely).
 Hostfile mode (--hostfile FILE --process I, the same command on every machine): each
 point runs across the machines the hostfile lists, this machine playing process I; the
 peers bind as the PROXYSTORE_ZMQ_* variables say; process 0 prints the figures.
@@ -52,8 +53,9 @@ struct Cli {
         value_delimiter = ','
     )]
     workloads: Option<Vec<Workload>>,
-    /// Comma-separated: native,native-bytes,proxy,proxy-tcp,auto,raw-zmq [default: all];
-    /// proxy-tcp is proxy with same-host shared memory off (every fetch over loopback TCP)
+    /// Comma-separated: native,native-bytes,proxy,proxy-tcp,auto,raw-zmq,iceoryx2 [default:
+    /// all]; proxy-tcp is proxy with same-host shared memory off (every fetch over loopback
+    /// TCP); raw-zmq and iceoryx2 are baselines without Timely, on one host
     #[arg(
         long,
         value_name = "LIST",
@@ -99,7 +101,8 @@ struct Cli {
     from_csv: Option<PathBuf>,
     /// Hostfile mode: a text file of the cluster's timely addresses (host:port per line, the
     /// same file on every machine); this run plays process --process of every point, and
-    /// process 0 measures. Start the same command on every machine. Not for raw-zmq.
+    /// process 0 measures. Start the same command on every machine. Not for raw-zmq and
+    /// iceoryx2 (one host only).
     #[arg(long, value_name = "FILE", requires = "process")]
     hostfile: Option<PathBuf>,
     /// Hostfile mode: this machine's index in the hostfile
@@ -168,11 +171,13 @@ impl Cli {
             if self.processes.is_some() {
                 return Err("--processes is the hostfile's line count in hostfile mode".into());
             }
-            if options.modes.contains(&Mode::RawZmq) {
+            if let Some(mode) = options.modes.iter().find(|m| m.local_only()) {
                 if modes_given {
-                    return Err("raw-zmq runs on loopback only, not in hostfile mode".into());
+                    return Err(format!(
+                        "{mode} runs on one host only, not in hostfile mode"
+                    ));
                 }
-                options.modes.retain(|m| *m != Mode::RawZmq);
+                options.modes.retain(|m| !m.local_only());
             }
         }
         if let Some(hostfile) = &options.hostfile {

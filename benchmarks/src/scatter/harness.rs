@@ -135,8 +135,11 @@ fn run_point_inner(options: &Options, exe: &Path, point: &Point) -> Result<Measu
     // process started here (the other machines start theirs).
     let (addresses, local, zmq_ports) = match &options.hostfile {
         Some(hostfile) => {
-            if point.mode == Mode::RawZmq {
-                return Err("raw-zmq runs on loopback only, not in hostfile mode".to_string());
+            if point.mode.local_only() {
+                return Err(format!(
+                    "{} runs on one host only, not in hostfile mode",
+                    point.mode
+                ));
             }
             (
                 hostfile.addresses.clone(),

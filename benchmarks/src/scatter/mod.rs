@@ -1,6 +1,7 @@
 //! The scatter benchmark: large payloads from one producer to every worker of a Timely
 //! cluster of real processes on loopback, moved natively by Timely (`Vec<u8>`, `Bytes`),
-//! as proxies (`proxy`, `auto_proxy` then `resolve`), and over raw ZeroMQ as the ceiling.
+//! as proxies (`proxy`, `auto_proxy` then `resolve`), and, without Timely, over raw ZeroMQ
+//! and over iceoryx2 (zero-copy shared memory, the state of the art for same-host IPC).
 //!
 //! The binary is its own child: the parent ([`harness`]) starts each point's processes by
 //! re-executing itself with [`cli::CHILD_FLAG`]; each child ([`child`]) plays one process,

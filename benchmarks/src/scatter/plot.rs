@@ -17,6 +17,7 @@ fn color(mode: Mode) -> RGBColor {
         Mode::ProxyTcp => RGBColor(148, 103, 189),
         Mode::Auto => RGBColor(44, 160, 44),
         Mode::RawZmq => RGBColor(90, 90, 90),
+        Mode::Iceoryx2 => RGBColor(23, 190, 207),
     }
 }
 

@@ -55,17 +55,21 @@ pub enum Mode {
     Auto,
     /// The same bytes over plain ZeroMQ PUSH/PULL sockets, no Timely: the ceiling.
     RawZmq,
+    /// The same bytes over iceoryx2 publish-subscribe (zero-copy shared memory between the
+    /// processes of one host), no Timely: the state of the art for same-host IPC.
+    Iceoryx2,
 }
 
 impl Mode {
     /// Every mode, in report order.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Native,
         Mode::NativeBytes,
         Mode::Proxy,
         Mode::ProxyTcp,
         Mode::Auto,
         Mode::RawZmq,
+        Mode::Iceoryx2,
     ];
 
     /// The name used on the command line and in reports.
@@ -77,12 +81,19 @@ impl Mode {
             Mode::ProxyTcp => "proxy-tcp",
             Mode::Auto => "auto",
             Mode::RawZmq => "raw-zmq",
+            Mode::Iceoryx2 => "iceoryx2",
         }
     }
 
     /// Whether the mode runs a Timely dataflow.
     pub fn uses_timely(self) -> bool {
-        self != Mode::RawZmq
+        !matches!(self, Mode::RawZmq | Mode::Iceoryx2)
+    }
+
+    /// Whether the mode runs on one host only (a baseline without Timely: not in hostfile
+    /// mode).
+    pub fn local_only(self) -> bool {
+        !self.uses_timely()
     }
 
     /// Whether the mode puts payloads into a store.
@@ -170,8 +181,19 @@ impl Payloads {
     /// Payload number `index`, as a fresh buffer.
     pub fn make(&self, index: u64) -> Vec<u8> {
         let mut data = self.template.clone();
-        data[..8].copy_from_slice(&index.to_le_bytes());
+        Payloads::stamp(index, &mut data);
         data
+    }
+
+    /// The bytes every payload starts from (a copy of them, [`stamp`](Payloads::stamp)ed,
+    /// is payload `index`): for modes that write payloads into memory of their own.
+    pub fn template(&self) -> &[u8] {
+        &self.template
+    }
+
+    /// Writes `index` into a copy of the template, making it payload `index`.
+    pub fn stamp(index: u64, data: &mut [u8]) {
+        data[..8].copy_from_slice(&index.to_le_bytes());
     }
 
     /// The checksum payload `index` must have.
