@@ -22,6 +22,16 @@ pub enum Error {
         #[source]
         source: proxy_core::Error,
     },
+    /// A stream source or sink ([`StreamSource`](crate::StreamSource),
+    /// [`StreamSink`](crate::StreamSink)) could not read or send its stream.
+    #[error("{operator}: {source}")]
+    Stream {
+        /// The operator (`stream_source`, `stream_sink`) and its topic, if any.
+        operator: String,
+        /// Why.
+        #[source]
+        source: proxy_core::Error,
+    },
     /// A process of the cluster was not heard from within the startup deadline.
     #[error(
         "cluster: process {process} ({address}) did not join within the startup deadline of \

@@ -15,6 +15,10 @@
 //!   [`Resolve::try_resolve`]: the same, with the records that cannot be fetched sent to a
 //!   stream of [`ResolveError`]s instead of failing the worker.
 //! - [`ReleaseProxies::release_proxies`]: where proxies are read by your own operators.
+//! - [`StreamSource::stream_source`]: another program's stream
+//!   ([`proxy_core::stream::StreamConsumer`]) as a timely stream, whose frontier closes at
+//!   the end of the stream; [`StreamSink::stream_sink`]: a timely stream's records sent to a
+//!   topic of a [`proxy_core::stream::StreamProducer`].
 //!
 //! Stored objects live while the dataflow may still read them: each producing operator
 //! remembers what it stored at each time, and evicts it once every consumer has passed that
@@ -40,6 +44,6 @@ mod proxied;
 mod resolvable;
 
 pub use error::{Error, ResolveError};
-pub use operators::{AutoProxy, ProxyRecords, ReleaseProxies, Resolve};
+pub use operators::{AutoProxy, ProxyRecords, ReleaseProxies, Resolve, StreamSink, StreamSource};
 pub use proxied::Proxied;
 pub use resolvable::Resolvable;

@@ -252,6 +252,24 @@ pub enum Error {
         source: std::sync::Arc<Error>,
     },
 
+    /// A stream producer was asked to send to a topic it has closed
+    /// ([`StreamProducer::close_topics`](crate::stream::StreamProducer::close_topics)).
+    #[error("stream topic `{topic}` is closed: nothing more can be sent to it")]
+    TopicClosed {
+        /// The closed topic.
+        topic: String,
+    },
+
+    /// A stream's event channel ended without an end-of-stream event: its publisher was
+    /// dropped, disconnected or died mid-stream, or the broker closed the connection.
+    #[error("stream {stream}: {message}")]
+    StreamEnded {
+        /// Where the events came from (a channel, a publisher's endpoint, a Redis topic).
+        stream: String,
+        /// What ended it.
+        message: String,
+    },
+
     /// An operation of a store failed; the source says why.
     #[error("store `{store}`, key {key}: {source}")]
     Store {
@@ -291,8 +309,8 @@ pub enum ErrorKind {
     Protocol,
     /// A configuration was rejected ([`Error::Config`]).
     Config,
-    /// The connector, or a lifetime, is closed ([`Error::Closed`],
-    /// [`Error::LifetimeClosed`]).
+    /// The connector, a lifetime or a stream is closed ([`Error::Closed`],
+    /// [`Error::LifetimeClosed`], [`Error::TopicClosed`], [`Error::StreamEnded`]).
     Closed,
     /// A key was handed to the wrong kind of connector ([`Error::WrongConnector`]).
     WrongConnector,
@@ -387,7 +405,10 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Config { .. } => ErrorKind::Config,
-            Error::Closed { .. } | Error::LifetimeClosed { .. } => ErrorKind::Closed,
+            Error::Closed { .. }
+            | Error::LifetimeClosed { .. }
+            | Error::TopicClosed { .. }
+            | Error::StreamEnded { .. } => ErrorKind::Closed,
             Error::WrongConnector { .. } => ErrorKind::WrongConnector,
             Error::StoreExists { .. } | Error::UnknownStore { .. } => ErrorKind::Registry,
             _ => ErrorKind::Other,

@@ -1,11 +1,11 @@
 //! Futures: proxies to values that do not exist yet (ProxyStore's `Store.future`).
 //!
-//! [`Store::future`] reserves a key ([`Connector::new_key`](crate::Connector::new_key)) and
+//! [`Store::future`] reserves a key ([`Connector::new_key`](crate::Connector::new_key)(crate::Connector::new_key)) and
 //! returns a [`StoreFuture`]: a setter and a source of proxies. The proxies can be sent
 //! anywhere (serialized, through a dataflow) before the value is set; resolving one polls
 //! the store with backoff ([`Polling`]) until the value appears or the timeout runs out
-//! ([`Error::NotSet`], naming the store and the key). The value is set once: a second `set`,
-//! here or in another process, fails with [`Error::KeyTaken`] and leaves the first value.
+//! ([`Error::NotSet`](crate::Error::NotSet), naming the store and the key). The value is set once: a second `set`,
+//! here or in another process, fails with [`Error::KeyTaken`](crate::Error::KeyTaken) and leaves the first value.
 //!
 //! ```
 //! use std::time::Duration;
@@ -49,7 +49,7 @@ pub use crate::polling::Polling;
 ///
 /// A `StoreFuture` is `Clone`, `Send` and `Sync`, and serializes like a proxy (store config,
 /// key, polling policy; never the value), so the setter can be handed to another thread or
-/// process: whoever sets it first wins, every later `set` fails with [`Error::KeyTaken`].
+/// process: whoever sets it first wins, every later `set` fails with [`Error::KeyTaken`](crate::Error::KeyTaken).
 pub struct StoreFuture<T, C = DefaultCodec> {
     config: Arc<StoreConfig>,
     key: Key,
@@ -141,7 +141,7 @@ impl<T, C> StoreFuture<T, C> {
 
 impl<T, C: Codec<T>> StoreFuture<T, C> {
     /// Sets the value: encodes it with codec `C` and stores it under the future's key.
-    /// Fails with [`Error::KeyTaken`] if it was set before (here or in another process).
+    /// Fails with [`Error::KeyTaken`](crate::Error::KeyTaken) if it was set before (here or in another process).
     pub fn set(&self, value: &T) -> Result<()> {
         self.store()?.put_encoded_at(&self.key, C::encode(value))
     }
@@ -208,7 +208,7 @@ impl<Dc: 'static> Store<Dc> {
     /// A future: a key reserved now for a value set later, and proxies to that value that
     /// can be sent before it exists (ProxyStore's `Store.future`). See [`StoreFuture`].
     ///
-    /// The connector must support reserved keys ([`Connector::new_key`]); every connector
+    /// The connector must support reserved keys ([`Connector::new_key`](crate::Connector::new_key)); every connector
     /// of this crate does. A connector built to store on a remote peer reserves the key
     /// there.
     pub fn future<T>(&self) -> Result<StoreFuture<T, Dc>>

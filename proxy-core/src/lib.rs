@@ -15,6 +15,9 @@
 //! - [`lifetimes`]: objects evicted together when a scope ends ([`ContextLifetime`]), a lease
 //!   expires ([`LeaseLifetime`]) or the store or process closes ([`StaticLifetime`]);
 //!   [`Store::put_in`] and [`Store::proxy_in`] attach an object as they store it.
+//! - [`stream`]: streams of objects between programs (ProxyStore's `proxystore.stream`):
+//!   [`StreamProducer`](stream::StreamProducer) and [`StreamConsumer`](stream::StreamConsumer)
+//!   over an in-process channel, ZeroMQ PUB/SUB or Redis.
 //! - [`Registry`]: stores by name, so that a proxy deserialized in another process finds
 //!   (or rebuilds) its store.
 //!
@@ -102,6 +105,7 @@ mod polling;
 mod proxy;
 mod registry;
 mod store;
+pub mod stream;
 pub mod telemetry;
 
 #[cfg(any(test, doc, feature = "integration"))]
@@ -147,6 +151,8 @@ const _: () = {
     send_sync::<OwnedProxy<Vec<u8>>>();
     send_sync::<StoreFuture<Vec<u8>>>();
     send_sync::<Error>();
+    send_sync::<stream::StreamProducer<Vec<u8>>>();
+    send_sync::<stream::StreamConsumer<Vec<u8>>>();
     send_sync::<Registry>();
     send_sync::<ConnectorConfig>();
     send_sync::<std::sync::Arc<dyn Connector>>();

@@ -581,7 +581,7 @@ impl<Dc: 'static> Store<Dc> {
     /// Stores `obj` and returns a proxy to it. By default the proxy starts resolved (it holds
     /// `obj`), so using it in this process costs nothing; serializing it writes only the key
     /// and the store's config, and a deserialized copy fetches the object on first use. A
-    /// store built [`with_populate_target(false)`](StoreBuilder::with_populate_target) returns
+    /// store built [`with_populate_target(false)`](crate::StoreBuilder::with_populate_target) returns
     /// an unresolved proxy instead (like [`proxy_lazy`](Store::proxy_lazy)).
     pub fn proxy<T>(&self, obj: T) -> Result<Proxy<T, Dc>>
     where
@@ -662,9 +662,9 @@ impl<Dc: 'static> Store<Dc> {
         Ok(Proxy::<T, C>::evicting_on_read(self.erased(), key))
     }
 
-    /// Stores several objects with one [`Connector::put_batch`] and returns their proxies
+    /// Stores several objects with one [`Connector::put_batch`](crate::Connector::put_batch) and returns their proxies
     /// (resolved unless the store was built
-    /// [`with_populate_target(false)`](StoreBuilder::with_populate_target)).
+    /// [`with_populate_target(false)`](crate::StoreBuilder::with_populate_target)).
     pub fn proxy_batch<T>(&self, objs: Vec<T>) -> Result<Vec<Proxy<T, Dc>>>
     where
         T: Send + Sync + 'static,

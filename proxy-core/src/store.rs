@@ -48,7 +48,7 @@ fn close_hooks() -> Vec<CloseHook> {
 pub const DEFAULT_CACHE_SIZE: usize = 16;
 
 /// Everything needed to rebuild a store in another process: what a serialized
-/// [`Proxy`] carries besides its key.
+/// [`Proxy`](crate::Proxy) carries besides its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoreConfig {

@@ -92,6 +92,13 @@ impl Secret {
         }
     }
 
+    /// A key for another use of the secret, derived from the request key with its own
+    /// `context` (the proof of stream events, `proxy_core::stream`): no proof made with it is
+    /// a valid request or reply proof, nor the other way round.
+    pub(crate) fn derive_key(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.key)
+    }
+
     fn mac(&self, header: &[u8; HEADER_LEN]) -> blake3::Hash {
         blake3::keyed_hash(&self.key, &header[..PROVEN_LEN])
     }

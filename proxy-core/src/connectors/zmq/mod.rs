@@ -40,6 +40,12 @@ use self::options::Placement;
 pub use self::options::{ZmqConfig, ZmqOptions};
 use self::server::PeerServer;
 pub use self::stats::PeerStats;
+// For the stream module's ZeroMQ publisher and subscriber (`proxy_core::stream`).
+pub(crate) use self::auth::Secret as ZmqSecret;
+pub(crate) use self::context::context as zmq_context;
+pub(crate) use self::hardened::{check_library, library_is_hardened};
+pub(crate) use self::options::{is_loopback, secret_from_env};
+pub(crate) use self::secret::read_file_env as read_secret_file;
 use self::wire::Op;
 use crate::config::ConnectorConfig;
 use crate::connector::{check_kind, Connector};

@@ -1075,7 +1075,14 @@ fn is_tcp_endpoint(endpoint: &str) -> bool {
         })
 }
 
-pub(super) fn is_loopback(host: &str) -> bool {
+/// The cluster secret the environment gives: `PROXYSTORE_SECRET`, else the file named by
+/// `PROXYSTORE_SECRET_FILE`, else none.
+pub(crate) fn secret_from_env() -> Result<Option<Secret>> {
+    // The same rules as a connector's (length, file permissions, the opt-in).
+    Ok(ZmqOptions::default().resolve()?.secret().cloned())
+}
+
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

@@ -59,6 +59,15 @@ pub(crate) fn from_bytes(secret: &[u8], source: &str) -> Result<Secret> {
     Ok(Secret::new(secret))
 }
 
+/// Reads a secret file as [`read_file`] does, allowing a file that others may read only when
+/// `PROXYSTORE_SECRET_FILE_ANY_MODE` is set (for callers with no options of their own, such as
+/// the stream publishers and subscribers).
+pub(crate) fn read_file_env(path: &Path) -> Result<Secret> {
+    let any_mode = std::env::var_os(ENV_SECRET_FILE_ANY_MODE)
+        .is_some_and(|v| matches!(v.to_string_lossy().trim(), "1" | "true" | "yes"));
+    read_file(path, any_mode)
+}
+
 /// Reads the secret file at `path`: its content without a trailing newline, at least
 /// [`MIN_SECRET_LEN`] bytes, from a file that only its owner may read unless `any_mode`.
 pub(crate) fn read_file(path: &Path, any_mode: bool) -> Result<Secret> {
