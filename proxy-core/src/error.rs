@@ -86,12 +86,25 @@ pub enum Error {
         min_rate: u64,
     },
 
-    /// A remote peer or server answered with an error, or could not be reached.
+    /// A remote peer or server answered with an error (it was reached, and said no).
+    /// One that could not be reached at all is [`Error::Unreachable`].
     #[error("peer {peer}: {message}")]
     Peer {
         /// The peer's endpoint or server address.
         peer: String,
         /// What went wrong.
+        message: String,
+    },
+
+    /// A remote peer or server could not be reached: the connection was refused, could not
+    /// be opened, or was lost during the operation; nothing was answered. A peer that
+    /// accepts the connection but never answers is a [`Error::Timeout`] instead (ZeroMQ
+    /// connects in the background, so a dead ZeroMQ peer shows as a timeout).
+    #[error("peer {peer} unreachable: {message}")]
+    Unreachable {
+        /// The peer's endpoint or server address.
+        peer: String,
+        /// What was being done, and what the connection reported.
         message: String,
     },
 
@@ -226,6 +239,9 @@ pub enum Error {
     },
 
     /// A lifetime ended, but some of its objects could not be evicted (the others were).
+    ///
+    /// Its [kind](Error::kind) is [`ErrorKind::LifetimeEvict`], whatever the failures were;
+    /// `err.root().kind()` is the kind of the first failure.
     #[error("lifetime `{lifetime}`: could not evict {} of its {objects} objects; the first failure: {source}", failed.len())]
     LifetimeEvict {
         /// The lifetime's name.
@@ -295,11 +311,21 @@ pub enum ErrorKind {
     /// A peer, a server or a wait did not finish in time ([`Error::Timeout`], a peer below
     /// the minimum rate: [`Error::TooSlow`], or a future not set in time: [`Error::NotSet`]).
     Timeout,
-    /// A peer or server answered with an error or could not be reached ([`Error::Peer`]),
-    /// or refused a request for its size, its quota or its authentication
-    /// ([`Error::TooLarge`], [`Error::QuotaExceeded`], [`Error::Unauthenticated`]), or a
-    /// write-once key was written twice ([`Error::KeyTaken`]).
+    /// Refused by policy: a peer or server answered with an error ([`Error::Peer`]), or
+    /// refused a request for its size, its quota or its authentication
+    /// ([`Error::TooLarge`], [`Error::QuotaExceeded`], [`Error::Unauthenticated`]). Neither
+    /// a write-once key written twice ([`ErrorKind::AlreadyExists`]) nor a peer that could
+    /// not be reached ([`ErrorKind::Unreachable`]) counts.
     Refused,
+    /// An object is already stored under a write-once key: a future set twice, a
+    /// [`put_at`](crate::Connector::put_at) on a taken key ([`Error::KeyTaken`]).
+    AlreadyExists,
+    /// A peer or server could not be reached: connection refused, not opened, or lost
+    /// ([`Error::Unreachable`]).
+    Unreachable,
+    /// A lifetime ended and some of its objects could not be evicted
+    /// ([`Error::LifetimeEvict`]); `err.root().kind()` says why the first one failed.
+    LifetimeEvict,
     /// A value could not be encoded or decoded, e.g. read as the wrong type
     /// ([`Error::Codec`]).
     Codec,
@@ -390,13 +416,23 @@ impl Error {
     /// # Ok::<(), proxy_core::Error>(())
     /// ```
     pub fn kind(&self) -> ErrorKind {
+        let mut error = self;
+        // Through the context wrappers only, not into a lifetime's failures: those are of
+        // their own kind.
+        while let Error::Store { source, .. } = error {
+            error = source;
+        }
+        if let Error::LifetimeEvict { .. } = error {
+            return ErrorKind::LifetimeEvict;
+        }
         #[allow(unreachable_patterns)] // variants added by other modules map to `Other`
         match self.root() {
             Error::NotFound { .. } | Error::WrongIncarnation { .. } => ErrorKind::NotFound,
             Error::Timeout { .. } | Error::TooSlow { .. } | Error::NotSet { .. } => {
                 ErrorKind::Timeout
             }
-            Error::KeyTaken { .. } => ErrorKind::Refused,
+            Error::KeyTaken { .. } => ErrorKind::AlreadyExists,
+            Error::Unreachable { .. } => ErrorKind::Unreachable,
             Error::Peer { .. }
             | Error::TooLarge { .. }
             | Error::QuotaExceeded { .. }
@@ -425,10 +461,42 @@ impl Error {
         self.kind() == ErrorKind::Timeout
     }
 
-    /// Whether a peer or server refused the request or could not be reached:
-    /// [`ErrorKind::Refused`].
+    /// Whether a peer or server refused the request by policy (an error answer, a size or
+    /// quota limit, a failed authentication): [`ErrorKind::Refused`]. Not for a key written
+    /// twice ([`is_already_exists`](Error::is_already_exists)) nor for a peer that could not
+    /// be reached ([`is_unreachable`](Error::is_unreachable)).
     pub fn is_refused(&self) -> bool {
         self.kind() == ErrorKind::Refused
+    }
+
+    /// Whether an object was already stored under a write-once key (a future set twice):
+    /// [`ErrorKind::AlreadyExists`].
+    ///
+    /// ```
+    /// use proxy_core::{LocalConnector, Store};
+    ///
+    /// let store = Store::new("already-exists-doc", LocalConnector::new());
+    /// let future = store.future::<u32>()?;
+    /// future.set(&1)?;
+    /// let again = future.set(&2).unwrap_err();
+    /// assert!(again.is_already_exists() && !again.is_refused());
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn is_already_exists(&self) -> bool {
+        self.kind() == ErrorKind::AlreadyExists
+    }
+
+    /// Whether a peer or server could not be reached (connection refused, not opened, or
+    /// lost): [`ErrorKind::Unreachable`]. A peer that never answers is a timeout
+    /// ([`is_timeout`](Error::is_timeout)).
+    pub fn is_unreachable(&self) -> bool {
+        self.kind() == ErrorKind::Unreachable
+    }
+
+    /// Whether a lifetime ended with some of its objects not evicted:
+    /// [`ErrorKind::LifetimeEvict`].
+    pub fn is_lifetime_evict(&self) -> bool {
+        self.kind() == ErrorKind::LifetimeEvict
     }
 
     /// The innermost error, looking through [`Error::Store`] context wrappers (and through
@@ -519,5 +587,47 @@ mod tests {
             Error::StoreExists { name: "s".into() }.kind(),
             ErrorKind::Registry
         );
+    }
+
+    #[test]
+    fn a_key_taken_is_already_exists_not_refused() {
+        let taken = Error::KeyTaken {
+            key: Key::new("local", 1),
+            connector: "local".into(),
+        }
+        .in_store("s", None);
+        assert_eq!(taken.kind(), ErrorKind::AlreadyExists);
+        assert!(taken.is_already_exists());
+        assert!(!taken.is_refused(), "refused means refused by policy");
+    }
+
+    #[test]
+    fn an_unreachable_peer_is_its_own_kind() {
+        let down = Error::Unreachable {
+            peer: "redis://127.0.0.1:1/0".into(),
+            message: "connect: connection refused".into(),
+        }
+        .in_store("s", None);
+        assert_eq!(down.kind(), ErrorKind::Unreachable);
+        assert!(down.is_unreachable() && !down.is_refused() && !down.is_timeout());
+        assert!(down.to_string().contains("unreachable"), "{down}");
+    }
+
+    #[test]
+    fn a_lifetime_evict_is_its_own_kind_and_its_root_says_why() {
+        let failed = Error::LifetimeEvict {
+            lifetime: "l".into(),
+            failed: vec![Key::new("local", 1)],
+            objects: 2,
+            source: Box::new(Error::Timeout {
+                peer: "tcp://10.0.0.1:5000".into(),
+                operation: "evict".into(),
+                timeout: Duration::from_secs(1),
+            }),
+        }
+        .in_store("s", None);
+        assert_eq!(failed.kind(), ErrorKind::LifetimeEvict);
+        assert!(failed.is_lifetime_evict() && !failed.is_timeout());
+        assert_eq!(failed.root().kind(), ErrorKind::Timeout);
     }
 }

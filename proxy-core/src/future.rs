@@ -18,7 +18,7 @@
 //! let consumer = std::thread::spawn(move || proxy.iter().sum::<u32>()); // waits for the value
 //! future.set(&vec![1, 2, 3])?;
 //! assert_eq!(consumer.join().unwrap(), 6);
-//! assert!(future.set(&vec![4]).unwrap_err().is_refused()); // set once only
+//! assert!(future.set(&vec![4]).unwrap_err().is_already_exists()); // set once only
 //!
 //! // An unset future times out with an error naming the store and the key.
 //! let never = store

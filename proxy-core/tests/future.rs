@@ -59,7 +59,7 @@ fn a_future_is_set_once_only() {
         matches!(err, Error::Store { .. } | Error::KeyTaken { .. }),
         "{err:?}"
     );
-    assert_eq!(err.kind(), ErrorKind::Refused);
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     assert!(err.to_string().contains("write-once"), "{err}");
     // A clone is the same future: it cannot set it either.
     assert!(future.clone().set_owned("third".to_string()).is_err());

@@ -55,9 +55,9 @@ mod connector {
     ///
     /// The connector keeps a small pool of blocking connections, so threads run commands in
     /// parallel; batches are one command each (`MSET`, `MGET`), hence one round trip. Errors
-    /// name the server (never its password): [`Error::Peer`] when it cannot be reached,
-    /// refuses the password or drops the connection, [`Error::Timeout`] when it does not
-    /// answer within the configured timeout. After the server comes back, the same
+    /// name the server (never its password): [`Error::Unreachable`] when it cannot be
+    /// reached or drops the connection, [`Error::Peer`] when it refuses the password or a
+    /// command, [`Error::Timeout`] when it does not answer within the configured timeout. After the server comes back, the same
     /// connector works again.
     ///
     /// ```no_run

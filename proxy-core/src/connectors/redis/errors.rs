@@ -57,20 +57,28 @@ pub(super) fn to_error(
         };
     }
     let detail = scrub(error.to_string(), password);
-    let message = if is_auth_failure(error) {
-        format!("authentication failed during {operation}: {detail}")
-    } else if error.is_connection_refusal() {
-        format!("{operation}: connection refused (is redis-server running there?): {detail}")
-    } else if matches!(operation, Operation::Connect) {
-        format!("cannot connect: {detail}")
-    } else if is_connection_lost(error) {
-        format!("connection lost during {operation}: {detail}")
-    } else {
-        format!("{operation} failed: {detail}")
-    };
-    Error::Peer {
+    let unreachable = |message: String| Error::Unreachable {
         peer: server.to_string(),
         message,
+    };
+    if is_auth_failure(error) {
+        Error::Peer {
+            peer: server.to_string(),
+            message: format!("authentication failed during {operation}: {detail}"),
+        }
+    } else if error.is_connection_refusal() {
+        unreachable(format!(
+            "{operation}: connection refused (is redis-server running there?): {detail}"
+        ))
+    } else if matches!(operation, Operation::Connect) {
+        unreachable(format!("cannot connect: {detail}"))
+    } else if is_connection_lost(error) {
+        unreachable(format!("connection lost during {operation}: {detail}"))
+    } else {
+        Error::Peer {
+            peer: server.to_string(),
+            message: format!("{operation} failed: {detail}"),
+        }
     }
 }
 
@@ -104,21 +112,23 @@ mod tests {
         );
         let text = err.to_string();
         assert!(
-            matches!(err, Error::Peer { ref peer, .. } if peer == "redis://h:1/0"),
+            matches!(err, Error::Unreachable { ref peer, .. } if peer == "redis://h:1/0"),
             "{text}"
         );
+        assert!(err.is_unreachable() && !err.is_refused(), "{text}");
         assert!(text.contains("connection refused"), "{text}");
 
         let key = Key::new("redis", 7);
         let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        let text = to_error(
+        let lost = to_error(
             &reset,
             "s",
             Operation::One("GET", &key),
             Duration::ZERO,
             None,
-        )
-        .to_string();
+        );
+        assert!(lost.is_unreachable(), "{lost}");
+        let text = lost.to_string();
         assert!(text.contains("connection lost during GET redis:"), "{text}");
     }
 

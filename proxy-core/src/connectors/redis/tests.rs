@@ -90,7 +90,7 @@ fn connection_refused_names_the_server() {
     server.stop();
     let err = RedisConnector::new(server.url()).expect_err("nothing listens there");
     let text = err.to_string();
-    assert!(matches!(err, Error::Peer { .. }), "{err:?}");
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(
         text.contains(&format!("127.0.0.1:{}", server.port())),
         "{text}"
@@ -171,7 +171,7 @@ fn a_server_that_dies_gives_an_error_and_a_restarted_one_is_used_again() {
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(err, Error::Peer { .. }), "{err:?}");
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(
         err.to_string()
             .contains(&format!("127.0.0.1:{}", server.port())),
