@@ -87,7 +87,8 @@ fn close_evicts_every_object_and_reports_the_ones_it_could_not() {
         }
         other => panic!("expected LifetimeEvict, got {other:?}"),
     }
-    assert_eq!(err.kind(), ErrorKind::WrongConnector, "{err}");
+    assert_eq!(err.kind(), ErrorKind::LifetimeEvict, "{err}");
+    assert_eq!(err.root().kind(), ErrorKind::WrongConnector, "{err}");
     assert!(err.to_string().contains("close-reports"), "{err}");
     // Every other object was evicted anyway.
     for key in &keys {

@@ -337,7 +337,9 @@ impl FileConnector {
         let free = self.private_name("free");
         match fs::rename(path, &free) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Some(Ok(())),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Some(self.missing("evict from store directory"))
+            }
             Err(_) => return None,
         }
         // Emptied only once it has left the key's name: a reader that opened it before sees
@@ -563,7 +565,9 @@ impl Connector for FileConnector {
     }
 
     /// Removes the key's file, or moves it to this connector's free files for a later put
-    /// (emptied; see "Recycled files").
+    /// (emptied; see "Recycled files"). A missing object is not an error, but a missing
+    /// directory is, as for [`get`](Connector::get) and [`exists`](Connector::exists): the
+    /// store is gone ([`Error::Io`] naming the directory).
     fn evict(&self, key: &Key) -> Result<()> {
         let path = self.path_of(key)?;
         if let Some(done) = self.evict_to_free(&path) {
@@ -571,7 +575,7 @@ impl Connector for FileConnector {
         }
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => self.missing("evict from store directory"),
             Err(e) => Err(Error::io("remove", path, e)),
         }
     }
@@ -808,6 +812,41 @@ mod tests {
         match default.config() {
             ConnectorConfig::File { recycled_files, .. } => assert_eq!(recycled_files, None),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// `get`, `exists` and `evict` agree on a store directory that was removed under the
+    /// connector: each fails with an I/O error naming the directory (the store is gone), with
+    /// recycling off and on (both evict paths).
+    #[test]
+    fn a_vanished_directory_fails_get_exists_and_evict_alike() {
+        for recycled in [0, 4] {
+            let (dir, connector) = fresh();
+            let connector = connector.with_recycled_files(recycled);
+            let key = connector.put(Bytes::from_static(b"x")).expect("put");
+            let store_dir = connector.dir().to_path_buf();
+            fs::remove_dir_all(&store_dir).expect("remove the store directory");
+            let failures = [
+                ("get", connector.get(&key).map(drop)),
+                ("exists", connector.exists(&key).map(drop)),
+                ("evict", connector.evict(&key)),
+            ];
+            for (operation, outcome) in failures {
+                match outcome {
+                    Err(Error::Io {
+                        ref path,
+                        ref source,
+                        ..
+                    }) => {
+                        assert_eq!(path, &store_dir, "{operation} (recycled {recycled})");
+                        assert_eq!(source.kind(), ErrorKind::NotFound, "{operation}");
+                    }
+                    other => panic!(
+                        "{operation} on a vanished directory (recycled {recycled}): {other:?}"
+                    ),
+                }
+            }
+            drop(dir);
         }
     }
 
