@@ -234,20 +234,84 @@ impl MultiConnector {
     ///
     /// Fails with [`Error::Config`] naming the size and tags when no child admits it.
     pub fn route_for(&self, size: usize, tags: &[&str]) -> Result<&str> {
-        self.choose(size, tags)
+        self.route_for_tags(size, tags, tags)
+    }
+
+    /// The name of the child that a put of `size` bytes with `subset_tags` and
+    /// `superset_tags` goes to ([`put_with_tags`](MultiConnector::put_with_tags)).
+    pub fn route_for_tags(
+        &self,
+        size: usize,
+        subset_tags: &[&str],
+        superset_tags: &[&str],
+    ) -> Result<&str> {
+        self.choose(size, Tags::new(subset_tags, superset_tags))
             .map(|i| self.children[i].name.as_str())
     }
 
-    /// Stores `data` in the child chosen for its size among those carrying all of `tags`.
+    /// Stores `data` in the child chosen for its size among those carrying all of `tags`
+    /// and requiring none that `tags` lacks (`tags` as both the subset and the superset
+    /// tags of [`put_with_tags`](MultiConnector::put_with_tags)).
     pub fn put_tagged(&self, data: Bytes, tags: &[&str]) -> Result<Key> {
-        let child = &self.children[self.choose(data.len(), tags)?];
+        self.put_with_tags(data, tags, tags)
+    }
+
+    /// Stores `data` in the child chosen as ProxyStore's `MultiConnector.put(obj,
+    /// subset_tags, superset_tags)` chooses: among the children whose size bounds admit it,
+    /// that carry every tag of `subset_tags` and whose
+    /// [required tags](RoutingPolicy::with_required_tag) are all in `superset_tags` (extra
+    /// superset tags are ignored), the one with the highest priority (the first declared on
+    /// a tie). See [`RoutingPolicy`] for the rule.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use proxy_core::{LocalConnector, MultiConnector, RoutingPolicy};
+    ///
+    /// let multi = MultiConnector::builder()
+    ///     .child("any", LocalConnector::new(), RoutingPolicy::new())
+    ///     .child(
+    ///         "gpu",
+    ///         LocalConnector::new(),
+    ///         RoutingPolicy::new().with_required_tag("gpu").with_priority(1),
+    ///     )
+    ///     .build()?;
+    /// // `gpu` is required by the child; `fp64` is an extra superset tag and does not matter.
+    /// let key = multi.put_with_tags(Bytes::from_static(b"x"), &[], &["gpu", "fp64"])?;
+    /// assert_eq!(key.route(), Some("gpu"));
+    /// // Without `gpu` among the superset tags, the gpu child takes nothing.
+    /// let key = multi.put_with_tags(Bytes::from_static(b"x"), &[], &["fp64"])?;
+    /// assert_eq!(key.route(), Some("any"));
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn put_with_tags(
+        &self,
+        data: Bytes,
+        subset_tags: &[&str],
+        superset_tags: &[&str],
+    ) -> Result<Key> {
+        let child =
+            &self.children[self.choose(data.len(), Tags::new(subset_tags, superset_tags))?];
         let key = self.connector_of(child)?.put(data)?;
         Ok(add_route(&child.name, key))
     }
 
     /// Stores several objects, each in the child chosen for its size among those carrying all
-    /// of `tags`; each child gets its share as one batch. The keys come back in order.
+    /// of `tags` (as [`put_tagged`](MultiConnector::put_tagged)); each child gets its share as
+    /// one batch. The keys come back in order.
     pub fn put_batch_tagged(&self, data: Vec<Bytes>, tags: &[&str]) -> Result<Vec<Key>> {
+        self.put_batch_with_tags(data, tags, tags)
+    }
+
+    /// Stores several objects, each in the child that
+    /// [`put_with_tags`](MultiConnector::put_with_tags) would choose; each child gets its share
+    /// as one batch. The keys come back in order.
+    pub fn put_batch_with_tags(
+        &self,
+        data: Vec<Bytes>,
+        subset_tags: &[&str],
+        superset_tags: &[&str],
+    ) -> Result<Vec<Key>> {
+        let tags = Tags::new(subset_tags, superset_tags);
         let mut shares: Vec<(Vec<usize>, Vec<Bytes>)> =
             vec![Default::default(); self.children.len()];
         let count = data.len();
@@ -296,12 +360,15 @@ impl MultiConnector {
     }
 
     /// The index of the child that takes an object of `size` bytes with `tags`.
-    fn choose(&self, size: usize, tags: &[&str]) -> Result<usize> {
+    fn choose(&self, size: usize, tags: Tags<'_>) -> Result<usize> {
         self.children
             .iter()
             .enumerate()
             .filter(|(_, child)| {
-                child.policy.admits(size, tags) && child.policy.active_on(&self.hostname)
+                child
+                    .policy
+                    .admits_with_tags(size, tags.subset, tags.superset)
+                    && child.policy.active_on(&self.hostname)
             })
             // `max_by_key` keeps the last of equal maxima; reversing keeps the first declared.
             .rev()
@@ -310,7 +377,7 @@ impl MultiConnector {
             .ok_or_else(|| Error::Config {
                 what: format!("multi connector {}", self.description()),
                 message: format!(
-                    "no child active on host `{}` admits an object of {size} bytes with tags {tags:?}",
+                    "no child active on host `{}` admits an object of {size} bytes with {tags}",
                     self.hostname
                 ),
             })
@@ -374,6 +441,34 @@ impl MultiConnector {
     }
 }
 
+/// The tags of one put: those the child must carry, and those that must include the child's
+/// required ones.
+#[derive(Clone, Copy)]
+struct Tags<'a> {
+    subset: &'a [&'a str],
+    superset: &'a [&'a str],
+}
+
+impl<'a> Tags<'a> {
+    fn new(subset: &'a [&'a str], superset: &'a [&'a str]) -> Self {
+        Tags { subset, superset }
+    }
+}
+
+impl fmt::Display for Tags<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.subset == self.superset {
+            write!(f, "tags {:?}", self.subset)
+        } else {
+            write!(
+                f,
+                "subset tags {:?} and superset tags {:?}",
+                self.subset, self.superset
+            )
+        }
+    }
+}
+
 /// `key`, made by the child `name`, with the route that leads back to that child.
 fn add_route(name: &str, key: Key) -> Key {
     let route = match key.route() {
@@ -406,7 +501,7 @@ impl Connector for MultiConnector {
     /// A key of the child the policies choose for an object of unknown size (they are asked
     /// as for an empty object without tags): a future's value goes where its key says.
     fn new_key(&self) -> Result<Key> {
-        let child = &self.children[self.choose(0, &[])?];
+        let child = &self.children[self.choose(0, Tags::new(&[], &[]))?];
         let key = self.connector_of(child)?.new_key()?;
         Ok(add_route(&child.name, key))
     }

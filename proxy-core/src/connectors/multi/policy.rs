@@ -7,12 +7,24 @@ use serde::{Deserialize, Serialize};
 /// Which objects one child of a [`MultiConnector`](crate::MultiConnector) accepts, and how
 /// much it is preferred over the others.
 ///
-/// A child admits an object when its size lies within `[min_size, max_size]` (both
-/// inclusive; no maximum unless set), the child carries every tag the put asked for
-/// (a put without tags asks for none), and the put asked for every tag the child
-/// [requires](RoutingPolicy::with_required_tag) (ProxyStore's `superset_tags`). Among the
-/// children that admit an object, the one with the highest priority takes it; on a tie, the
-/// one declared first.
+/// A put names two sets of tags, as ProxyStore's `MultiConnector.put` does
+/// ([`MultiConnector::put_with_tags`](crate::MultiConnector::put_with_tags)):
+/// *subset tags*, which the child must all carry, and *superset tags*, which must include
+/// every tag the child requires. A child admits an object when
+/// - its size lies within `[min_size, max_size]` (both inclusive; no maximum unless set),
+/// - every subset tag of the put is one the child carries
+///   ([`with_tag`](RoutingPolicy::with_tag) or [`with_required_tag`](RoutingPolicy::with_required_tag));
+///   no subset tags: any child,
+/// - every tag the child [requires](RoutingPolicy::with_required_tag) (ProxyStore's policy
+///   `superset_tags`) is among the put's superset tags; the put's other superset tags do not
+///   matter. A child that requires none admits any superset tags; a child that requires
+///   some takes no put without them.
+///
+/// [`admits`](RoutingPolicy::admits) and
+/// [`MultiConnector::put_tagged`](crate::MultiConnector::put_tagged) take one list of tags used
+/// as both sets (so there every tag must be carried as well).
+/// Among the children that admit an object, the one with the highest priority takes it; on a
+/// tie, the one declared first.
 ///
 /// A policy with [host patterns](RoutingPolicy::with_host_pattern) makes its child active only
 /// on machines whose host name matches one of them; elsewhere the child is *dormant*: it takes
@@ -33,6 +45,9 @@ use serde::{Deserialize, Serialize};
 /// let gpu_only = RoutingPolicy::new().with_required_tag("gpu");
 /// assert!(gpu_only.admits(10, &["gpu"]));
 /// assert!(!gpu_only.admits(10, &[]), "a put that does not ask for `gpu` goes elsewhere");
+/// // Superset tags: `gpu` is required, `fp64` is extra and need not be carried.
+/// assert!(gpu_only.admits_with_tags(10, &[], &["gpu", "fp64"]));
+/// assert!(!gpu_only.admits(10, &["gpu", "fp64"]), "as one list, `fp64` must be carried");
 ///
 /// let cluster = RoutingPolicy::new().with_host_pattern("node-*.cluster");
 /// assert!(cluster.active_on("node-17.cluster"));
@@ -137,16 +152,31 @@ impl RoutingPolicy {
                 .any(|pattern| wildcard_match(pattern.as_bytes(), hostname.as_bytes()))
     }
 
-    /// Whether an object of `size` bytes, put with `tags`, may go to this child.
+    /// Whether an object of `size` bytes, put with `tags`, may go to this child: `tags` are
+    /// both the subset and the superset tags of [`admits_with_tags`](Self::admits_with_tags)
+    /// (every one must be carried, and every required tag must be among them).
     pub fn admits(&self, size: usize, tags: &[&str]) -> bool {
+        self.admits_with_tags(size, tags, tags)
+    }
+
+    /// Whether an object of `size` bytes may go to this child when put with `subset_tags`
+    /// (each must be carried by the child) and `superset_tags` (they must include every tag
+    /// the child requires; others are ignored), ProxyStore's `Policy.is_valid`. See the
+    /// [type's docs](RoutingPolicy) for the whole rule.
+    pub fn admits_with_tags(
+        &self,
+        size: usize,
+        subset_tags: &[&str],
+        superset_tags: &[&str],
+    ) -> bool {
         let size = size as u64;
         size >= self.min_size
             && self.max_size.is_none_or(|max| size <= max)
-            && tags.iter().all(|tag| self.tags.contains(*tag))
+            && subset_tags.iter().all(|tag| self.tags.contains(*tag))
             && self
                 .required_tags
                 .iter()
-                .all(|required| tags.contains(&required.as_str()))
+                .all(|required| superset_tags.contains(&required.as_str()))
     }
 }
 
@@ -234,6 +264,30 @@ mod tests {
         assert!(wildcard_match(b"*", b""));
         assert!(wildcard_match(b"a*b*c", b"axxbyybc"));
         assert!(!wildcard_match(b"a*b*c", b"axxbyyb"));
+    }
+
+    #[test]
+    fn superset_tags_need_only_include_the_required_ones() {
+        let gpu = RoutingPolicy::new()
+            .with_required_tag("gpu")
+            .with_required_tag("fast");
+        assert!(gpu.admits_with_tags(1, &[], &["fast", "gpu"]));
+        assert!(
+            gpu.admits_with_tags(1, &[], &["fast", "gpu", "fp64", "big"]),
+            "extra superset tags do not matter"
+        );
+        assert!(!gpu.admits_with_tags(1, &[], &["gpu"]), "`fast` is missing");
+        assert!(!gpu.admits_with_tags(1, &[], &[]));
+        // Subset tags are still checked against the carried ones.
+        assert!(gpu.admits_with_tags(1, &["gpu"], &["fast", "gpu", "fp64"]));
+        assert!(!gpu.admits_with_tags(1, &["fp64"], &["fast", "gpu", "fp64"]));
+        // A child that requires nothing admits any superset tags.
+        let plain = RoutingPolicy::new();
+        assert!(plain.admits_with_tags(1, &[], &["gpu", "anything"]));
+        assert!(
+            !plain.admits_with_tags(1, &["gpu"], &[]),
+            "subset tags must be carried"
+        );
     }
 
     #[test]

@@ -491,3 +491,47 @@ fn required_tags_keep_a_child_for_the_puts_that_ask_for_them() {
         "no child carries both"
     );
 }
+
+/// ProxyStore's superset tags: a put's superset tags route to any child whose required tags
+/// they include, whatever other tags they hold (and carried tags play no part in them).
+#[test]
+fn superset_tags_route_to_a_child_whose_required_tags_they_include() {
+    let gpu = LocalConnector::new();
+    let multi = MultiConnector::builder()
+        .child("any", LocalConnector::new(), RoutingPolicy::new())
+        .child(
+            "gpu",
+            gpu.clone(),
+            RoutingPolicy::new()
+                .with_required_tag("gpu")
+                .with_required_tag("pinned")
+                .with_priority(5),
+        )
+        .build()
+        .expect("build");
+    let extra = ["pinned", "fp64", "gpu", "batch-7"];
+    let key = multi
+        .put_with_tags(Bytes::from_static(b"g"), &[], &extra)
+        .expect("put");
+    assert_eq!(
+        key.route(),
+        Some("gpu"),
+        "extra superset tags do not matter"
+    );
+    assert_eq!(multi.route_for_tags(1, &[], &extra).expect("route"), "gpu");
+    assert_eq!(gpu.object_count(), Some(1));
+    let keys = multi
+        .put_batch_with_tags(vec![Bytes::from_static(b"a"); 3], &[], &extra)
+        .expect("batch");
+    assert!(keys.iter().all(|k| k.route() == Some("gpu")), "{keys:?}");
+    // Missing one required tag: the gpu child is out, the plain child takes it.
+    let key = multi
+        .put_with_tags(Bytes::from_static(b"g"), &[], &["gpu", "fp64"])
+        .expect("put");
+    assert_eq!(key.route(), Some("any"));
+    // Subset tags must be carried: nothing carries `fp64`.
+    let err = multi
+        .put_with_tags(Bytes::from_static(b"g"), &["fp64"], &extra)
+        .expect_err("no child carries fp64");
+    assert!(err.to_string().contains("subset tags [\"fp64\"]"), "{err}");
+}
