@@ -54,6 +54,7 @@ pub struct StoreFuture<T, C = DefaultCodec> {
     config: Arc<StoreConfig>,
     key: Key,
     polling: Polling,
+    evict_on_read: bool,
     store: Option<Store>,
     value: PhantomData<fn() -> (T, C)>,
 }
@@ -64,6 +65,7 @@ impl<T, C> Clone for StoreFuture<T, C> {
             config: Arc::clone(&self.config),
             key: self.key.clone(),
             polling: self.polling,
+            evict_on_read: self.evict_on_read,
             store: self.store.clone(),
             value: PhantomData,
         }
@@ -76,6 +78,7 @@ impl<T, C> fmt::Debug for StoreFuture<T, C> {
             .field("store", &self.config.name)
             .field("key", &self.key)
             .field("polling", &self.polling)
+            .field("evict_on_read", &self.evict_on_read)
             .finish()
     }
 }
@@ -86,6 +89,7 @@ impl<T, C> StoreFuture<T, C> {
             config: Arc::clone(store.shared_config()),
             key,
             polling: Polling::default(),
+            evict_on_read: false,
             store: Some(store),
             value: PhantomData,
         }
@@ -96,6 +100,34 @@ impl<T, C> StoreFuture<T, C> {
     pub fn with_polling(mut self, polling: Polling) -> Self {
         self.polling = polling;
         self
+    }
+
+    /// This future with proxies (made from now on) whose value is evicted right after the
+    /// first successful resolve of any of them, in whichever process (ProxyStore's
+    /// `store.future(evict=True)`; see [`Store::proxy_evict_on_read`]). Later resolves of
+    /// other proxies fail with [`Error::NotFound`](crate::Error::NotFound), or, being
+    /// proxies of a future, wait until their polling timeout ([`Error::NotSet`](crate::Error::NotSet)).
+    ///
+    /// ```
+    /// use proxy_core::{LocalConnector, Store};
+    ///
+    /// let store = Store::new("future-evict-doc", LocalConnector::new());
+    /// let future = store.future::<String>()?.with_evict_on_read(true);
+    /// let proxy = future.proxy();
+    /// future.set(&"once".to_string())?;
+    /// assert_eq!(proxy.as_str(), "once"); // resolves, then evicts
+    /// assert!(!future.done()?);
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_evict_on_read(mut self, evict: bool) -> Self {
+        self.evict_on_read = evict;
+        self
+    }
+
+    /// Whether the proxies this future makes evict the value after their first resolve.
+    pub fn evicts_on_read(&self) -> bool {
+        self.evict_on_read
     }
 
     /// The polling policy of the proxies this future makes.
@@ -130,6 +162,7 @@ impl<T, C> StoreFuture<T, C> {
             self.key.clone(),
             self.store.clone(),
             self.polling,
+            self.evict_on_read,
         )
     }
 
@@ -170,6 +203,7 @@ struct FutureRef<'a> {
     store: &'a StoreConfig,
     key: &'a Key,
     polling: &'a Polling,
+    evict_on_read: bool,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +211,8 @@ struct FutureFactory {
     store: StoreConfig,
     key: Key,
     polling: Polling,
+    #[serde(default)]
+    evict_on_read: bool,
 }
 
 impl<T, C> Serialize for StoreFuture<T, C> {
@@ -185,6 +221,7 @@ impl<T, C> Serialize for StoreFuture<T, C> {
             store: &self.config,
             key: &self.key,
             polling: &self.polling,
+            evict_on_read: self.evict_on_read,
         }
         .serialize(serializer)
     }
@@ -197,6 +234,7 @@ impl<'de, T, C> Deserialize<'de> for StoreFuture<T, C> {
             config: Arc::new(factory.store),
             key: factory.key,
             polling: factory.polling,
+            evict_on_read: factory.evict_on_read,
             store: None,
             value: PhantomData,
         })
@@ -219,9 +257,16 @@ impl<Dc: 'static> Store<Dc> {
     }
 
     /// Like [`future`](Store::future), with codec `C`.
+    ///
+    /// With [metrics](crate::StoreBuilder::with_metrics) on, the reservation is counted as
+    /// a `future` operation, store-wide and for the future's key
+    /// ([`KeyMetrics::future`](crate::KeyMetrics::future)); setting the value counts as the
+    /// key's put.
     pub fn future_with<T, C: Codec<T>>(&self) -> Result<StoreFuture<T, C>> {
+        let started = self.start();
         let key = self.connector().new_key().map_err(self.context(None))?;
         tracing::debug!(store = %self.name(), %key, "future");
+        self.record_future(&key, started);
         Ok(StoreFuture::new(self.erased(), key))
     }
 }

@@ -23,6 +23,7 @@ pub(crate) enum Op {
     Get,
     Exists,
     Evict,
+    Future,
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -103,6 +104,7 @@ pub(crate) struct Metrics {
     get: Counter,
     exists: Counter,
     evict: Counter,
+    future: Counter,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     exists_cache_hits: AtomicU64,
@@ -124,6 +126,7 @@ impl Metrics {
             get: Counter::default(),
             exists: Counter::default(),
             evict: Counter::default(),
+            future: Counter::default(),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             exists_cache_hits: AtomicU64::new(0),
@@ -137,6 +140,7 @@ impl Metrics {
             Op::Get => &self.get,
             Op::Exists => &self.exists,
             Op::Evict => &self.evict,
+            Op::Future => &self.future,
         }
     }
 
@@ -199,6 +203,7 @@ impl Metrics {
             get: self.get.snapshot(),
             exists: self.exists.snapshot(),
             evict: self.evict.snapshot(),
+            future: self.future.snapshot(),
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
             cache_misses: self.cache_misses.load(Ordering::Relaxed),
             exists_cache_hits: self.exists_cache_hits.load(Ordering::Relaxed),
@@ -250,6 +255,9 @@ pub struct KeyMetrics {
     pub exists: OpStats,
     /// Evictions.
     pub evict: OpStats,
+    /// The reservation of this key by [`Store::future`](crate::Store::future) (ProxyStore's
+    /// `store.future` timing); its value's set counts as [`put`](Self::put).
+    pub future: OpStats,
     /// Typed gets answered from the cache.
     pub cache_hits: u64,
     /// Existence checks answered from the cache.
@@ -263,6 +271,7 @@ impl KeyMetrics {
             Op::Get => &mut self.get,
             Op::Exists => &mut self.exists,
             Op::Evict => &mut self.evict,
+            Op::Future => &mut self.future,
         }
     }
 }
@@ -284,6 +293,8 @@ pub struct MetricsSnapshot {
     pub exists: OpStats,
     /// Evictions.
     pub evict: OpStats,
+    /// Keys reserved by [`Store::future`](crate::Store::future).
+    pub future: OpStats,
     /// Gets answered from the cache.
     pub cache_hits: u64,
     /// Gets that had to go to the connector.

@@ -152,8 +152,9 @@ impl<T, C> Proxy<T, C> {
         key: Key,
         store: Option<Store>,
         polling: Polling,
+        evict_on_read: bool,
     ) -> Self {
-        Self::build(config, key, store, None, false, Some(polling))
+        Self::build(config, key, store, None, evict_on_read, Some(polling))
     }
 
     /// Whether this is the proxy of a [future](crate::StoreFuture): its first use waits for

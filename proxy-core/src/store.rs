@@ -320,7 +320,12 @@ impl<Dc: 'static> Store<Dc> {
         self.inner.config.populate_target
     }
 
-    fn start(&self) -> Option<Instant> {
+    /// Counts the reservation of a future's key ([`Store::future`](crate::Store::future)).
+    pub(crate) fn record_future(&self, key: &Key, started: Option<Instant>) {
+        self.record_keys(Op::Future, std::slice::from_ref(key), 0, started);
+    }
+
+    pub(crate) fn start(&self) -> Option<Instant> {
         self.inner.metrics.as_ref().map(|_| Instant::now())
     }
 

@@ -49,6 +49,63 @@ fn a_proxy_made_before_the_value_resolves_once_it_is_set() {
     assert_eq!(Proxy::key(&proxy), future.key());
 }
 
+/// ProxyStore's `store.future(evict=True)`: the value is evicted after the first successful
+/// resolve of a proxy of the future, also of a proxy that travelled (serialized).
+#[test]
+fn an_evict_on_read_future_evicts_its_value_after_the_first_resolve() {
+    let store = Store::new("future-evict-on-read", LocalConnector::new());
+    let future = store
+        .future::<Vec<u64>>()
+        .expect("future")
+        .with_evict_on_read(true);
+    assert!(future.evicts_on_read());
+    let proxy = future.proxy();
+    assert!(Proxy::evicts_on_read(&proxy) && Proxy::is_future(&proxy));
+    let travelled: Proxy<Vec<u64>> =
+        bincode::deserialize(&bincode::serialize(&proxy).expect("serialize")).expect("deserialize");
+    assert!(Proxy::evicts_on_read(&travelled));
+
+    future.set(&vec![5, 6]).expect("set");
+    assert!(store.exists(future.key()).expect("exists"));
+    assert_eq!(*travelled, vec![5, 6]);
+    assert!(
+        !future.done().expect("done"),
+        "evicted after the first read"
+    );
+    assert!(!store.exists(future.key()).expect("exists"));
+
+    // A future without the flag keeps its value.
+    let keeps = store.future::<u8>().expect("future");
+    assert!(!keeps.evicts_on_read() && !Proxy::evicts_on_read(&keeps.proxy()));
+    keeps.set(&1).expect("set");
+    assert_eq!(*keeps.proxy(), 1);
+    assert!(keeps.done().expect("done"));
+}
+
+/// ProxyStore's store metrics time `store.future` per key: so do ours
+/// (`KeyMetrics::future`, `MetricsSnapshot::future`), next to the set (a put) and the reads.
+#[test]
+fn a_futures_key_has_its_own_metrics() {
+    let store = Store::builder("future-metrics", LocalConnector::new())
+        .with_metrics(true)
+        .build();
+    let future = store.future::<u32>().expect("future");
+    let metrics = store.metrics().expect("metrics on");
+    assert_eq!(metrics.future.count, 1);
+    let key = metrics
+        .key(future.key())
+        .expect("the future's key is followed");
+    assert_eq!((key.future.count, key.put.count), (1, 0));
+
+    future.set(&7).expect("set");
+    assert_eq!(*future.proxy(), 7);
+    let metrics = store.metrics().expect("metrics on");
+    let key = metrics.key(future.key()).expect("the future's key");
+    assert_eq!((key.future.count, key.put.count), (1, 1));
+    assert_eq!(key.put.bytes, 4, "the set is counted as the key's put");
+    assert!(key.get.count >= 1);
+}
+
 #[test]
 fn a_future_is_set_once_only() {
     let store = Store::new("future-once", LocalConnector::new());
