@@ -9,8 +9,8 @@ use std::sync::{Arc, Barrier};
 
 use common::{panic_message, unique, wait_until};
 use proxy_core::{
-    get_store, register_store, unregister_store, Error, FileConnector, Key, LocalConnector, Proxy,
-    Store,
+    get_store, register_store, unregister_store, Error, FileConnector, Key, LocalConnector,
+    LockedProxy, Proxy, Store,
 };
 
 fn metered(prefix: &str) -> Store {
@@ -565,4 +565,43 @@ fn proxies_sort_and_hash_by_key_without_fetching() {
     let distinct: std::collections::HashSet<Proxy<Vec<u64>>> = proxies.into_iter().collect();
     assert_eq!(distinct.len(), 8);
     assert!(distinct.iter().all(|p| !Proxy::is_resolved(p)));
+}
+
+/// ProxyStore's `ProxyLocker`: a locked proxy goes through cloning, comparing, hashing,
+/// formatting and a serialization round trip without fetching anything; `unlock` gives back a
+/// proxy that resolves.
+#[test]
+fn a_locked_proxy_is_passed_around_unresolved_and_unlocks() {
+    let store = metered("locked");
+    let _registered = proxy_core::register_store_scoped(&store).expect("register");
+    let proxy: Proxy<Vec<u64>> = store.proxy_lazy(vec![4, 5, 6]).expect("proxy");
+    let key = Proxy::key(&proxy).clone();
+    let locked: LockedProxy<Vec<u64>> = Proxy::lock(proxy);
+    assert!(!locked.is_resolved());
+    assert_eq!((locked.key(), locked.store_name()), (&key, store.name()));
+
+    let copy = locked.clone();
+    assert_eq!(copy, locked);
+    let mut set = std::collections::HashSet::new();
+    set.insert(copy.clone());
+    assert!(set.contains(&locked));
+    assert!(format!("{copy:?}").contains("LockedProxy"));
+    let wire = bincode::serialize(&copy).expect("serialize");
+    let travelled: LockedProxy<Vec<u64>> = bincode::deserialize(&wire).expect("deserialize");
+    // The locked form is the proxy's: an unlocked proxy reads it, and the other way round.
+    let as_proxy: Proxy<Vec<u64>> = bincode::deserialize(&wire).expect("as a proxy");
+    assert_eq!(Proxy::key(&as_proxy), &key);
+    assert_eq!(
+        store.metrics().expect("metrics").get.count,
+        0,
+        "nothing fetched"
+    );
+
+    let unlocked = travelled.unlock();
+    assert_eq!(*unlocked, vec![4, 5, 6]);
+    assert_eq!(store.metrics().expect("metrics").get.count, 1);
+    // A resolved proxy stays resolved inside the lock.
+    let relocked = LockedProxy::from(unlocked);
+    assert!(relocked.is_resolved());
+    assert_eq!(relocked.unlock().len(), 3);
 }
