@@ -104,6 +104,45 @@ pub trait Connector: Send + Sync + Debug {
     fn object_count(&self) -> Option<usize> {
         None
     }
+
+    /// Whether this connector supports an optional operation (one whose default refuses):
+    /// `Some(true)` or `Some(false)` when it says, `None` when it does not (the default: a
+    /// connector written before this method; the operation is then tried, and fails with the
+    /// default's error if it is not implemented). Callers check up front with it:
+    /// [`OwnedProxy::borrow_mut`](crate::OwnedProxy::borrow_mut) refuses at once on a
+    /// connector that says it cannot [overwrite](Capability::Overwrite), and
+    /// [`Store::future`](crate::Store::future) on one that cannot
+    /// [reserve keys](Capability::ReservedKeys).
+    ///
+    /// Every connector of this crate says. A connector that implements an optional operation
+    /// should say so here; a wrapper forwards it ([`delegate_connector!`](crate::delegate_connector)
+    /// does).
+    fn supports(&self, capability: Capability) -> Option<bool> {
+        let _ = capability;
+        None
+    }
+}
+
+/// An optional operation of [`Connector`], one whose default implementation refuses
+/// ([`Connector::supports`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// [`Connector::overwrite`]: replacing a stored object under its key (what
+    /// [`OwnedProxy::borrow_mut`](crate::OwnedProxy::borrow_mut) writes back with).
+    Overwrite,
+    /// [`Connector::new_key`] and [`Connector::put_at`]: reserving a key and writing it once
+    /// later (what [futures](crate::StoreFuture) need).
+    ReservedKeys,
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Capability::Overwrite => "overwrite objects (Connector::overwrite)",
+            Capability::ReservedKeys => "reserve keys for futures (Connector::new_key/put_at)",
+        })
+    }
 }
 
 /// Checks that `key` was made by a connector of kind `kind`.
@@ -157,8 +196,219 @@ macro_rules! forward_connector {
             fn object_count(&self) -> Option<usize> {
                 (**self).object_count()
             }
+            fn supports(&self, capability: Capability) -> Option<bool> {
+                (**self).supports(capability)
+            }
         }
     )*};
 }
 
 forward_connector!(Arc, Box);
+
+/// Implements every method of [`Connector`] that a wrapper does not write itself by
+/// forwarding it to one of its fields, so that a wrapper never loses an operation (batches,
+/// [`overwrite`](Connector::overwrite), [`new_key`](Connector::new_key)/[`put_at`](Connector::put_at),
+/// [`supports`](Connector::supports), ...) by forgetting to forward it, including methods
+/// added to the trait later.
+///
+/// Call it inside `impl Connector for Wrapper { ... }` with the field that holds the inner
+/// connector (a name, or an index for a tuple struct: `delegate_connector!(0)`; any type
+/// that implements [`Connector`]: a connector, `Arc<dyn Connector>`, `Box<C>`), and after
+/// `except` the methods the wrapper writes itself:
+/// `delegate_connector!(inner)` forwards all of them, `delegate_connector!(inner; except put,
+/// get)` all but `put` and `get`. A name that is not a method of the trait is a compile
+/// error. Forwarding [`config`](Connector::config) makes the wrapper rebuild as the bare
+/// inner connector in another process; write your own `config` to rebuild the wrapper.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use bytes::Bytes;
+/// use proxy_core::{delegate_connector, Capability, Connector, Key, LocalConnector, Result};
+///
+/// /// Counts puts; everything else is the inner connector's.
+/// #[derive(Debug)]
+/// struct CountingPuts {
+///     inner: LocalConnector,
+///     puts: AtomicU64,
+/// }
+///
+/// impl Connector for CountingPuts {
+///     fn put(&self, data: Bytes) -> Result<Key> {
+///         self.puts.fetch_add(1, Ordering::Relaxed);
+///         self.inner.put(data)
+///     }
+///     delegate_connector!(inner; except put);
+/// }
+///
+/// let counting = CountingPuts { inner: LocalConnector::new(), puts: AtomicU64::new(0) };
+/// let key = counting.put(Bytes::from_static(b"x"))?;
+/// counting.overwrite(&key, Bytes::from_static(b"y"))?; // forwarded, not the refusing default
+/// assert_eq!(counting.supports(Capability::Overwrite), Some(true));
+/// assert_eq!(counting.puts.load(Ordering::Relaxed), 1);
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
+///
+/// A misspelt name after `except` does not compile (it would forward the method silently):
+///
+/// ```compile_fail
+/// use proxy_core::{delegate_connector, Connector, LocalConnector};
+///
+/// #[derive(Debug)]
+/// struct Wrapper {
+///     inner: LocalConnector,
+/// }
+///
+/// impl Connector for Wrapper {
+///     delegate_connector!(inner; except putt);
+/// }
+/// ```
+#[macro_export]
+macro_rules! delegate_connector {
+    ($field:tt) => {
+        $crate::delegate_connector!($field; except);
+    };
+    ($field:tt; except $($skip:ident),* $(,)?) => {
+        $crate::__delegate_connector_check!($($skip)*);
+        $crate::__delegate_connector_method!(put [$($skip)*] $field);
+        $crate::__delegate_connector_method!(get [$($skip)*] $field);
+        $crate::__delegate_connector_method!(exists [$($skip)*] $field);
+        $crate::__delegate_connector_method!(evict [$($skip)*] $field);
+        $crate::__delegate_connector_method!(put_batch [$($skip)*] $field);
+        $crate::__delegate_connector_method!(get_batch [$($skip)*] $field);
+        $crate::__delegate_connector_method!(overwrite [$($skip)*] $field);
+        $crate::__delegate_connector_method!(new_key [$($skip)*] $field);
+        $crate::__delegate_connector_method!(put_at [$($skip)*] $field);
+        $crate::__delegate_connector_method!(close [$($skip)*] $field);
+        $crate::__delegate_connector_method!(config [$($skip)*] $field);
+        $crate::__delegate_connector_method!(object_count [$($skip)*] $field);
+        $crate::__delegate_connector_method!(supports [$($skip)*] $field);
+    };
+}
+
+/// Fails to compile when a name given to [`delegate_connector!`] after `except` is not a
+/// method of [`Connector`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __delegate_connector_check {
+    () => {};
+    (put $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (get $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (exists $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (evict $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (put_batch $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (get_batch $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (overwrite $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (new_key $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (put_at $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (close $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (config $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (object_count $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (supports $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    ($unknown:ident $($rest:ident)*) => {
+        compile_error!(concat!(
+            "delegate_connector!: `",
+            stringify!($unknown),
+            "` is not a method of proxy_core::Connector"
+        ));
+    };
+}
+
+/// Emits the forwarding of one method of [`Connector`] unless it is in the skip list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __delegate_connector_method {
+    // Listed: the wrapper writes it.
+    (put [put $($rest:ident)*] $field:tt) => {};
+    (get [get $($rest:ident)*] $field:tt) => {};
+    (exists [exists $($rest:ident)*] $field:tt) => {};
+    (evict [evict $($rest:ident)*] $field:tt) => {};
+    (put_batch [put_batch $($rest:ident)*] $field:tt) => {};
+    (get_batch [get_batch $($rest:ident)*] $field:tt) => {};
+    (overwrite [overwrite $($rest:ident)*] $field:tt) => {};
+    (new_key [new_key $($rest:ident)*] $field:tt) => {};
+    (put_at [put_at $($rest:ident)*] $field:tt) => {};
+    (close [close $($rest:ident)*] $field:tt) => {};
+    (config [config $($rest:ident)*] $field:tt) => {};
+    (object_count [object_count $($rest:ident)*] $field:tt) => {};
+    (supports [supports $($rest:ident)*] $field:tt) => {};
+    // Not this one: look at the rest of the list.
+    ($method:ident [$other:ident $($rest:ident)*] $field:tt) => {
+        $crate::__delegate_connector_method!($method [$($rest)*] $field);
+    };
+    // Not listed: forward it.
+    (put [] $field:tt) => {
+        fn put(&self, data: $crate::__private::Bytes) -> $crate::Result<$crate::Key> {
+            $crate::Connector::put(&self.$field, data)
+        }
+    };
+    (get [] $field:tt) => {
+        fn get(&self, key: &$crate::Key) -> $crate::Result<::core::option::Option<$crate::__private::Bytes>> {
+            $crate::Connector::get(&self.$field, key)
+        }
+    };
+    (exists [] $field:tt) => {
+        fn exists(&self, key: &$crate::Key) -> $crate::Result<bool> {
+            $crate::Connector::exists(&self.$field, key)
+        }
+    };
+    (evict [] $field:tt) => {
+        fn evict(&self, key: &$crate::Key) -> $crate::Result<()> {
+            $crate::Connector::evict(&self.$field, key)
+        }
+    };
+    (put_batch [] $field:tt) => {
+        fn put_batch(
+            &self,
+            data: ::std::vec::Vec<$crate::__private::Bytes>,
+        ) -> $crate::Result<::std::vec::Vec<$crate::Key>> {
+            $crate::Connector::put_batch(&self.$field, data)
+        }
+    };
+    (get_batch [] $field:tt) => {
+        fn get_batch(
+            &self,
+            keys: &[$crate::Key],
+        ) -> $crate::Result<::std::vec::Vec<::core::option::Option<$crate::__private::Bytes>>> {
+            $crate::Connector::get_batch(&self.$field, keys)
+        }
+    };
+    (overwrite [] $field:tt) => {
+        fn overwrite(
+            &self,
+            key: &$crate::Key,
+            data: $crate::__private::Bytes,
+        ) -> $crate::Result<()> {
+            $crate::Connector::overwrite(&self.$field, key, data)
+        }
+    };
+    (new_key [] $field:tt) => {
+        fn new_key(&self) -> $crate::Result<$crate::Key> {
+            $crate::Connector::new_key(&self.$field)
+        }
+    };
+    (put_at [] $field:tt) => {
+        fn put_at(&self, key: &$crate::Key, data: $crate::__private::Bytes) -> $crate::Result<()> {
+            $crate::Connector::put_at(&self.$field, key, data)
+        }
+    };
+    (close [] $field:tt) => {
+        fn close(&self) -> $crate::Result<()> {
+            $crate::Connector::close(&self.$field)
+        }
+    };
+    (config [] $field:tt) => {
+        fn config(&self) -> $crate::ConnectorConfig {
+            $crate::Connector::config(&self.$field)
+        }
+    };
+    (object_count [] $field:tt) => {
+        fn object_count(&self) -> ::core::option::Option<usize> {
+            $crate::Connector::object_count(&self.$field)
+        }
+    };
+    (supports [] $field:tt) => {
+        fn supports(&self, capability: $crate::Capability) -> ::core::option::Option<bool> {
+            $crate::Connector::supports(&self.$field, capability)
+        }
+    };
+}

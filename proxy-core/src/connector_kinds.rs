@@ -28,20 +28,21 @@ fn kinds() -> &'static RwLock<HashMap<String, Builder>> {
 /// use std::path::PathBuf;
 /// use std::sync::Arc;
 /// use bytes::Bytes;
-/// use proxy_core::{register_connector_kind, Connector, ConnectorConfig, FileConnector, Key, Result};
+/// use proxy_core::{
+///     delegate_connector, register_connector_kind, Connector, ConnectorConfig, FileConnector,
+///     Result,
+/// };
 ///
 /// /// A connector from another crate (here a thin wrapper), configured by a serde type.
 /// #[derive(Debug)]
 /// struct Wrapped(FileConnector, PathBuf);
 ///
 /// impl Connector for Wrapped {
-///     fn put(&self, data: Bytes) -> Result<Key> { self.0.put(data) }
-///     fn get(&self, key: &Key) -> Result<Option<Bytes>> { self.0.get(key) }
-///     fn exists(&self, key: &Key) -> Result<bool> { self.0.exists(key) }
-///     fn evict(&self, key: &Key) -> Result<()> { self.0.evict(key) }
 ///     fn config(&self) -> ConnectorConfig {
 ///         ConnectorConfig::external("wrapped-doc", &self.1).expect("a path encodes")
 ///     }
+///     // Everything else (overwrite, futures' keys, batches, ...) is the file connector's.
+///     delegate_connector!(0; except config);
 /// }
 ///
 /// fn wrapped(dir: PathBuf) -> Result<Arc<dyn Connector>> {

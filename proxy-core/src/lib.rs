@@ -116,7 +116,7 @@ pub mod testing;
 
 pub use codec::{BincodeCodec, Codec, DefaultCodec, PodArray, PodCodec, PodElement};
 pub use config::{ConnectorConfig, ExternalConfig};
-pub use connector::{check_kind, Connector};
+pub use connector::{check_kind, Capability, Connector};
 pub use connector_kinds::{is_connector_kind_registered, register_connector_kind};
 #[cfg(feature = "redis")]
 pub use connectors::RedisConnector;
@@ -135,6 +135,11 @@ pub use registry::{
     Registration, Registry,
 };
 pub use store::{CodecStoreBuilder, Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
+/// What [`delegate_connector!`] expands to refers to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use bytes::Bytes;
+}
 /// The ZeroMQ bindings this crate is built with (rust-zmq 0.10 over proxy-core's patched
 /// libzmq, see `proxy-core/ZMQ.md`, Security). A program that needs raw ZeroMQ sockets next
 /// to proxy-core uses these (`use proxy_core::zmq;`) rather than depending on crates.io's

@@ -4,11 +4,12 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{Codec, DefaultCodec};
+use crate::connector::Capability;
 use crate::error::{Error, Result};
 use crate::proxy::Proxy;
 use crate::store::Store;
@@ -23,13 +24,24 @@ use crate::store::Store;
 /// Keys are write-once, with one exception: the owner of an object may change it.
 /// [`OwnedProxy::borrow_mut`] hands out a guard that derefs mutably to a copy of the value
 /// and writes it back under the same key when dropped (or when
-/// [`commit`](OwnedProxyMut::commit)ted, which reports a failure instead of logging it). The
+/// [`commit`](OwnedProxyMut::commit)ted, which returns a failure). The
 /// borrow checker makes the guard exclusive (it borrows the owner mutably); because clones
 /// share ownership, `borrow_mut` also needs this to be the only clone (like
 /// [`Arc::get_mut`]). Proxies that already resolved the old value elsewhere keep it; every
 /// cache of this process forgets it, and later fetches see the new one. The connector must
 /// support [`Connector::overwrite`](crate::Connector::overwrite) (local, file, redis and
-/// multi connectors do).
+/// multi connectors over them do): `borrow_mut` on a connector that says it cannot
+/// ([`Connector::supports`](crate::Connector::supports), the ZeroMQ connector) is refused at
+/// once with [`Error::Config`].
+///
+/// # A write-back that fails on drop
+/// A drop cannot return an error, so a failed write-back on drop (the object was evicted
+/// meanwhile, the store is unreachable) cannot go unnoticed in two other ways: it is logged at
+/// `error` level (target `proxy_core::owned`, with the key and the error), and it is kept on
+/// the owner, where [`OwnedProxy::write_back_error`] shows it until
+/// [`OwnedProxy::take_write_back_error`] takes it or a later write-back succeeds. The owner
+/// keeps the value that is still stored. Use [`commit`](OwnedProxyMut::commit) to get the
+/// error where it happens.
 ///
 /// [`clone_object`](OwnedProxy::clone_object) stores a copy under a new key (ProxyStore's
 /// `clone` of an owned proxy); `Clone` shares this one.
@@ -73,6 +85,22 @@ where
 {
     proxy: Proxy<T, C>,
     armed: AtomicBool,
+    /// The failure of the last write-back that failed on drop, until taken or until a later
+    /// write-back succeeds.
+    write_back_error: Mutex<Option<Arc<Error>>>,
+}
+
+impl<T, C> Owner<T, C>
+where
+    T: Send + Sync + 'static,
+    C: Codec<T>,
+{
+    fn write_back_error(&self) -> MutexGuard<'_, Option<Arc<Error>>> {
+        // Every update replaces the whole value: a poisoned lock still holds a valid one.
+        self.write_back_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl<T, C> Drop for Owner<T, C>
@@ -104,6 +132,7 @@ where
             owner: Arc::new(Owner {
                 proxy,
                 armed: AtomicBool::new(true),
+                write_back_error: Mutex::new(None),
             }),
         }
     }
@@ -133,14 +162,16 @@ where
     /// [`commit`](OwnedProxyMut::commit)ted (a failure is returned).
     ///
     /// Fails with [`Error::Config`] when other clones of this owner exist (they would see
-    /// the object change under them), and with the store's error when the object cannot be
-    /// resolved.
+    /// the object change under them) or when the store's connector says it cannot overwrite
+    /// objects ([`Capability::Overwrite`]), and with the store's error when the object
+    /// cannot be resolved.
     pub fn borrow_mut(this: &mut Self) -> Result<OwnedProxyMut<'_, T, C>>
     where
         T: Clone,
     {
         let clones = Arc::strong_count(&this.owner);
-        let what = format!("owned proxy {}", Proxy::key(&this.owner.proxy));
+        let key = Proxy::key(&this.owner.proxy).clone();
+        let what = format!("owned proxy {key}");
         let describe = |message: String| Error::Config {
             what: what.clone(),
             message,
@@ -150,6 +181,16 @@ where
                 "borrow_mut needs the only owner, and {clones} clones share this one"
             )));
         }
+        let store = Proxy::store(&this.owner.proxy)?;
+        if store.connector().supports(Capability::Overwrite) == Some(false) {
+            return Err(describe(format!(
+                "borrow_mut needs a connector that can {}, and the connector of store `{}` \
+                 cannot: the changed object could not be written back",
+                Capability::Overwrite,
+                store.name(),
+            ))
+            .in_store(store.name(), Some(&key)));
+        }
         let value = T::clone(&*Proxy::get(&this.owner.proxy)?);
         let owner = Arc::get_mut(&mut this.owner)
             .ok_or_else(|| describe("a clone appeared during borrow_mut".into()))?;
@@ -157,6 +198,19 @@ where
             owner,
             value: Some(value),
         })
+    }
+
+    /// The failure of the last write-back that failed when its guard was dropped, kept until
+    /// [`take_write_back_error`](OwnedProxy::take_write_back_error) or a later successful
+    /// write-back (see "A write-back that fails on drop" in the [type's docs](OwnedProxy)).
+    pub fn write_back_error(this: &Self) -> Option<Arc<Error>> {
+        this.owner.write_back_error().clone()
+    }
+
+    /// Takes the failure that [`write_back_error`](OwnedProxy::write_back_error) shows,
+    /// leaving none.
+    pub fn take_write_back_error(this: &Self) -> Option<Arc<Error>> {
+        this.owner.write_back_error().take()
     }
 
     /// Stores a copy of the object under a new key and returns its owner (ProxyStore's
@@ -208,6 +262,7 @@ where
         crate::cache::invalidate(&key);
         written?;
         self.owner.proxy = Proxy::resolved(store, key, Arc::new(value));
+        *self.owner.write_back_error() = None;
         Ok(())
     }
 }
@@ -219,12 +274,15 @@ where
 {
     fn drop(&mut self) {
         if let Err(e) = self.write_back() {
-            // Drop cannot return an error; `commit` is the way to see it.
-            tracing::warn!(
+            // Drop cannot return an error: log it loudly and keep it on the owner
+            // (`OwnedProxy::write_back_error`); `commit` returns it instead.
+            tracing::error!(
                 key = %Proxy::key(&self.owner.proxy),
                 error = %e,
-                "could not write back an owned object (use commit() to see the error)"
+                "could not write back a changed owned object: the store keeps the old value \
+                 (OwnedProxy::write_back_error has the error; commit() returns it)"
             );
+            *self.owner.write_back_error() = Some(Arc::new(e));
         }
     }
 }

@@ -37,9 +37,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::{Connector, ConnectorConfig, Key, Result};
+use crate::{Connector, Result};
 
 /// The environment variable that turns skips into failures: when it is set to `1` (or `true`),
 /// a test whose prerequisite is missing fails. `.ci/run` sets it.
@@ -428,40 +426,5 @@ impl<C: Connector> WithServer<C> {
 }
 
 impl<C: Connector> Connector for WithServer<C> {
-    fn put(&self, data: Bytes) -> Result<Key> {
-        self.connector.put(data)
-    }
-    fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.connector.get(key)
-    }
-    fn exists(&self, key: &Key) -> Result<bool> {
-        self.connector.exists(key)
-    }
-    fn evict(&self, key: &Key) -> Result<()> {
-        self.connector.evict(key)
-    }
-    fn put_batch(&self, data: Vec<Bytes>) -> Result<Vec<Key>> {
-        self.connector.put_batch(data)
-    }
-    fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
-        self.connector.get_batch(keys)
-    }
-    fn new_key(&self) -> Result<Key> {
-        self.connector.new_key()
-    }
-    fn put_at(&self, key: &Key, data: Bytes) -> Result<()> {
-        self.connector.put_at(key, data)
-    }
-    fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
-        self.connector.overwrite(key, data)
-    }
-    fn close(&self) -> Result<()> {
-        self.connector.close()
-    }
-    fn config(&self) -> ConnectorConfig {
-        self.connector.config()
-    }
-    fn object_count(&self) -> Option<usize> {
-        self.connector.object_count()
-    }
+    crate::delegate_connector!(connector);
 }

@@ -2,7 +2,8 @@
 //! moved by serializing.
 
 use proxy_core::{
-    Connector, Error, FileConnector, Key, LocalConnector, OwnedProxy, Proxy, Store, ZmqConnector,
+    Capability, Connector, Error, FileConnector, Key, LocalConnector, OwnedProxy, Proxy, Store,
+    ZmqConnector,
 };
 
 fn key_of<T>(owned: &OwnedProxy<T>) -> Key
@@ -84,16 +85,72 @@ fn a_file_store_overwrites_atomically_in_place() {
     );
 }
 
+/// A connector that cannot overwrite (ZeroMQ's) is refused at `borrow_mut`, with an error
+/// that says why, not later when the guard writes back (on drop, where it could only log).
 #[test]
-fn a_connector_without_overwrite_refuses_and_keeps_the_object() {
+fn borrow_mut_on_a_connector_that_cannot_overwrite_is_refused_at_once() {
     let store = Store::new("owned-mut-zmq", ZmqConnector::new().expect("zmq"));
+    assert_eq!(
+        store.connector().supports(Capability::Overwrite),
+        Some(false)
+    );
     let mut owned = store.owned_proxy(1u64).expect("owned");
     let key = key_of(&owned);
-    let mut value = OwnedProxy::borrow_mut(&mut owned).expect("borrow_mut");
-    *value = 2;
-    let err = value.commit().expect_err("zmq cannot overwrite");
-    assert!(err.to_string().contains("overwrite"), "{err}");
+    let err = OwnedProxy::borrow_mut(&mut owned).expect_err("zmq cannot overwrite");
+    assert!(matches!(err.root(), Error::Config { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("overwrite"), "{text}");
+    assert!(text.contains(&key.to_string()), "{text}");
     assert_eq!(*store.get::<u64>(&key).expect("get").expect("stored"), 1);
+}
+
+/// A write-back that fails when the guard drops is logged at error level and kept on the
+/// owner, where `write_back_error` shows it (and `take_write_back_error` clears it); a later
+/// successful write-back clears it too.
+#[test]
+fn a_failed_write_back_on_drop_is_kept_for_the_owner_to_see() {
+    let store = Store::new("owned-mut-drop-fails", LocalConnector::new());
+    let mut owned = store.owned_proxy(String::from("before")).expect("owned");
+    let key = key_of(&owned);
+    assert!(OwnedProxy::write_back_error(&owned).is_none());
+    {
+        let mut value = OwnedProxy::borrow_mut(&mut owned).expect("borrow_mut");
+        value.push_str(" and after");
+        store.evict(&key).expect("evicted behind the owner's back");
+    } // the write-back fails here
+    let err = OwnedProxy::write_back_error(&owned).expect("the failure is kept");
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains(&key.to_string()), "{err}");
+    assert_eq!(*owned, "before", "the owner keeps the value it had");
+    assert!(OwnedProxy::take_write_back_error(&owned).is_some());
+    assert!(OwnedProxy::write_back_error(&owned).is_none(), "taken");
+
+    // Fails again, then a successful commit clears it.
+    let store = Store::new("owned-mut-drop-recovers", LocalConnector::new());
+    let mut owned = store.owned_proxy(1u32).expect("owned");
+    let key = key_of(&owned);
+    {
+        let mut value = OwnedProxy::borrow_mut(&mut owned).expect("borrow_mut");
+        *value = 2;
+        store.evict(&key).expect("evict");
+    }
+    assert!(OwnedProxy::write_back_error(&owned).is_some());
+    store
+        .connector()
+        .put_at(&key, bincode_u32(1))
+        .expect("the object is back");
+    let mut value = OwnedProxy::borrow_mut(&mut owned).expect("borrow_mut");
+    *value = 3;
+    value.commit().expect("commit");
+    assert!(
+        OwnedProxy::write_back_error(&owned).is_none(),
+        "cleared by a good write-back"
+    );
+    assert_eq!(*owned, 3);
+}
+
+fn bincode_u32(value: u32) -> bytes::Bytes {
+    bytes::Bytes::from(value.to_le_bytes().to_vec())
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::Bytes;
 
 use crate::config::ConnectorConfig;
-use crate::connector::{check_kind, Connector};
+use crate::connector::{check_kind, Capability, Connector};
 use crate::error::{Error, Result};
 use crate::ids::new_id;
 use crate::key::Key;
@@ -601,6 +601,12 @@ impl Connector for FileConnector {
             dir: self.dir.clone(),
             clear_on_close: self.clear_on_close,
             recycled_files: self.recycle_choice,
+        }
+    }
+
+    fn supports(&self, capability: Capability) -> Option<bool> {
+        match capability {
+            Capability::Overwrite | Capability::ReservedKeys => Some(true),
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use bytes::Bytes;
 
 use crate::config::ConnectorConfig;
-use crate::connector::{check_kind, Connector};
+use crate::connector::{check_kind, Capability, Connector};
 use crate::error::Result;
 use crate::key::Key;
 
@@ -182,6 +182,12 @@ impl Connector for LocalConnector {
 
     fn object_count(&self) -> Option<usize> {
         Some(self.read().len())
+    }
+
+    fn supports(&self, capability: Capability) -> Option<bool> {
+        match capability {
+            Capability::Overwrite | Capability::ReservedKeys => Some(true),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectorConfig;
-use crate::connector::Connector;
+use crate::connector::{Capability, Connector};
 use crate::error::{Error, Result};
 use crate::key::Key;
 
@@ -592,6 +592,27 @@ impl Connector for MultiConnector {
                 })
                 .collect(),
         }
+    }
+
+    /// What every child built here says: `Some(true)` when all of them support it,
+    /// `Some(false)` when none does, `None` otherwise (it depends on the child a key routes
+    /// to, or a child does not say). For [reserved keys](Capability::ReservedKeys), what the
+    /// child that [`new_key`](Connector::new_key) uses says.
+    fn supports(&self, capability: Capability) -> Option<bool> {
+        if capability == Capability::ReservedKeys {
+            let child = &self.children[self.choose(0, Tags::new(&[], &[])).ok()?];
+            return child.built()?.supports(capability);
+        }
+        let mut answers = self
+            .children
+            .iter()
+            .filter_map(Child::built)
+            .map(|child| child.supports(capability));
+        let first = answers.next()?;
+        answers
+            .all(|answer| answer == first)
+            .then_some(first)
+            .flatten()
     }
 
     fn object_count(&self) -> Option<usize> {

@@ -43,7 +43,7 @@ mod connector {
     use super::options::RedisOptions;
     use super::pool::ConnectionPool;
     use crate::config::ConnectorConfig;
-    use crate::connector::{check_kind, Connector};
+    use crate::connector::{check_kind, Capability, Connector};
     use crate::error::{Error, Result};
     use crate::key::Key;
 
@@ -334,6 +334,12 @@ mod connector {
 
         fn config(&self) -> ConnectorConfig {
             ConnectorConfig::Redis(self.options().clone())
+        }
+
+        fn supports(&self, capability: Capability) -> Option<bool> {
+            match capability {
+                Capability::Overwrite | Capability::ReservedKeys => Some(true),
+            }
         }
     }
 

@@ -48,7 +48,7 @@ pub(crate) use self::options::{is_loopback, secret_from_env};
 pub(crate) use self::secret::read_file_env as read_secret_file;
 use self::wire::Op;
 use crate::config::ConnectorConfig;
-use crate::connector::{check_kind, Connector};
+use crate::connector::{check_kind, Capability, Connector};
 use crate::error::{Error, Result};
 use crate::key::Key;
 
@@ -744,6 +744,18 @@ impl Connector for ZmqConnector {
             options: self.inner.options.clone(),
             endpoint: self.endpoint().map(str::to_string),
         })
+    }
+
+    /// Objects are never overwritten (a peer holds write-once objects); keys are reserved
+    /// unless the connector is client-only.
+    fn supports(&self, capability: Capability) -> Option<bool> {
+        match capability {
+            Capability::Overwrite => Some(false),
+            Capability::ReservedKeys => Some(!matches!(
+                self.inner.options.placement(),
+                Placement::ClientOnly
+            )),
+        }
     }
 
     fn object_count(&self) -> Option<usize> {
