@@ -365,10 +365,7 @@ fn check_endpoint(peer: &str) -> Result<()> {
 }
 
 fn connect(peer: &str, options: &ZmqOptions) -> Result<PeerSocket> {
-    let fail = |e: zmq::Error| Error::Unreachable {
-        peer: peer.to_string(),
-        message: format!("could not connect: {e}"),
-    };
+    let fail = |e: zmq::Error| peer_error(peer, format!("could not connect: {e}"));
     let socket = context().socket(zmq::DEALER).map_err(fail)?;
     let timeout = options.request_timeout();
     let timeout_ms = i32::try_from(timeout.as_millis())
