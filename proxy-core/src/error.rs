@@ -317,15 +317,6 @@ pub enum ErrorKind {
     /// a write-once key written twice ([`ErrorKind::AlreadyExists`]) nor a peer that could
     /// not be reached ([`ErrorKind::Unreachable`]) counts.
     Refused,
-    /// An object is already stored under a write-once key: a future set twice, a
-    /// [`put_at`](crate::Connector::put_at) on a taken key ([`Error::KeyTaken`]).
-    AlreadyExists,
-    /// A peer or server could not be reached: connection refused, not opened, or lost
-    /// ([`Error::Unreachable`]).
-    Unreachable,
-    /// A lifetime ended and some of its objects could not be evicted
-    /// ([`Error::LifetimeEvict`]); `err.root().kind()` says why the first one failed.
-    LifetimeEvict,
     /// A value could not be encoded or decoded, e.g. read as the wrong type
     /// ([`Error::Codec`]).
     Codec,
@@ -345,6 +336,16 @@ pub enum ErrorKind {
     Registry,
     /// Anything else.
     Other,
+    // Added after `Other` so that the serialized forms of the older kinds keep their index.
+    /// An object is already stored under a write-once key: a future set twice, a
+    /// [`put_at`](crate::Connector::put_at) on a taken key ([`Error::KeyTaken`]).
+    AlreadyExists,
+    /// A peer or server could not be reached: connection refused, not opened, or lost
+    /// ([`Error::Unreachable`]).
+    Unreachable,
+    /// A lifetime ended and some of its objects could not be evicted
+    /// ([`Error::LifetimeEvict`]); `err.root().kind()` says why the first one failed.
+    LifetimeEvict,
 }
 
 /// The key an error is about, when there is one; displays as `-` otherwise.

@@ -10,7 +10,7 @@
 //! `op` (`get`, `exists`, `evict`, `put`, `limits`, `stats`, or `malformed`) and `outcome`
 //! (`ok`, `not_found`, `shared`, `error`, `too_large`, `over_quota`, `unauthenticated`,
 //! `wrong_peer`, `no_session` on the server; `ok`, `timeout`, `too_slow`, `refused`,
-//! `protocol`, `not_found`, `unreachable`, `other` on the client).
+//! `protocol`, `not_found`, `other` on the client).
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|

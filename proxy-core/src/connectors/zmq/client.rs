@@ -175,7 +175,6 @@ fn record(requests: &[Request], result: &Result<Vec<Answer>>, took: Duration) {
                 Error::Protocol { .. } => "protocol",
                 other if other.is_not_found() => "not_found",
                 other if other.is_refused() => "refused",
-                other if other.is_unreachable() => "unreachable",
                 _ => "other",
             },
             0,
