@@ -110,9 +110,8 @@ pub trait Connector: Send + Sync + Debug {
     /// connector written before this method; the operation is then tried, and fails with the
     /// default's error if it is not implemented). Callers check up front with it:
     /// [`OwnedProxy::borrow_mut`](crate::OwnedProxy::borrow_mut) refuses at once on a
-    /// connector that says it cannot [overwrite](Capability::Overwrite), and
-    /// [`Store::future`](crate::Store::future) on one that cannot
-    /// [reserve keys](Capability::ReservedKeys).
+    /// connector that says it cannot [overwrite](Capability::Overwrite), rather than hand out
+    /// a guard whose write-back must fail.
     ///
     /// Every connector of this crate says. A connector that implements an optional operation
     /// should say so here; a wrapper forwards it ([`delegate_connector!`](crate::delegate_connector)

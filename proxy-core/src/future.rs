@@ -36,7 +36,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::{Codec, DefaultCodec};
-use crate::connector::Capability;
 use crate::error::Result;
 use crate::key::Key;
 use crate::proxy::Proxy;
@@ -263,20 +262,7 @@ impl<Dc: 'static> Store<Dc> {
     /// a `future` operation, store-wide and for the future's key
     /// ([`KeyMetrics::future`](crate::KeyMetrics::future)); setting the value counts as the
     /// key's put.
-    ///
-    /// A connector that says it cannot reserve keys
-    /// ([`Connector::supports`](crate::Connector::supports)) is refused with
-    /// [`Error::Config`](crate::Error::Config) before anything is asked of it.
     pub fn future_with<T, C: Codec<T>>(&self) -> Result<StoreFuture<T, C>> {
-        if self.connector().supports(Capability::ReservedKeys) == Some(false) {
-            return Err(crate::Error::Config {
-                what: format!("store `{}`", self.name()),
-                message: format!(
-                    "futures need a connector that can {}, and this one cannot",
-                    Capability::ReservedKeys
-                ),
-            });
-        }
         let started = self.start();
         let key = self.connector().new_key().map_err(self.context(None))?;
         tracing::debug!(store = %self.name(), %key, "future");
