@@ -411,3 +411,49 @@ macro_rules! __delegate_connector_method {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    /// The names of the methods of the `Connector` trait, read from this file's source.
+    fn trait_methods(source: &str) -> Vec<String> {
+        let start = source
+            .find("pub trait Connector:")
+            .expect("the trait is in this file");
+        let body = &source[start..];
+        let end = body.find("\n}\n").expect("the trait's end");
+        body[..end]
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix("fn "))
+            .map(|rest| {
+                rest.split(['(', '<'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// `delegate_connector!` forwards every method of the trait, and the `Arc`/`Box` impls
+    /// too: a method added to the trait and forgotten here fails this test, instead of being
+    /// silently lost by every wrapper.
+    #[test]
+    fn every_trait_method_is_forwarded_by_the_macros() {
+        let source = include_str!("connector.rs");
+        let methods = trait_methods(source);
+        assert!(methods.len() >= 13, "{methods:?}");
+        for method in &methods {
+            for needle in [
+                format!("__delegate_connector_method!({method} ["),
+                format!("({method} [{method} $($rest:ident)*] $field:tt) => {{}};"),
+                format!("({method} [] $field:tt) => {{"),
+                format!("({method} $($rest:ident)*) => {{ $crate::__delegate_connector_check!"),
+                format!("(**self).{method}("),
+            ] {
+                assert!(
+                    source.contains(needle.as_str()),
+                    "`{method}` is missing from the forwarding macros: no `{needle}`"
+                );
+            }
+        }
+    }
+}
