@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::config::ConnectorConfig;
 use crate::error::{Error, Result};
 use crate::key::Key;
+use crate::write_buffer::WriteBuffer;
 
 /// A storage backend for raw bytes: the four operations of the ProxyStore model, batches,
 /// and a configuration from which the same connector can be rebuilt in another process.
@@ -42,6 +43,22 @@ pub trait Connector: Send + Sync + Debug {
     /// Fetches several objects; the results come back in the same order as `keys`.
     fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
         keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// A buffer of `len` bytes to write an object into and then store with
+    /// [`put_buffer`](Connector::put_buffer), so that the object is written once, where it
+    /// is kept (see [`WriteBuffer`]). The default is a zeroed heap buffer; a connector
+    /// that keeps objects in memory of its own (the ZeroMQ peer's shared memory) hands out
+    /// that memory.
+    fn alloc(&self, len: usize) -> Result<WriteBuffer> {
+        Ok(WriteBuffer::heap(len))
+    }
+
+    /// Stores what was written into `buffer` as a new object and returns its key. The
+    /// default stores [`WriteBuffer::into_bytes`] with [`put`](Connector::put) (no copy for a
+    /// heap buffer).
+    fn put_buffer(&self, buffer: WriteBuffer) -> Result<Key> {
+        self.put(buffer.into_bytes())
     }
 
     /// Replaces the object stored under `key` with `data`, atomically for readers (they see
@@ -138,6 +155,12 @@ macro_rules! forward_connector {
             }
             fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
                 (**self).get_batch(keys)
+            }
+            fn alloc(&self, len: usize) -> Result<WriteBuffer> {
+                (**self).alloc(len)
+            }
+            fn put_buffer(&self, buffer: WriteBuffer) -> Result<Key> {
+                (**self).put_buffer(buffer)
             }
             fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
                 (**self).overwrite(key, data)

@@ -107,6 +107,7 @@ mod registry;
 mod store;
 pub mod stream;
 pub mod telemetry;
+mod write_buffer;
 
 #[cfg(any(test, doc, feature = "integration"))]
 pub mod conformance;
@@ -133,6 +134,7 @@ pub use registry::{
     Registration, Registry,
 };
 pub use store::{CodecStoreBuilder, Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
+pub use write_buffer::WriteBuffer;
 /// The ZeroMQ bindings this crate is built with (rust-zmq 0.10 over proxy-core's patched
 /// libzmq, see `proxy-core/ZMQ.md`, Security). A program that needs raw ZeroMQ sockets next
 /// to proxy-core uses these (`use proxy_core::zmq;`) rather than depending on crates.io's
