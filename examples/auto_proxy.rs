@@ -29,7 +29,7 @@ enum Output {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    common::init_logging();
+    let _telemetry = common::init_logging();
     let args = common::timely_args();
     let (connector, store) = common::embedded_store("auto-proxy")?;
     let inline = Arc::new(AtomicUsize::new(0));

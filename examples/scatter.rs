@@ -75,7 +75,7 @@ struct Params {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    common::init_logging();
+    let _telemetry = common::init_logging();
     let params = <Params as clap::Parser>::parse();
     match &params.hostfile {
         Some(hostfile) => {

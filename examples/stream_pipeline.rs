@@ -231,7 +231,7 @@ fn all(count: u64) -> Result<(), Box<dyn Error>> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    common::init_logging();
+    let _telemetry = common::init_logging();
     let cli = Cli::parse();
     match cli.role {
         None => all(cli.count),

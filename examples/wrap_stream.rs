@@ -21,7 +21,7 @@ const IMAGES: u64 = 16;
 const IMAGE_BYTES: usize = 4 << 20;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    common::init_logging();
+    let _telemetry = common::init_logging();
     let args = common::timely_args();
     let (connector, store) = common::embedded_store("wrap-stream")?;
 

@@ -123,7 +123,7 @@ fn every_code_block_says_its_language_and_runs_or_says_why_not() {
             let at = format!("docs/src/{chapter}:{}", index + 1);
             let words: Vec<&str> = info.split(',').map(str::trim).collect();
             match words[0] {
-                "sh" | "text" | "toml" => {}
+                "sh" | "text" | "toml" | "yaml" => {}
                 "rust" => {
                     for word in &words[1..] {
                         let error_code = word.len() == 5 && word.starts_with('E');
@@ -135,7 +135,7 @@ fn every_code_block_says_its_language_and_runs_or_says_why_not() {
                     }
                 }
                 other => panic!(
-                    "{at}: a code block must say its language (rust, sh, text or toml), not {other:?}: \
+                    "{at}: a code block must say its language (rust, sh, text, toml or yaml), not {other:?}: \
                      rustdoc runs unmarked blocks as Rust"
                 ),
             }

@@ -44,6 +44,8 @@ mod proxied;
 mod resolvable;
 
 pub use error::{Error, ResolveError};
-pub use operators::{AutoProxy, ProxyRecords, ReleaseProxies, Resolve, StreamSink, StreamSource};
+pub use operators::{
+    AutoProxy, ProxyInPlace, ProxyRecords, ReleaseProxies, Resolve, StreamSink, StreamSource,
+};
 pub use proxied::Proxied;
 pub use resolvable::Resolvable;

@@ -34,7 +34,7 @@ use timely::progress::{Antichain, Timestamp};
 type ReleaseFrontier<T> = Rc<RefCell<Antichain<T>>>;
 
 /// What a tracker does with the objects of a time once every release point has passed it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     /// Evict them (the producing operator's tracker).
     Evict,
@@ -116,6 +116,7 @@ impl<T: Timestamp> Tracker<T> {
     }
 
     fn evict(&self, keys: Vec<Key>) {
+        let _span = tracing::debug_span!("release", store = %self.store.name(), action = ?self.action, objects = keys.len()).entered();
         if self.action == Action::Uncache {
             for key in &keys {
                 self.store.drop_cached(key);

@@ -3,21 +3,50 @@
 
 use proxy_core::{register_store, Store, ZmqConnector, ZmqOptions};
 
+/// What [`init_logging`] set up that must live as long as the example: the Chrome trace
+/// file is written out when this is dropped (keep it bound: `let _telemetry = ...`).
+pub(crate) struct Telemetry {
+    _chrome: Option<tracing_chrome::FlushGuard>,
+}
+
 /// Logs to standard error, filtered by `RUST_LOG` (default `warn`); `RUST_LOG=debug` shows
-/// every put, get, resolve and evict.
-pub(crate) fn init_logging() {
+/// every put, get, resolve and evict. With `PROXYSTORE_TRACE_CHROME=FILE`, also writes the
+/// libraries' spans (`proxy`, `resolve`, `release`, `zmq.exchange`, at debug level) to FILE
+/// as a Chrome trace (open it in `chrome://tracing` or <https://ui.perfetto.dev>); with
+/// `PROXYSTORE_METRICS_LISTEN=ADDR`, serves Prometheus metrics.
+pub(crate) fn init_logging() -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colours only on a terminal: a log redirected to a file carries no escape codes.
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
-        .init();
+        .with_filter(filter);
+    let (chrome, guard) =
+        match std::env::var_os("PROXYSTORE_TRACE_CHROME").filter(|p| !p.is_empty()) {
+            Some(path) => {
+                let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new()
+                    .file(path)
+                    .trace_style(tracing_chrome::TraceStyle::Async)
+                    .include_args(true)
+                    .build();
+                let spans = tracing_subscriber::filter::Targets::new()
+                    .with_target("proxy_core", tracing::Level::DEBUG)
+                    .with_target("dataflow_plugin", tracing::Level::DEBUG);
+                (Some(layer.with_filter(spans)), Some(guard))
+            }
+            None => (None, None),
+        };
+    tracing_subscriber::registry().with(log).with(chrome).init();
     serve_metrics();
+    Telemetry { _chrome: guard }
 }
 
 /// With `PROXYSTORE_METRICS_LISTEN=ADDR` (for example `127.0.0.1:9464`), serves this

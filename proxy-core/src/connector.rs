@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::config::ConnectorConfig;
 use crate::error::{Error, Result};
 use crate::key::Key;
+use crate::write_buffer::WriteBuffer;
 
 /// A storage backend for raw bytes: the four operations of the ProxyStore model, batches,
 /// and a configuration from which the same connector can be rebuilt in another process.
@@ -42,6 +43,22 @@ pub trait Connector: Send + Sync + Debug {
     /// Fetches several objects; the results come back in the same order as `keys`.
     fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
         keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// A buffer of `len` bytes to write an object into and then store with
+    /// [`put_buffer`](Connector::put_buffer), so that the object is written once, where it
+    /// is kept (see [`WriteBuffer`]). The default is a zeroed heap buffer; a connector
+    /// that keeps objects in memory of its own (the ZeroMQ peer's shared memory) hands out
+    /// that memory.
+    fn alloc(&self, len: usize) -> Result<WriteBuffer> {
+        Ok(WriteBuffer::heap(len))
+    }
+
+    /// Stores what was written into `buffer` as a new object and returns its key. The
+    /// default stores [`WriteBuffer::into_bytes`] with [`put`](Connector::put) (no copy for a
+    /// heap buffer).
+    fn put_buffer(&self, buffer: WriteBuffer) -> Result<Key> {
+        self.put(buffer.into_bytes())
     }
 
     /// Replaces the object stored under `key` with `data`, atomically for readers (they see
@@ -177,6 +194,12 @@ macro_rules! forward_connector {
             fn get_batch(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
                 (**self).get_batch(keys)
             }
+            fn alloc(&self, len: usize) -> Result<WriteBuffer> {
+                (**self).alloc(len)
+            }
+            fn put_buffer(&self, buffer: WriteBuffer) -> Result<Key> {
+                (**self).put_buffer(buffer)
+            }
             fn overwrite(&self, key: &Key, data: Bytes) -> Result<()> {
                 (**self).overwrite(key, data)
             }
@@ -206,6 +229,7 @@ forward_connector!(Arc, Box);
 
 /// Implements every method of [`Connector`] that a wrapper does not write itself by
 /// forwarding it to one of its fields, so that a wrapper never loses an operation (batches,
+/// [`alloc`](Connector::alloc)/[`put_buffer`](Connector::put_buffer) (writing in place),
 /// [`overwrite`](Connector::overwrite), [`new_key`](Connector::new_key)/[`put_at`](Connector::put_at),
 /// [`supports`](Connector::supports), ...) by forgetting to forward it, including methods
 /// added to the trait later.
@@ -274,6 +298,8 @@ macro_rules! delegate_connector {
         $crate::__delegate_connector_method!(evict [$($skip)*] $field);
         $crate::__delegate_connector_method!(put_batch [$($skip)*] $field);
         $crate::__delegate_connector_method!(get_batch [$($skip)*] $field);
+        $crate::__delegate_connector_method!(alloc [$($skip)*] $field);
+        $crate::__delegate_connector_method!(put_buffer [$($skip)*] $field);
         $crate::__delegate_connector_method!(overwrite [$($skip)*] $field);
         $crate::__delegate_connector_method!(new_key [$($skip)*] $field);
         $crate::__delegate_connector_method!(put_at [$($skip)*] $field);
@@ -296,6 +322,8 @@ macro_rules! __delegate_connector_check {
     (evict $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
     (put_batch $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
     (get_batch $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (alloc $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
+    (put_buffer $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
     (overwrite $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
     (new_key $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
     (put_at $($rest:ident)*) => { $crate::__delegate_connector_check!($($rest)*); };
@@ -323,6 +351,8 @@ macro_rules! __delegate_connector_method {
     (evict [evict $($rest:ident)*] $field:tt) => {};
     (put_batch [put_batch $($rest:ident)*] $field:tt) => {};
     (get_batch [get_batch $($rest:ident)*] $field:tt) => {};
+    (alloc [alloc $($rest:ident)*] $field:tt) => {};
+    (put_buffer [put_buffer $($rest:ident)*] $field:tt) => {};
     (overwrite [overwrite $($rest:ident)*] $field:tt) => {};
     (new_key [new_key $($rest:ident)*] $field:tt) => {};
     (put_at [put_at $($rest:ident)*] $field:tt) => {};
@@ -369,6 +399,16 @@ macro_rules! __delegate_connector_method {
             keys: &[$crate::Key],
         ) -> $crate::Result<::std::vec::Vec<::core::option::Option<$crate::__private::Bytes>>> {
             $crate::Connector::get_batch(&self.$field, keys)
+        }
+    };
+    (alloc [] $field:tt) => {
+        fn alloc(&self, len: usize) -> $crate::Result<$crate::WriteBuffer> {
+            $crate::Connector::alloc(&self.$field, len)
+        }
+    };
+    (put_buffer [] $field:tt) => {
+        fn put_buffer(&self, buffer: $crate::WriteBuffer) -> $crate::Result<$crate::Key> {
+            $crate::Connector::put_buffer(&self.$field, buffer)
         }
     };
     (overwrite [] $field:tt) => {

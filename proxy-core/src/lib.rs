@@ -108,6 +108,7 @@ mod registry;
 mod store;
 pub mod stream;
 pub mod telemetry;
+mod write_buffer;
 
 #[cfg(any(test, doc, feature = "integration"))]
 pub mod conformance;
@@ -135,6 +136,7 @@ pub use registry::{
     Registration, Registry,
 };
 pub use store::{CodecStoreBuilder, Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
+pub use write_buffer::WriteBuffer;
 /// What [`delegate_connector!`] expands to refers to; not part of the API.
 #[doc(hidden)]
 pub mod __private {

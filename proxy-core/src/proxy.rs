@@ -695,6 +695,20 @@ impl<Dc: 'static> Store<Dc> {
             .collect())
     }
 
+    /// Stores what was written into `buffer` (from [`alloc`](Store::alloc)) and returns a
+    /// proxy to it, decoded with the store's codec on first use: `Proxy<Bytes>` (or
+    /// `Proxy<Vec<u8>>`) with the default codec. The object is written once, where it is
+    /// kept; a reader in this process gets the stored buffer itself, one on the same host
+    /// maps it (see [`WriteBuffer`](crate::WriteBuffer)).
+    pub fn proxy_buffer<T>(&self, buffer: crate::WriteBuffer) -> Result<Proxy<T, Dc>>
+    where
+        T: Send + Sync + 'static,
+        Dc: Codec<T>,
+    {
+        let key = self.put_buffer(buffer)?;
+        Ok(Proxy::from_store(self.erased(), key))
+    }
+
     /// A proxy to an object already stored under `key` (nothing is fetched until first use).
     pub fn proxy_from_key<T>(&self, key: Key) -> Proxy<T, Dc>
     where

@@ -335,6 +335,32 @@ impl<Dc: 'static> Store<Dc> {
         self.put_encoded(started, Ok(data))
     }
 
+    /// A buffer of `len` bytes to write an object into, then store without another copy
+    /// ([`put_buffer`](Store::put_buffer), [`proxy_buffer`](Store::proxy_buffer)): with a
+    /// ZeroMQ connector and shared memory on, a slot of the peer's pre-faulted shared memory
+    /// that same-host readers map as it was written (see [`WriteBuffer`](crate::WriteBuffer)).
+    ///
+    /// What is written must be the object's encoding under the codec it will be read with:
+    /// for `Bytes` and `Vec<u8>` with the default codec, the bytes themselves.
+    pub fn alloc(&self, len: usize) -> Result<crate::WriteBuffer> {
+        self.inner.connector.alloc(len).map_err(self.context(None))
+    }
+
+    /// Stores what was written into `buffer` (from [`alloc`](Store::alloc)) as a new object,
+    /// with no codec, and returns its key.
+    pub fn put_buffer(&self, buffer: crate::WriteBuffer) -> Result<Key> {
+        let started = self.start();
+        let len = buffer.len();
+        let key = self
+            .inner
+            .connector
+            .put_buffer(buffer)
+            .map_err(self.context(None))?;
+        tracing::debug!(store = %self.inner.name, %key, bytes = len, "put buffer");
+        self.record_keys(Op::Put, std::slice::from_ref(&key), len, started);
+        Ok(key)
+    }
+
     /// The raw bytes stored under `key`, bypassing the codec and the cache.
     ///
     /// With a ZeroMQ connector and a peer on the same machine these are, by default, the

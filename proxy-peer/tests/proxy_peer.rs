@@ -317,9 +317,26 @@ fn metrics_are_scraped_over_http_after_known_puts_and_gets() {
     let missing = proxy_core::Key::new("zmq", 7).with_peer(endpoint.as_str());
     assert_eq!(client.get(&missing).expect("get of a missing key"), None);
 
-    let (status, page) = http_get(&metrics, "/metrics");
-    assert!(status.contains("200"), "{status}");
     let peer = ("peer", endpoint.as_str());
+    // The peer sets its gauges right after it sends a batch's replies, so the first scrape
+    // may come before them: scrape until they show (as Prometheus would at its next scrape).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (status, page) = loop {
+        let (status, page) = http_get(&metrics, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        let settled = sample(&page, "proxystore_peer_objects", &[peer]) == Some(3.0)
+            && sample(
+                &page,
+                "proxystore_peer_requests_total",
+                &[peer, ("op", "get"), ("outcome", "not_found")],
+            )
+            .is_some();
+        if settled || std::time::Instant::now() > deadline {
+            break (status, page);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.contains("200"), "{status}");
     let value = |name: &str, labels: &[(&str, &str)]| {
         sample(&page, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{page}"))
     };

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dataflow_plugin::{AutoProxy, ProxyRecords, Resolve};
+use dataflow_plugin::{AutoProxy, ProxyInPlace, ProxyRecords, Resolve};
 use proxy_core::{register_store, Store, ZmqOptions};
 use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
 use timely::dataflow::operators::{Exchange, Input, Inspect, Probe};
@@ -350,6 +350,32 @@ fn run_worker(worker: &mut Worker, point: &TimelyPoint) {
                 },
             )
         }
+        Mode::ProxyInPlace => {
+            let store = store_of(point);
+            let template = Arc::clone(&point.payloads);
+            drive(
+                worker,
+                point,
+                |i| i,
+                |stream| {
+                    let size = template.template().len();
+                    let stored = stream.proxy_in_place(
+                        &store,
+                        move |_| size,
+                        move |index, buffer| {
+                            // The payload, as `Payloads::make` makes it, written in place.
+                            buffer.copy_from_slice(template.template());
+                            Payloads::stamp(index, buffer);
+                        },
+                    );
+                    route_stored(stored, point.workload, owner)
+                        .resolve()
+                        .inspect(move |d| checker.check(d))
+                        .probe()
+                        .0
+                },
+            )
+        }
         Mode::Auto => {
             let store = store_of(point);
             drive(
@@ -490,12 +516,17 @@ fn run_raw_zmq(
     tally: &Arc<Tally>,
 ) -> Result<Option<Duration>, String> {
     let total = spec.total_workers();
-    if spec.zmq_ports.len() != total + 1 {
+    // On one host the parent hands out free loopback ports; in hostfile mode they come from
+    // the hostfile's addresses (`raw_endpoint`).
+    if !spec.zmq_ports.is_empty() && spec.zmq_ports.len() != total + 1 {
         return Err(format!(
             "raw-zmq needs {} ports, got {}",
             total + 1,
             spec.zmq_ports.len()
         ));
+    }
+    for slot in 0..=total {
+        raw_endpoint(spec, slot)?;
     }
     let context = zmq::Context::new();
     // Bound memory like the timely modes: about `window` epochs queued per socket.
@@ -534,8 +565,44 @@ fn zmq_error(what: &str) -> impl Fn(zmq::Error) -> String + '_ {
     move |e| format!("raw-zmq: {what}: {e}")
 }
 
-fn endpoint(port: u16) -> String {
-    format!("tcp://127.0.0.1:{port}")
+/// Ports above a host's timely port where raw-zmq's sockets listen in hostfile mode: the
+/// producer's control socket at `+ RAW_PORT_OFFSET`, worker `w`'s data socket at
+/// `+ RAW_PORT_OFFSET + 1 + (w - the process's first worker)`.
+const RAW_PORT_OFFSET: u16 = 1000;
+
+/// The endpoint of raw-zmq socket `slot`: worker `slot`'s data socket, or the producer's
+/// control socket for `slot == total workers`. On one host, a loopback port from the
+/// parent; in hostfile mode, the host of the process that binds it (from the hostfile) and a
+/// port derived from that process's timely port.
+fn raw_endpoint(spec: &ChildSpec, slot: usize) -> Result<String, String> {
+    if !spec.zmq_ports.is_empty() {
+        return spec
+            .zmq_ports
+            .get(slot)
+            .map(|port| format!("tcp://127.0.0.1:{port}"))
+            .ok_or_else(|| format!("raw-zmq: no port for socket {slot}"));
+    }
+    let total = spec.total_workers();
+    let (process, offset) = if slot >= total {
+        (0, 0)
+    } else {
+        let process = slot / spec.workers;
+        (process, 1 + slot - process * spec.workers)
+    };
+    let address = spec
+        .addresses
+        .get(process)
+        .ok_or_else(|| format!("raw-zmq: no address for process {process}"))?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("raw-zmq: {address:?} is not host:port"))?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .and_then(|p| p.checked_add(RAW_PORT_OFFSET))
+        .and_then(|p| p.checked_add(u16::try_from(offset).ok()?))
+        .ok_or_else(|| format!("raw-zmq: no port {RAW_PORT_OFFSET}+ above {address:?}"))?;
+    Ok(format!("tcp://{host}:{port}"))
 }
 
 fn timeout_ms(spec: &ChildSpec) -> i32 {
@@ -558,7 +625,7 @@ fn raw_producer(
         .set_rcvtimeo(timeout_ms(spec))
         .map_err(zmq_error("control timeout"))?;
     control
-        .bind(&endpoint(spec.zmq_ports[total]))
+        .bind(&raw_endpoint(spec, total)?)
         .map_err(zmq_error("bind control socket"))?;
     let mut sockets = Vec::new();
     for worker in local..total {
@@ -570,7 +637,7 @@ fn raw_producer(
             .map_err(zmq_error("send high-water mark"))?;
         socket.set_linger(1000).map_err(zmq_error("linger"))?;
         socket
-            .connect(&endpoint(spec.zmq_ports[worker]))
+            .connect(&raw_endpoint(spec, worker)?)
             .map_err(zmq_error("connect data socket"))?;
         // A one-byte hello: the receiver answers on the control socket once it arrives,
         // so the clock starts on established connections.
@@ -651,14 +718,14 @@ fn raw_receiver(
         .map_err(zmq_error("receive high-water mark"))?;
     data.set_rcvtimeo(timeout_ms(spec))
         .map_err(zmq_error("receive timeout"))?;
-    data.bind(&endpoint(spec.zmq_ports[worker]))
+    data.bind(&raw_endpoint(spec, worker)?)
         .map_err(zmq_error("bind data socket"))?;
     let control = context
         .socket(zmq::PUSH)
         .map_err(zmq_error("control socket"))?;
     control.set_linger(1000).map_err(zmq_error("linger"))?;
     control
-        .connect(&endpoint(spec.zmq_ports[spec.total_workers()]))
+        .connect(&raw_endpoint(spec, spec.total_workers())?)
         .map_err(zmq_error("connect control socket"))?;
     loop {
         let message = data.recv_msg(0).map_err(zmq_error("receive payload"))?;

@@ -53,9 +53,10 @@ struct Cli {
         value_delimiter = ','
     )]
     workloads: Option<Vec<Workload>>,
-    /// Comma-separated: native,native-bytes,proxy,proxy-tcp,auto,raw-zmq,iceoryx2 [default:
-    /// all]; proxy-tcp is proxy with same-host shared memory off (every fetch over loopback
-    /// TCP); raw-zmq and iceoryx2 are baselines without Timely, on one host
+    /// Comma-separated: native,native-bytes,proxy,proxy-tcp,proxy-inplace,auto,raw-zmq,
+    /// iceoryx2 [default: all]; proxy-tcp is proxy with same-host shared memory off (every
+    /// fetch over loopback TCP); proxy-inplace writes each payload straight into the
+    /// producer's shared memory (`proxy_in_place`); raw-zmq and iceoryx2 are baselines without Timely (iceoryx2 on one host only)
     #[arg(
         long,
         value_name = "LIST",
@@ -101,8 +102,8 @@ struct Cli {
     from_csv: Option<PathBuf>,
     /// Hostfile mode: a text file of the cluster's timely addresses (host:port per line, the
     /// same file on every machine); this run plays process --process of every point, and
-    /// process 0 measures. Start the same command on every machine. Not for raw-zmq and
-    /// iceoryx2 (one host only).
+    /// process 0 measures. Start the same command on every machine. Not for iceoryx2 (one
+    /// host only); raw-zmq listens at the hostfile's ports + 1000 and up.
     #[arg(long, value_name = "FILE", requires = "process")]
     hostfile: Option<PathBuf>,
     /// Hostfile mode: this machine's index in the hostfile
@@ -497,12 +498,14 @@ mod tests {
         let file = path.to_string_lossy().into_owned();
         let o = run(&["--hostfile", &file, "--process", "2"]);
         assert_eq!(o.processes, 3);
-        assert!(!o.modes.contains(&Mode::RawZmq));
+        assert!(o.modes.contains(&Mode::RawZmq));
+        assert!(!o.modes.contains(&Mode::Iceoryx2));
         assert_eq!(o.hostfile.as_ref().map(|h| h.process), Some(2));
-        // --process needs --hostfile and the reverse; raw-zmq and --processes are refused.
+        // --process needs --hostfile and the reverse; iceoryx2 and --processes are refused.
         assert!(parse(&["--process", "0"]).is_err());
         assert!(parse(&["--hostfile", &file]).is_err());
-        assert!(parse(&["--hostfile", &file, "--process", "0", "--modes", "raw-zmq"]).is_err());
+        assert!(parse(&["--hostfile", &file, "--process", "0", "--modes", "iceoryx2"]).is_err());
+        assert!(parse(&["--hostfile", &file, "--process", "0", "--modes", "raw-zmq"]).is_ok());
         assert!(parse(&["--hostfile", &file, "--process", "0", "--processes", "2"]).is_err());
         assert!(parse(&["--hostfile", &file, "--process", "3"]).is_err());
     }

@@ -15,6 +15,7 @@ fn color(mode: Mode) -> RGBColor {
         Mode::NativeBytes => RGBColor(255, 127, 14),
         Mode::Proxy => RGBColor(31, 119, 180),
         Mode::ProxyTcp => RGBColor(148, 103, 189),
+        Mode::ProxyInPlace => RGBColor(23, 60, 120),
         Mode::Auto => RGBColor(44, 160, 44),
         Mode::RawZmq => RGBColor(90, 90, 90),
         Mode::Iceoryx2 => RGBColor(23, 190, 207),

@@ -51,6 +51,10 @@ pub enum Mode {
     Proxy,
     /// `proxy` with same-host shared memory off: every fetch travels over loopback TCP.
     ProxyTcp,
+    /// `proxy_in_place(&store, ..)` → route → `resolve()`: each payload is written straight
+    /// into the producer's store (a slot of its peer's shared memory), so it is written once
+    /// and a same-host consumer maps those bytes.
+    ProxyInPlace,
     /// `auto_proxy(&store, 64 KiB)` → route → `resolve()`: only records over 64 KiB are proxied.
     Auto,
     /// The same bytes over plain ZeroMQ PUSH/PULL sockets, no Timely: the ceiling.
@@ -62,11 +66,12 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in report order.
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 8] = [
         Mode::Native,
         Mode::NativeBytes,
         Mode::Proxy,
         Mode::ProxyTcp,
+        Mode::ProxyInPlace,
         Mode::Auto,
         Mode::RawZmq,
         Mode::Iceoryx2,
@@ -79,6 +84,7 @@ impl Mode {
             Mode::NativeBytes => "native-bytes",
             Mode::Proxy => "proxy",
             Mode::ProxyTcp => "proxy-tcp",
+            Mode::ProxyInPlace => "proxy-inplace",
             Mode::Auto => "auto",
             Mode::RawZmq => "raw-zmq",
             Mode::Iceoryx2 => "iceoryx2",
@@ -90,15 +96,18 @@ impl Mode {
         !matches!(self, Mode::RawZmq | Mode::Iceoryx2)
     }
 
-    /// Whether the mode runs on one host only (a baseline without Timely: not in hostfile
-    /// mode).
+    /// Whether the mode runs on one host only (iceoryx2: shared memory; not in hostfile
+    /// mode). raw-zmq runs across hosts too, its sockets on ports derived from the hostfile.
     pub fn local_only(self) -> bool {
-        !self.uses_timely()
+        matches!(self, Mode::Iceoryx2)
     }
 
     /// Whether the mode puts payloads into a store.
     pub fn uses_store(self) -> bool {
-        matches!(self, Mode::Proxy | Mode::ProxyTcp | Mode::Auto)
+        matches!(
+            self,
+            Mode::Proxy | Mode::ProxyTcp | Mode::ProxyInPlace | Mode::Auto
+        )
     }
 }
 

@@ -128,12 +128,15 @@ where
         let tracker = Tracker::register(&self.scope(), store.with_codec());
         let keys_store = store.with_codec();
         let store = store.clone();
+        let worker = self.scope().index();
         let records = self.unary(Pipeline, "AutoProxy", move |_, _| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     let Some(time) = cap.least().cloned() else {
                         untimed_batch("auto_proxy", data.len())
                     };
+                    let span = tracing::debug_span!("proxy", operator = "auto_proxy", worker, store = %store.name(), time = ?time, records = data.len(), stored = tracing::field::Empty);
+                    let _entered = span.enter();
                     let mut stored = Vec::new();
                     let mut records: Vec<Proxied<D, C>> = data
                         .drain(..)
@@ -152,6 +155,7 @@ where
                             }
                         })
                         .collect();
+                    span.record("stored", stored.len());
                     tracker.borrow_mut().record(&time, stored);
                     output.session(&cap).give_container(&mut records);
                 });

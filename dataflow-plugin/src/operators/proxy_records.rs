@@ -59,12 +59,14 @@ where
         let tracker = Tracker::register(&self.scope(), store.with_codec());
         let keys_store = store.with_codec();
         let store = store.clone();
+        let worker = self.scope().index();
         let proxies = self.unary(Pipeline, "Proxy", move |_, _| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     let Some(time) = cap.least().cloned() else {
                         untimed_batch("proxy", data.len())
                     };
+                    let _span = tracing::debug_span!("proxy", operator = "proxy", worker, store = %store.name(), time = ?time, records = data.len()).entered();
                     let records = std::mem::take(data);
                     let mut proxies = match store.proxy_batch(records) {
                         Ok(proxies) => proxies,

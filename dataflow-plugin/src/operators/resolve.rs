@@ -113,6 +113,8 @@ struct Pending<T: Timestamp, R> {
     _done: Capability<T>,
     records: VecDeque<R>,
     prefetch: Prefetch,
+    // Open from the batch's arrival until its last record is handed on (its fetch time).
+    span: tracing::Span,
 }
 
 impl<'scope, T, R> Resolve<'scope, T, R> for StreamVec<'scope, T, R>
@@ -149,6 +151,8 @@ where
     R: Resolvable,
 {
     let scope = stream.scope();
+    let worker = scope.index();
+    let operator = name.to_owned();
     let mut builder = OperatorBuilder::new(name.to_owned(), scope);
     let address = builder.operator_info().address;
     let mut input = builder.new_input(stream, Pipeline);
@@ -188,6 +192,7 @@ where
                 if data.iter().all(R::is_ready) {
                     // Nothing to fetch (inline records, or proxies resolved in this
                     // process): hand the values on at once, with no prefetch machinery.
+                    let _span = tracing::debug_span!("resolve", operator = %operator, worker, time = ?cap.least(), records = data.len(), fetched = false).entered();
                     let (mut ready, mut failed) = (Vec::new(), Vec::new());
                     for record in data.drain(..) {
                         take(record, &mut ready, &mut failed);
@@ -208,16 +213,19 @@ where
                     untimed_batch("resolve", data.len())
                 };
                 let records = std::mem::take(data);
-                let prefetch = R::prefetch(&records, Arc::clone(&notify));
+                let span = tracing::debug_span!("resolve", operator = %operator, worker, time = ?values_cap.time(), records = records.len(), fetched = true, failed = tracing::field::Empty);
+                let prefetch = span.in_scope(|| R::prefetch(&records, Arc::clone(&notify)));
                 pending.push(Pending {
                     values: values_cap,
                     errors: errors_cap,
                     _done: done_cap,
                     records: records.into(),
                     prefetch,
+                    span,
                 });
             });
             for batch in pending.iter_mut() {
+                let _entered = batch.span.enter();
                 // After the prefetch finished, what is still unresolved failed: taking it
                 // reports the error the background fetch kept (without fetching again: a
                 // dead peer costs one timeout, not one per record), or looks once more for
@@ -237,6 +245,7 @@ where
                     values_out.give(&batch.values, &mut ready);
                 }
                 if !failed.is_empty() {
+                    batch.span.record("failed", failed.len());
                     errors_out.give(&batch.errors, &mut failed);
                 }
             }

@@ -15,6 +15,6 @@ pub use redis::RedisConnector;
 pub use redis::{RedisOptions, DEFAULT_REDIS_PREFIX};
 pub(crate) use zmq::{
     check_library, is_loopback, library_is_hardened, read_secret_file, secret_from_env,
-    zmq_context, ZmqSecret,
+    zmq_context, Reservation, ZmqSecret,
 };
 pub use zmq::{PeerStats, ZmqConfig, ZmqConnector, ZmqOptions};

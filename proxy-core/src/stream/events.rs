@@ -167,7 +167,7 @@ fn decode_store_config(bytes: Vec<u8>) -> std::result::Result<StoreConfig, Strin
 }
 
 impl EventBatch {
-    /// Encodes the batch as a message of the current [format](self).
+    /// Encodes the batch as a message of the current format (version and layout: [`EventBatch`]).
     ///
     /// # Errors
     /// [`Error::Codec`] when the store configuration is longer than
@@ -207,7 +207,7 @@ impl EventBatch {
         Ok(Bytes::from(message))
     }
 
-    /// Decodes a message of the [format](self); `source` (where it came from) names the peer
+    /// Decodes a message of the format described at [`EventBatch`]; `source` (where it came from) names the peer
     /// of the error.
     ///
     /// # Errors

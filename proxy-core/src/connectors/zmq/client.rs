@@ -143,16 +143,32 @@ pub(crate) fn exchange(
     if requests.is_empty() {
         return Ok(Vec::new());
     }
+    let span = tracing::debug_span!(
+        "zmq.exchange",
+        peer,
+        op = requests[0].op.name(),
+        requests = requests.len(),
+        sent_bytes = tracing::field::Empty,
+        received_bytes = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let _entered = span.enter();
     let started = Instant::now();
     let result = with_socket(peer, options, requests, |socket| {
         run_in_session(socket, peer, requests)
     });
-    record(requests, &result, started.elapsed());
+    record(&span, requests, &result, started.elapsed());
     result
 }
 
-/// Records an exchange in the process's metrics ([`telemetry`](crate::telemetry)).
-fn record(requests: &[Request], result: &Result<Vec<Answer>>, took: Duration) {
+/// Records an exchange in the process's metrics ([`telemetry`](crate::telemetry)) and on the
+/// exchange's `span`.
+fn record(
+    span: &tracing::Span,
+    requests: &[Request],
+    result: &Result<Vec<Answer>>,
+    took: Duration,
+) {
     let sent = requests
         .iter()
         .map(|r| r.payload.as_ref().map_or(0, Bytes::len) as u64)
@@ -180,6 +196,9 @@ fn record(requests: &[Request], result: &Result<Vec<Answer>>, took: Duration) {
             0,
         ),
     };
+    span.record("sent_bytes", sent);
+    span.record("received_bytes", received);
+    span.record("outcome", outcome);
     crate::telemetry::client_exchanged(
         requests[0].op.name(),
         requests.len() as u64,

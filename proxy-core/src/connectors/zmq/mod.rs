@@ -42,10 +42,12 @@ use self::server::PeerServer;
 pub use self::stats::PeerStats;
 // For the stream module's ZeroMQ publisher and subscriber (`proxy_core::stream`).
 pub(crate) use self::auth::Secret as ZmqSecret;
+// For `WriteBuffer` (write-in-place puts into the peer's shared memory).
 pub(crate) use self::context::context as zmq_context;
 pub(crate) use self::hardened::{check_library, library_is_hardened};
 pub(crate) use self::options::{is_loopback, secret_from_env};
 pub(crate) use self::secret::read_file_env as read_secret_file;
+pub(crate) use self::shm::Reservation;
 use self::wire::Op;
 use crate::config::ConnectorConfig;
 use crate::connector::{check_kind, Capability, Connector};
@@ -562,9 +564,9 @@ fn mixed_up(key: &Key, server: &PeerServer) -> Error {
         || endpoint.starts_with("tcp://[::1]")
         || endpoint.starts_with("tcp://localhost");
     let hint = if loopback {
-        "another host bound the same loopback address and port and wrote this key there:          loopback addresses name a different machine on every host, so each process must bind          an address the others can reach (set PROXYSTORE_ZMQ_INTERFACE, or          ZmqOptions::with_interface)"
+        "another host bound the same loopback address and port and wrote this key there: loopback addresses name a different machine on every host, so each process must bind an address the others can reach (set PROXYSTORE_ZMQ_INTERFACE, or ZmqOptions::with_interface)"
     } else {
-        "the key was written by an earlier run of a peer at this address (its objects are gone),          or another process advertises this same address (check PROXYSTORE_ZMQ_ADVERTISE and          PROXYSTORE_ZMQ_PORT on each host)"
+        "the key was written by an earlier run of a peer at this address (its objects are gone), or another process advertises this same address (check PROXYSTORE_ZMQ_ADVERTISE and PROXYSTORE_ZMQ_PORT on each host)"
     };
     Error::WrongIncarnation {
         peer: endpoint.to_string(),
@@ -586,7 +588,7 @@ fn advertised_hint(error: Error, keys: &[&Key]) -> Error {
             timeout,
         } if keys.iter().any(|key| key.peer_is_advertised()) => Error::Timeout {
             operation: format!(
-                "{operation}; {peer} is the address its owner advertised                  (PROXYSTORE_ZMQ_ADVERTISE or ZmqOptions::with_address), not one it bound:                  check that the name resolves and reaches that host from here"
+                "{operation}; {peer} is the address its owner advertised (PROXYSTORE_ZMQ_ADVERTISE or ZmqOptions::with_address), not one it bound: check that the name resolves and reaches that host from here"
             ),
             peer,
             timeout,
@@ -596,6 +598,39 @@ fn advertised_hint(error: Error, keys: &[&Key]) -> Error {
 }
 
 impl Connector for ZmqConnector {
+    /// A slot of this process's shared memory arena when shared memory is on, the connector
+    /// stores here (not `with_remote` or client-only) and `len` is at least the threshold
+    /// and fits; else a heap buffer. See [`WriteBuffer`](crate::WriteBuffer).
+    fn alloc(&self, len: usize) -> Result<crate::WriteBuffer> {
+        self.check_open()?;
+        if matches!(self.inner.options.placement(), Placement::Here) {
+            if let Some(reservation) = self.server()?.objects().reserve(len) {
+                return Ok(crate::WriteBuffer::shared(reservation));
+            }
+        }
+        Ok(crate::WriteBuffer::heap(len))
+    }
+
+    /// Stores a buffer from [`alloc`](Connector::alloc): a shared memory slot is published
+    /// where it was written (no copy); a heap buffer is an ordinary put.
+    fn put_buffer(&self, buffer: crate::WriteBuffer) -> Result<Key> {
+        self.check_open()?;
+        match self.inner.options.placement() {
+            Placement::Here => {}
+            Placement::Remote(peer) => return self.put_to(peer, buffer.into_bytes()),
+            Placement::ClientOnly => return Err(self.client_only_error()),
+        }
+        let server = self.server()?;
+        let key = own_key(server);
+        match buffer.into_reservation() {
+            Ok(reservation) => server.objects().insert_reserved(key.id(), reservation),
+            Err(heap) => server
+                .objects()
+                .insert_many(std::iter::once((key.id(), heap.into_bytes()))),
+        }
+        Ok(key)
+    }
+
     fn put(&self, data: Bytes) -> Result<Key> {
         self.check_open()?;
         match self.inner.options.placement() {

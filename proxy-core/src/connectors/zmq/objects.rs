@@ -40,7 +40,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::auth;
-use super::shm::{Arena, ArenaStats, Descriptor, Pool};
+use super::shm::{Arena, ArenaStats, Descriptor, Pool, Reservation};
 
 /// What each object another process stores here costs against the quota besides its bytes:
 /// its entry in the map, the received message's bookkeeping and the allocator's rounding
@@ -277,6 +277,41 @@ impl ObjectMap {
                     .fetch_sub(replaced.len() as u64, Ordering::AcqRel);
                 self.forget_remote(&replaced);
             }
+        }
+    }
+
+    /// A shared memory slot of `len` bytes for an object this process will write in place
+    /// (`None` without an arena, below its threshold, or when it does not fit).
+    pub(crate) fn reserve(&self, len: usize) -> Option<Reservation> {
+        self.arena
+            .as_ref()?
+            .reserve(Pool::Local, len as u64, u64::MAX)
+    }
+
+    /// Stores the object written into `reservation` under the fresh id `id`: published in
+    /// place when the slot is this map's arena's, else copied (a slot of another peer's arena,
+    /// or one that could not be published) as an ordinary put.
+    pub(crate) fn insert_reserved(&self, id: u128, reservation: Reservation) {
+        let published = match &self.arena {
+            Some(arena) if arena.holds(&reservation) => reservation.publish(id),
+            _ => Err(reservation),
+        };
+        let stored = match published {
+            Ok((bytes, descriptor)) => Stored {
+                digest: (bytes.len() > LAZY_MAX && self.digest_at_put)
+                    .then(|| auth::digest(&bytes)),
+                bytes,
+                shared: Some(descriptor),
+                remote: false,
+            },
+            Err(reservation) => self.place(id, Bytes::copy_from_slice(reservation.as_slice())),
+        };
+        let mut objects = self.write();
+        self.bytes.fetch_add(stored.len() as u64, Ordering::AcqRel);
+        if let Some(replaced) = objects.insert(id, stored) {
+            self.bytes
+                .fetch_sub(replaced.len() as u64, Ordering::AcqRel);
+            self.forget_remote(&replaced);
         }
     }
 

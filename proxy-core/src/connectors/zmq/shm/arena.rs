@@ -201,59 +201,42 @@ impl Arena {
         data: &[u8],
         limit: u64,
     ) -> Option<(Bytes, Descriptor)> {
-        let len = data.len() as u64;
+        let mut reservation = self.reserve(pool, data.len() as u64, limit)?;
+        reservation.as_mut_slice().copy_from_slice(data);
+        reservation.publish(id).ok()
+    }
+
+    /// Takes a free slot of `len` bytes in `pool` (within `limit`, as in
+    /// [`store_in`](Self::store_in)) for an object to be written in place: `None` when `len`
+    /// is below the size threshold or does not fit. The slot's bytes are the caller's alone
+    /// until [`Reservation::publish`]; no reader can pin it meanwhile (its generation is odd).
+    pub(crate) fn reserve(&self, pool: Pool, len: u64, limit: u64) -> Option<Reservation> {
         if len < self.inner.min_size {
             return None;
         }
         let class = size_class(len);
         let slot = self.allocate(pool, class, limit)?;
-        let segment = &slot.segment;
-        let offset = segment.layout.slot_offset(slot.index);
-        let generation = layout::generation(&segment.mapping, slot.index)?;
-        let (id_low, id_high) = layout::object_id(&segment.mapping, slot.index)?;
-        let free = generation.load(Ordering::SeqCst);
+        let offset = slot.segment.layout.slot_offset(slot.index);
+        let free = layout::generation(&slot.segment.mapping, slot.index)?.load(Ordering::SeqCst);
         // Cannot fail (the class holds `len`, a free slot's generation is odd); if it did,
         // the slot stays out of use rather than be written outside or published twice (and
         // its segment is never released).
-        segment.mapping.slice(offset, len)?;
+        slot.segment.mapping.slice(offset, len)?;
         if free % 2 == 0 {
             return None;
         }
-        // SAFETY: `offset..offset + len` is inside the mapping (checked above) and the slot
-        // is ours alone: it was free, and no reader reads it (its generation is odd, which
-        // readers refuse, and its pin count was 0 after it became odd).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                segment.mapping.as_ptr().add(offset as usize),
-                data.len(),
-            );
-        }
-        // Published: the id, then the even generation after the bytes (`Release`: a reader
-        // that loads it sees the whole object and its id).
-        id_low.store(id as u64, Ordering::Relaxed);
-        id_high.store((id >> 64) as u64, Ordering::Relaxed);
-        let generation = free.wrapping_add(1);
-        layout::generation(&segment.mapping, slot.index)?.store(generation, Ordering::SeqCst);
-        let descriptor = Descriptor {
-            boot: self.inner.boot,
-            pid: self.inner.pid,
-            fd: u32::try_from(segment.fd.as_raw_fd()).ok()?,
-            token: segment.token,
-            segment_len: segment.mapping.len() as u64,
-            slot: slot.index,
-            generation,
-            offset,
-            len,
-        };
-        self.inner.held.fetch_add(len, Ordering::AcqRel);
-        let stored = StoredObject {
+        Some(Reservation {
             arena: Arc::clone(&self.inner),
             slot: Some(slot),
             offset,
             len,
-        };
-        Some((Bytes::from_owner(stored), descriptor))
+            free_generation: free,
+        })
+    }
+
+    /// Whether `reservation` is a slot of this arena (and not of another peer's).
+    pub(crate) fn holds(&self, reservation: &Reservation) -> bool {
+        Arc::ptr_eq(&self.inner, &reservation.arena)
     }
 
     /// What the arena holds.
@@ -439,6 +422,20 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Takes back a reserved slot that never held a published object: its generation is
+    /// still the odd one it had when reserved, and nothing was counted as held.
+    fn give_back_unpublished(&self, slot: Slot) {
+        let key = (slot.segment.pool, slot.segment.layout.slot_size);
+        let mut state = lock(&self.state);
+        if let Some(used) = state.segments.get_mut(&slot.segment.token) {
+            used.free += 1;
+            used.since = Instant::now();
+        }
+        state.released.entry(key).or_default().push(slot);
+    }
+}
+
 impl Segment {
     fn create(layout: Layout, pool: Pool) -> std::io::Result<Segment> {
         let fd = sys::create_memory_file("proxystore-zmq", layout.total_len())?;
@@ -468,6 +465,120 @@ impl Drop for Segment {
         // Tells readers' caches that nothing new will come from this segment.
         if let Some(retired) = layout::retired(&self.mapping) {
             retired.store(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A free slot taken for an object that is being written in place ([`Arena::reserve`]).
+///
+/// Until [`publish`](Self::publish) the slot's generation stays odd, so no reader in another
+/// process accepts a descriptor for it, and it is on no free list, so no other object takes
+/// it: its bytes are this value's alone. Dropped unpublished, the slot goes back to the free
+/// list as it was (still odd, nothing published).
+pub(crate) struct Reservation {
+    arena: Arc<Inner>,
+    slot: Option<Slot>,
+    offset: u64,
+    len: u64,
+    /// The slot's (odd) generation when it was taken.
+    free_generation: u64,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("len", &self.len)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reservation {
+    /// The object's length.
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// The object's bytes, as written so far (a recycled slot starts with an earlier object
+    /// of this process).
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        self.slot
+            .as_ref()
+            .and_then(|slot| slot.segment.mapping.slice(self.offset, self.len))
+            .unwrap_or_default()
+    }
+
+    /// The object's bytes, to write.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        let Some(slot) = &self.slot else {
+            return &mut [];
+        };
+        if slot.segment.mapping.slice(self.offset, self.len).is_none() {
+            return &mut [];
+        }
+        // SAFETY: `offset..offset + len` is inside the mapping (checked just above, and in
+        // `reserve`), which is mapped writable by this process and lives as long as the
+        // segment this slot holds. The slot is this reservation's alone (see the type's
+        // docs), and `&mut self` makes this the only view of it until it is dropped.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                slot.segment.mapping.as_ptr().add(self.offset as usize),
+                self.len as usize,
+            )
+        }
+    }
+
+    /// Publishes the written bytes as object `id`: stores the id and then the next (even)
+    /// generation, after which readers may map it. Returns the object as a `Bytes` over the
+    /// mapping with its descriptor; the reservation back if its slot table cannot be
+    /// written (it cannot happen for a slot `reserve` returned; the caller then copies the
+    /// bytes out).
+    pub(crate) fn publish(mut self, id: u128) -> Result<(Bytes, Descriptor), Reservation> {
+        let Some(slot) = self.slot.take() else {
+            return Err(self);
+        };
+        let segment = &slot.segment;
+        let fd = u32::try_from(segment.fd.as_raw_fd()).ok();
+        let (Some(fd), Some(generation), Some((id_low, id_high))) = (
+            fd,
+            layout::generation(&segment.mapping, slot.index),
+            layout::object_id(&segment.mapping, slot.index),
+        ) else {
+            self.slot = Some(slot);
+            return Err(self);
+        };
+        // Published: the id, then the even generation after the bytes (`SeqCst`: a reader
+        // that loads it sees the whole object and its id).
+        id_low.store(id as u64, Ordering::Relaxed);
+        id_high.store((id >> 64) as u64, Ordering::Relaxed);
+        let published = self.free_generation.wrapping_add(1);
+        generation.store(published, Ordering::SeqCst);
+        let descriptor = Descriptor {
+            boot: self.arena.boot,
+            pid: self.arena.pid,
+            fd,
+            token: segment.token,
+            segment_len: segment.mapping.len() as u64,
+            slot: slot.index,
+            generation: published,
+            offset: self.offset,
+            len: self.len,
+        };
+        self.arena.held.fetch_add(self.len, Ordering::AcqRel);
+        let stored = StoredObject {
+            arena: Arc::clone(&self.arena),
+            slot: Some(slot),
+            offset: self.offset,
+            len: self.len,
+        };
+        Ok((Bytes::from_owner(stored), descriptor))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.arena.give_back_unpublished(slot);
         }
     }
 }

@@ -19,7 +19,7 @@ mod layout;
 mod mapping;
 mod sys;
 
-pub(crate) use arena::{Arena, ArenaStats, Pool};
+pub(crate) use arena::{Arena, ArenaStats, Pool, Reservation};
 pub(crate) use descriptor::Descriptor;
 #[cfg(test)]
 pub(crate) use mapping::{holder_descriptor, spawn_segment_holder};

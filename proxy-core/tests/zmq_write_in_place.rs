@@ -1,0 +1,189 @@
+//! Write-in-place puts (`alloc` / `put_buffer`): with shared memory on, a producer writes an
+//! object straight into a slot of its peer's arena, the slot is published as the object, and
+//! a same-host reader maps exactly those bytes. The reader here is a second peer of this
+//! process, a client of the owner's endpoint that opens its segments through `/proc/PID/fd`
+//! as a peer in another process would.
+
+use bytes::Bytes;
+use proxy_core::{Connector, LocalConnector, Proxy, Store, WriteBuffer, ZmqConnector, ZmqOptions};
+
+const THRESHOLD: usize = 64 << 10;
+
+fn peer(options: ZmqOptions) -> ZmqConnector {
+    options.build().expect("start a zmq peer")
+}
+
+fn fill(buffer: &mut [u8], seed: u8) {
+    for (i, byte) in buffer.iter_mut().enumerate() {
+        *byte = (i as u8).wrapping_mul(31).wrapping_add(seed);
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut data = vec![0; len];
+    fill(&mut data, seed);
+    data
+}
+
+#[test]
+fn objects_written_in_place_are_stored_where_written_and_mapped_by_same_host_readers() {
+    let owner = peer(ZmqOptions::default());
+    let reader = peer(ZmqOptions::default());
+    let sizes = [
+        (1000, false),
+        (THRESHOLD - 1, false),
+        (THRESHOLD, true),
+        ((1 << 20) + 8, true),
+        ((16 << 20) + 5, true),
+    ];
+    for (index, (len, shared)) in sizes.into_iter().enumerate() {
+        let mut buffer = owner.alloc(len).expect("alloc");
+        assert_eq!(buffer.len(), len);
+        assert_eq!(buffer.is_shared_memory(), shared, "{len} bytes");
+        fill(&mut buffer, index as u8);
+        let written_at = buffer.as_ptr();
+        let key = owner.put_buffer(buffer).expect("put buffer");
+
+        // The stored object is the buffer itself: written once, never copied at put.
+        let stored = owner.get(&key).expect("get").expect("stored");
+        assert_eq!(stored.len(), len);
+        if shared {
+            assert_eq!(
+                stored.as_ptr(),
+                written_at,
+                "{len} bytes were copied at put"
+            );
+        }
+        let before = reader.mapped_reads();
+        let read = reader.get(&key).expect("get").expect("present");
+        assert!(
+            read[..] == pattern(len, index as u8)[..],
+            "{len} bytes read back differently"
+        );
+        assert_eq!(
+            reader.mapped_reads() - before,
+            u64::from(shared),
+            "{len} bytes"
+        );
+        owner.evict(&key).expect("evict");
+        assert_eq!(reader.get(&key).expect("get after evict"), None);
+    }
+    assert_eq!(
+        owner.shared_memory_bytes().0,
+        0,
+        "evicted objects left bytes held"
+    );
+}
+
+#[test]
+fn a_buffer_dropped_without_being_stored_goes_back_to_the_arena() {
+    let owner = peer(ZmqOptions::default());
+    let first = owner.alloc(1 << 20).expect("alloc");
+    assert!(first.is_shared_memory());
+    let slot = first.as_ptr();
+    let (held, reserved) = owner.shared_memory_bytes();
+    assert_eq!(held, 0, "an unstored buffer counts as held");
+    drop(first);
+    for _ in 0..100 {
+        let again = owner.alloc(1 << 20).expect("alloc");
+        assert!(again.is_shared_memory());
+        assert_eq!(again.as_ptr(), slot, "the dropped slot was not reused");
+    }
+    assert_eq!(owner.shared_memory_bytes(), (0, reserved), "the arena grew");
+    assert_eq!(owner.object_count(), Some(0));
+}
+
+#[test]
+fn eviction_while_a_reader_maps_an_in_place_object_leaves_its_bytes_unchanged() {
+    // One segment's worth of slots, so new buffers compete for the evicted object's slot.
+    let owner = peer(ZmqOptions::default().with_shared_memory_capacity(16 << 20));
+    let reader = peer(ZmqOptions::default());
+    let len = (1 << 20) + 8;
+    let mut buffer = owner.alloc(len).expect("alloc");
+    fill(&mut buffer, 7);
+    let key = owner.put_buffer(buffer).expect("put");
+    let held = reader.get(&key).expect("get").expect("present");
+    assert_eq!(reader.mapped_reads(), 1);
+    owner.evict(&key).expect("evict");
+
+    // Every slot of the class written with other bytes and stored, until the arena is full.
+    let mut others = Vec::new();
+    loop {
+        let mut buffer = owner.alloc(len).expect("alloc");
+        if !buffer.is_shared_memory() {
+            break;
+        }
+        buffer.fill(0xEE);
+        others.push(owner.put_buffer(buffer).expect("put"));
+        assert!(others.len() < 100, "the arena never filled");
+    }
+    assert!(!others.is_empty());
+    assert!(
+        held[..] == pattern(len, 7)[..],
+        "an evicted in-place object changed under its reader"
+    );
+    for key in &others {
+        owner.evict(key).expect("evict");
+    }
+}
+
+#[test]
+fn beyond_the_capacity_or_without_shared_memory_buffers_are_heap_and_stored_normally() {
+    let small_arena = peer(ZmqOptions::default().with_shared_memory_capacity(2 << 20));
+    let no_shm = peer(ZmqOptions::default().with_shared_memory(false));
+    let reader = peer(ZmqOptions::default());
+    for owner in [&small_arena, &no_shm] {
+        let mut buffer = owner.alloc(4 << 20).expect("alloc");
+        assert!(!buffer.is_shared_memory(), "{owner:?}");
+        assert!(
+            buffer.iter().all(|&b| b == 0),
+            "a heap buffer starts zeroed"
+        );
+        fill(&mut buffer, 3);
+        let key = owner.put_buffer(buffer).expect("put buffer");
+        let read = reader.get(&key).expect("get").expect("present");
+        assert!(read[..] == pattern(4 << 20, 3)[..]);
+        owner.evict(&key).expect("evict");
+    }
+    assert_eq!(small_arena.shared_memory_bytes().0, 0);
+}
+
+#[test]
+fn a_buffer_given_to_another_connector_is_copied_there_not_lost() {
+    let owner = peer(ZmqOptions::default());
+    let other = peer(ZmqOptions::default());
+    let local = LocalConnector::new();
+    for target in [&other as &dyn Connector, &local] {
+        let mut buffer = owner.alloc(1 << 20).expect("alloc");
+        assert!(buffer.is_shared_memory());
+        fill(&mut buffer, 9);
+        let key = target.put_buffer(buffer).expect("put buffer elsewhere");
+        let read = target.get(&key).expect("get").expect("present");
+        assert!(read[..] == pattern(1 << 20, 9)[..]);
+    }
+    assert_eq!(
+        owner.object_count(),
+        Some(0),
+        "nothing was stored on the buffer's own peer"
+    );
+    assert_eq!(owner.shared_memory_bytes().0, 0);
+}
+
+#[test]
+fn stores_hand_out_buffers_and_proxies_of_what_was_written() {
+    let zmq = peer(ZmqOptions::default());
+    let stores = [
+        Store::new("in-place-zmq", zmq.clone()),
+        Store::new("in-place-local", LocalConnector::new()),
+    ];
+    for store in stores {
+        let mut buffer: WriteBuffer = store.alloc(300_000).expect("alloc");
+        fill(&mut buffer, 5);
+        let proxy: Proxy<Bytes> = store.proxy_buffer(buffer).expect("proxy buffer");
+        assert!(proxy[..] == pattern(300_000, 5)[..]);
+        let as_vec: Proxy<Vec<u8>> = store.proxy_from_key(Proxy::key(&proxy).clone());
+        assert_eq!(as_vec.len(), 300_000);
+        store.evict(Proxy::key(&proxy)).expect("evict");
+    }
+    assert_eq!(zmq.object_count(), Some(0));
+}
