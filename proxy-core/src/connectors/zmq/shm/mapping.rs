@@ -702,8 +702,12 @@ mod tests {
         );
         forget_unused();
         assert!(outcome.is_err(), "a sparse segment was read");
+        // A reader that faulted the segment in would grow by up to 1 GiB. The first read of a
+        // process also grows it by about 1 MiB of its own (measured 0.7 to 1.2 MiB on this
+        // project's 2-core VM: code pages, the mapping cache, the error's formatting), so the
+        // bound leaves room for that and nothing like the segment.
         assert!(
-            rss_after.saturating_sub(rss) < 1024,
+            rss_after.saturating_sub(rss) < 16 << 10,
             "the reader's RSS grew by {} KiB",
             rss_after - rss
         );
