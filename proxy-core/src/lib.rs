@@ -99,6 +99,7 @@ pub mod future;
 mod ids;
 mod key;
 pub mod lifetimes;
+mod locations;
 mod locked;
 mod metrics;
 mod owned;

@@ -468,6 +468,9 @@ struct FactoryRef<'a> {
     key: &'a Key,
     evict_on_read: bool,
     polling: Option<&'a Polling>,
+    /// Where the object lies, if this process knows ([`locations`](crate::locations)): a
+    /// hint that lets a reader on the owner's host skip asking the owner.
+    location: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +479,7 @@ struct Factory {
     key: Key,
     evict_on_read: bool,
     polling: Option<Polling>,
+    location: Option<Vec<u8>>,
 }
 
 impl<T, C> Serialize for Proxy<T, C> {
@@ -485,6 +489,7 @@ impl<T, C> Serialize for Proxy<T, C> {
             key: &self.inner.key,
             evict_on_read: self.inner.evict_on_read,
             polling: self.inner.polling.as_ref(),
+            location: crate::locations::get(self.inner.key.id()),
         }
         .serialize(serializer)
     }
@@ -493,6 +498,9 @@ impl<T, C> Serialize for Proxy<T, C> {
 impl<'de, T, C> Deserialize<'de> for Proxy<T, C> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let factory = Factory::deserialize(deserializer)?;
+        if let Some(location) = &factory.location {
+            crate::locations::record(factory.key.id(), location);
+        }
         Ok(Self::build(
             Arc::new(factory.store),
             factory.key,

@@ -187,3 +187,96 @@ fn stores_hand_out_buffers_and_proxies_of_what_was_written() {
     }
     assert_eq!(zmq.object_count(), Some(0));
 }
+
+/// Requests `owner` has answered (a `stats` request itself counts once, after it is read).
+fn answered(reader: &ZmqConnector, owner: &ZmqConnector) -> u64 {
+    let endpoint = owner.endpoint().expect("serving");
+    reader.peer_stats(endpoint).expect("stats").requests
+}
+
+#[test]
+fn a_reader_that_knows_where_an_in_place_object_lies_reads_it_without_asking_the_owner() {
+    let owner = peer(ZmqOptions::default());
+    let reader = peer(ZmqOptions::default());
+    let mut buffer = owner.alloc(1 << 20).expect("alloc");
+    fill(&mut buffer, 11);
+    let key = owner.put_buffer(buffer).expect("put");
+
+    let before = answered(&reader, &owner);
+    let read = reader.get(&key).expect("get").expect("present");
+    assert!(read[..] == pattern(1 << 20, 11)[..]);
+    assert_eq!(
+        reader.located_reads(),
+        1,
+        "the object was not read at its location"
+    );
+    assert_eq!(
+        answered(&reader, &owner),
+        before + 1,
+        "the owner answered a request for it (only the stats request should count)"
+    );
+
+    // Evicted: the location no longer holds, the owner is asked, and says it is gone.
+    owner.evict(&key).expect("evict");
+    assert_eq!(reader.get(&key).expect("get after evict"), None);
+    assert_eq!(reader.located_reads(), 1);
+}
+
+#[test]
+fn a_proxy_carries_the_location_and_a_forged_one_costs_only_a_request() {
+    let owner = peer(ZmqOptions::default());
+    let reader = peer(ZmqOptions::default());
+    let store = Store::new("in-place-located", owner.clone());
+    let mut buffer = store.alloc(300_000).expect("alloc");
+    fill(&mut buffer, 13);
+    let proxy: Proxy<Bytes> = store.proxy_buffer(buffer).expect("proxy");
+    let key = Proxy::key(&proxy).clone();
+    let wire = bincode::serialize(&proxy).expect("serialize");
+    let plain: Proxy<Bytes> = store.proxy(Bytes::from_static(b"small")).expect("proxy");
+    let plain_wire = bincode::serialize(&plain).expect("serialize");
+    assert_eq!(
+        wire.len(),
+        plain_wire.len() + 8 + 80,
+        "an in-place proxy carries its 80-byte location (and a length)"
+    );
+    assert!(
+        wire.len() < 320,
+        "an in-place proxy is {} bytes",
+        wire.len()
+    );
+
+    // The location is the proxy's last field: the descriptor's 80 bytes. Forge each part a
+    // reader checks; every forgery must cost a request, never wrong bytes or an error.
+    let at = wire.len() - 80;
+    let forgeries: [(&str, usize); 6] = [
+        ("boot id", 0),
+        ("pid", 16),
+        ("token", 24),
+        ("slot", 48),
+        ("generation", 56),
+        ("length", 72),
+    ];
+    for (part, offset) in forgeries {
+        let mut forged = wire.clone();
+        forged[at + offset] ^= 0x5a;
+        let _: Proxy<Bytes> = bincode::deserialize(&forged).expect("deserialize");
+        let located = reader.located_reads();
+        let read = reader.get(&key).expect("get").expect("present");
+        assert!(
+            read[..] == pattern(300_000, 13)[..],
+            "forged {part}: wrong bytes"
+        );
+        assert_eq!(
+            reader.located_reads(),
+            located,
+            "forged {part} was believed"
+        );
+    }
+    // The genuine location again: read in place, no request.
+    let _: Proxy<Bytes> = bincode::deserialize(&wire).expect("deserialize");
+    let located = reader.located_reads();
+    assert!(reader.get(&key).expect("get").is_some());
+    assert_eq!(reader.located_reads(), located + 1);
+    store.evict(&key).expect("evict");
+    store.evict(Proxy::key(&plain)).expect("evict");
+}

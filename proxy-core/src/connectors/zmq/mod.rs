@@ -113,6 +113,8 @@ struct Inner {
     closed: AtomicBool,
     /// Gets of other peers' objects answered by mapping their shared memory.
     mapped_reads: AtomicU64,
+    /// Of those, the ones read at a location a proxy carried, with no request.
+    located_reads: AtomicU64,
 }
 
 /// Who holds the object a key names.
@@ -179,6 +181,7 @@ impl ZmqConnector {
                 starting: Mutex::new(()),
                 closed: AtomicBool::new(false),
                 mapped_reads: AtomicU64::new(0),
+                located_reads: AtomicU64::new(0),
             }),
         })
     }
@@ -312,6 +315,14 @@ impl ZmqConnector {
     /// receiving the bytes over TCP.
     pub fn mapped_reads(&self) -> u64 {
         self.inner.mapped_reads.load(Ordering::Relaxed)
+    }
+
+    /// How many of the [`mapped_reads`](Self::mapped_reads) needed no request at all: the
+    /// object was written in place ([`Connector::alloc`]) and its proxy carried where it
+    /// lies in the owner's shared memory, so this process read it there after checking the
+    /// location as it checks any descriptor.
+    pub fn located_reads(&self) -> u64 {
+        self.inner.located_reads.load(Ordering::Relaxed)
     }
 
     /// Bytes of this peer's objects held in shared memory (0 when it is off or nothing is
@@ -478,6 +489,77 @@ impl ZmqConnector {
     /// peer offers it and this process can map it, else over TCP.
     fn fetch(&self, peer: &str, keys: &[&Key]) -> Result<Vec<Option<Bytes>>> {
         let shared_memory = self.inner.options.shm().enabled && !shm::is_unusable(peer);
+        // Objects whose proxies said where they lie in the owner's shared memory are read
+        // there without a request, when the location holds; the rest are asked for.
+        let mut located: Vec<Option<Bytes>> = keys
+            .iter()
+            .map(|key| {
+                shared_memory
+                    .then(|| self.read_located(peer, key))
+                    .flatten()
+            })
+            .collect();
+        let asked: Vec<&Key> = keys
+            .iter()
+            .zip(&located)
+            .filter(|(_, read)| read.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        if asked.len() < keys.len() {
+            let mut fetched = if asked.is_empty() {
+                Vec::new()
+            } else {
+                self.fetch_asking(peer, &asked, shared_memory)?
+            }
+            .into_iter();
+            for slot in &mut located {
+                if slot.is_none() {
+                    *slot = fetched.next().flatten();
+                }
+            }
+            return Ok(located);
+        }
+        self.fetch_asking(peer, keys, shared_memory)
+    }
+
+    /// The object of `key` read from `peer`'s shared memory at the location a proxy of it
+    /// carried ([`locations`](crate::locations)), checked as a descriptor from the network
+    /// is (same host, the process serving `peer`, segment token, slot, generation, the key's
+    /// object id, length); `None` when there is no location or it does not hold (then the
+    /// location is forgotten and the caller asks the owner).
+    fn read_located(&self, peer: &str, key: &Key) -> Option<Bytes> {
+        let location = crate::locations::get(key.id())?;
+        let read = shm::Descriptor::decode(&location)
+            .ok()
+            .and_then(|descriptor| {
+                let wanted = shm::Wanted {
+                    peer: Some(peer),
+                    object_id: key.id(),
+                    max_len: self.inner.options.max_message_size(),
+                    copy: self.inner.options.shm().copy_on_read,
+                };
+                shm::read(&descriptor, &wanted).ok()
+            });
+        match read {
+            Some(bytes) => {
+                self.inner.mapped_reads.fetch_add(1, Ordering::Relaxed);
+                self.inner.located_reads.fetch_add(1, Ordering::Relaxed);
+                Some(bytes)
+            }
+            None => {
+                crate::locations::forget(key.id());
+                None
+            }
+        }
+    }
+
+    /// Gets the objects of `keys` from `peer` with requests (see [`fetch`](Self::fetch)).
+    fn fetch_asking(
+        &self,
+        peer: &str,
+        keys: &[&Key],
+        shared_memory: bool,
+    ) -> Result<Vec<Option<Bytes>>> {
         let requests: Vec<Request> = keys
             .iter()
             .map(|key| Request {
@@ -706,6 +788,7 @@ impl Connector for ZmqConnector {
     }
 
     fn evict(&self, key: &Key) -> Result<()> {
+        crate::locations::forget(key.id());
         match self.owner(key)? {
             Owner::Here(server) => server.objects().remove(key.id()),
             Owner::Peer(peer) => {

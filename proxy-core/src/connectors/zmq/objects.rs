@@ -297,13 +297,17 @@ impl ObjectMap {
             _ => Err(reservation),
         };
         let stored = match published {
-            Ok((bytes, descriptor)) => Stored {
-                digest: (bytes.len() > LAZY_MAX && self.digest_at_put)
-                    .then(|| auth::digest(&bytes)),
-                bytes,
-                shared: Some(descriptor),
-                remote: false,
-            },
+            Ok((bytes, descriptor)) => {
+                // Proxies of it carry where it is, so same-host readers need not ask.
+                crate::locations::record(id, &descriptor.encode());
+                Stored {
+                    digest: (bytes.len() > LAZY_MAX && self.digest_at_put)
+                        .then(|| auth::digest(&bytes)),
+                    bytes,
+                    shared: Some(descriptor),
+                    remote: false,
+                }
+            }
             Err(reservation) => self.place(id, Bytes::copy_from_slice(reservation.as_slice())),
         };
         let mut objects = self.write();
@@ -416,6 +420,7 @@ impl ObjectMap {
 
     /// Removes the object, if any.
     pub(crate) fn remove(&self, id: u128) {
+        crate::locations::forget(id);
         let mut objects = self.write();
         if let Some(removed) = objects.remove(&id) {
             self.bytes.fetch_sub(removed.len() as u64, Ordering::AcqRel);

@@ -539,10 +539,11 @@ impl Reservation {
         };
         let segment = &slot.segment;
         let fd = u32::try_from(segment.fd.as_raw_fd()).ok();
-        let (Some(fd), Some(generation), Some((id_low, id_high))) = (
+        let (Some(fd), Some(generation), Some((id_low, id_high)), Some(object_len)) = (
             fd,
             layout::generation(&segment.mapping, slot.index),
             layout::object_id(&segment.mapping, slot.index),
+            layout::object_len(&segment.mapping, slot.index),
         ) else {
             self.slot = Some(slot);
             return Err(self);
@@ -551,6 +552,7 @@ impl Reservation {
         // that loads it sees the whole object and its id).
         id_low.store(id as u64, Ordering::Relaxed);
         id_high.store((id >> 64) as u64, Ordering::Relaxed);
+        object_len.store(self.len, Ordering::Relaxed);
         let published = self.free_generation.wrapping_add(1);
         generation.store(published, Ordering::SeqCst);
         let descriptor = Descriptor {

@@ -1,15 +1,15 @@
 //! The layout of a shared memory segment, as both its owner and its readers see it.
 //!
 //! ```text
-//! 0..8     magic  b"PXZSHM\0\x02"
+//! 0..8     magic  b"PXZSHM\0\x03"
 //! 8..24    token  u128: random, also in every descriptor of the segment (proves that the
 //!                 file a reader opened is the one the descriptor meant)
 //! 24..32   slot size (u64)       32..40  slot count (u64)     40..48  data offset (u64)
 //! 48..56   retired (atomic u64): 0 while the owner uses the segment, 1 once it let go of it
 //!          (readers then drop their cached mapping when no object of theirs uses it)
 //! 56..64   the owner's process id (u64)
-//! 64..     slot table: per slot 32 bytes, all atomics:
-//!          [generation u64][pins u64][object id, low u64][object id, high u64]
+//! 64..     slot table: per slot 40 bytes, all atomics:
+//!          [generation u64][pins u64][object id, low u64][object id, high u64][length u64]
 //! data offset..  the slots, each `slot size` bytes, page aligned
 //! ```
 //!
@@ -18,19 +18,21 @@
 //!
 //! A slot's generation is odd while the slot is free or being written and even while it
 //! holds a finished object: the owner stores the object id and then the even generation
-//! with `Release` ordering after copying the bytes in, and makes it odd again (the next odd
+//! (and its length) with `Release` ordering after copying the bytes in, and makes it odd again (the next odd
 //! number) before it may reuse the slot. A reader pins the slot, loads the generation
 //! (`SeqCst`, which includes `Acquire`), and accepts it only when it is even, equal to its
-//! descriptor's, and the slot's object id is the one it asked for; so a forged or stale
-//! descriptor never pins a slot whose bytes are being written.
+//! descriptor's, and the slot's object id is the one it asked for and its length the
+//! descriptor's; so a forged or stale descriptor never pins a slot whose bytes are being
+//! written, nor reads a finished object cut short or with bytes beyond its end. (Version 3
+//! added the length word: a location a proxy carries is not authenticated, unlike a reply.)
 
 use std::sync::atomic::AtomicU64;
 
 use super::sys::Mapping;
 
-const MAGIC: [u8; 8] = *b"PXZSHM\x00\x02";
+const MAGIC: [u8; 8] = *b"PXZSHM\x00\x03";
 const TABLE_OFFSET: u64 = 64;
-const ENTRY_LEN: u64 = 32;
+const ENTRY_LEN: u64 = 40;
 /// Slots and the data area start on a page boundary.
 pub(crate) const PAGE: u64 = 4096;
 /// Most slots in one segment (its slot table then fits in one page).
@@ -189,6 +191,11 @@ pub(crate) fn object_id(mapping: &Mapping, slot: u64) -> Option<(&AtomicU64, &At
         mapping.atomic_u64(entry(slot, 2)?)?,
         mapping.atomic_u64(entry(slot, 3)?)?,
     ))
+}
+
+/// The length of the object in slot `slot` (stored with its id, before its generation).
+pub(crate) fn object_len(mapping: &Mapping, slot: u64) -> Option<&AtomicU64> {
+    mapping.atomic_u64(entry(slot, 4)?)
 }
 
 #[cfg(test)]

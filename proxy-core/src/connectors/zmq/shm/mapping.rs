@@ -184,10 +184,11 @@ pub(crate) fn read(descriptor: &Descriptor, wanted: &Wanted<'_>) -> Result<Bytes
     if let Some(peer) = wanted.peer {
         check_peer(peer, descriptor.pid)?;
     }
-    let (Some(pins), Some(generation), Some((id_low, id_high))) = (
+    let (Some(pins), Some(generation), Some((id_low, id_high)), Some(object_len)) = (
         layout::pins(&mapped.table, descriptor.slot),
         layout::generation(&mapped.table, descriptor.slot),
         layout::object_id(&mapped.table, descriptor.slot),
+        layout::object_len(&mapped.table, descriptor.slot),
     ) else {
         return Err(Miss::Invalid("slot table outside the segment".to_string()));
     };
@@ -206,6 +207,14 @@ pub(crate) fn read(descriptor: &Descriptor, wanted: &Wanted<'_>) -> Result<Bytes
         return Err(Miss::Invalid(format!(
             "shared memory descriptor names object {id:032x}, not {:032x} that was asked for",
             wanted.object_id
+        )));
+    }
+    let len = object_len.load(Ordering::Acquire);
+    if len != descriptor.len {
+        pins.fetch_sub(1, Ordering::SeqCst);
+        return Err(Miss::Invalid(format!(
+            "shared memory descriptor names {} bytes of object {id:032x}, which has {len}",
+            descriptor.len
         )));
     }
     let pinned = PinnedObject {
@@ -366,6 +375,7 @@ pub(crate) fn spawn_segment_holder(
     image[..64].copy_from_slice(&layout.encode_header(token, 0));
     image[64..72].copy_from_slice(&2u64.to_le_bytes());
     image[80..96].copy_from_slice(&object_id.to_le_bytes());
+    image[96..104].copy_from_slice(&(data.len() as u64).to_le_bytes());
     let start = layout.data_offset as usize;
     image[start..start + data.len()].copy_from_slice(data);
     let len = image.len() as libc::off_t;
