@@ -280,3 +280,36 @@ fn a_proxy_carries_the_location_and_a_forged_one_costs_only_a_request() {
     store.evict(&key).expect("evict");
     store.evict(Proxy::key(&plain)).expect("evict");
 }
+
+#[test]
+fn a_prewarmed_peer_makes_its_room_before_the_first_object() {
+    let owner = peer(ZmqOptions::default().with_shared_memory_prewarm(1 << 20, 8));
+    // The room is made on a background thread, right after the peer starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while owner.shared_memory_bytes().1 < 8 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room made: {:?}",
+            owner.shared_memory_bytes()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (held, reserved) = owner.shared_memory_bytes();
+    assert_eq!(held, 0, "prewarming stored nothing");
+    let keys: Vec<_> = (0..8u8)
+        .map(|seed| {
+            let mut buffer = owner.alloc(1 << 20).expect("alloc");
+            assert!(buffer.is_shared_memory());
+            fill(&mut buffer, seed);
+            owner.put_buffer(buffer).expect("put")
+        })
+        .collect();
+    assert_eq!(
+        owner.shared_memory_bytes().1,
+        reserved,
+        "the first objects still needed new segments"
+    );
+    for key in &keys {
+        owner.evict(key).expect("evict");
+    }
+}

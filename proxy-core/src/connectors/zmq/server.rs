@@ -163,6 +163,11 @@ impl PeerServer {
         } else {
             None
         };
+        if let (Some(arena), (len, count)) = (&arena, shm.prewarm) {
+            if count > 0 {
+                arena.prewarm(len, count);
+            }
+        }
         let objects =
             Arc::new(ObjectMap::with_arena(arena).with_digests_at_put(options.secret().is_some()));
         let shared = Arc::new(ServerShared {

@@ -234,6 +234,29 @@ impl Arena {
         })
     }
 
+    /// Creates room for `count` objects of `len` bytes in the local pool on a background
+    /// thread: takes that many slots at once (so that distinct slots, and segments, are
+    /// made, pre-faulted), then gives them back to the free list, where puts and
+    /// [`reserve`](Self::reserve) find them. Stops at the capacity.
+    pub(crate) fn prewarm(&self, len: u64, count: u32) {
+        let arena = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("proxystore-shm-prewarm".to_string())
+            .spawn(move || {
+                let held: Vec<Reservation> = (0..count)
+                    .map_while(|_| arena.reserve(Pool::Local, len, u64::MAX))
+                    .collect();
+                tracing::debug!(
+                    objects = held.len(),
+                    bytes = len,
+                    "zmq peer: shared memory prewarmed"
+                );
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "zmq peer: could not start prewarming shared memory");
+        }
+    }
+
     /// Whether `reservation` is a slot of this arena (and not of another peer's).
     pub(crate) fn holds(&self, reservation: &Reservation) -> bool {
         Arc::ptr_eq(&self.inner, &reservation.arena)
