@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 mod pod;
+pub(crate) use pod::trailer as pod_trailer;
 pub use pod::{PodArray, PodCodec, PodElement};
 
 /// Turns values of type `T` into bytes and back.

@@ -137,7 +137,7 @@ pub use registry::{
     Registration, Registry,
 };
 pub use store::{CodecStoreBuilder, Store, StoreBuilder, StoreConfig, DEFAULT_CACHE_SIZE};
-pub use write_buffer::WriteBuffer;
+pub use write_buffer::{PodBuffer, WriteBuffer};
 /// What [`delegate_connector!`] expands to refers to; not part of the API.
 #[doc(hidden)]
 pub mod __private {

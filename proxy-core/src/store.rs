@@ -346,6 +346,20 @@ impl<Dc: 'static> Store<Dc> {
         self.inner.connector.alloc(len).map_err(self.context(None))
     }
 
+    /// A buffer for `count` elements of `T` laid out as [`PodCodec`](crate::PodCodec) stores
+    /// them, to fill in place through `&mut [T]` and store with
+    /// [`put_buffer`](Store::put_buffer) or [`proxy_buffer`](Store::proxy_buffer) after
+    /// [`PodBuffer::into_write_buffer`](crate::PodBuffer::into_write_buffer); read it back
+    /// with `PodCodec` as a [`PodArray<T>`](crate::PodArray) or `Vec<T>`.
+    pub fn alloc_pod<T: crate::PodElement>(&self, count: usize) -> Result<crate::PodBuffer<T>> {
+        let len = crate::PodBuffer::<T>::encoded_len(count).ok_or_else(|| Error::Codec {
+            action: "encode",
+            type_name: std::any::type_name::<T>(),
+            message: format!("PodBuffer: {count} elements do not fit in memory"),
+        })?;
+        crate::PodBuffer::new(self.alloc(len)?, count)
+    }
+
     /// Stores what was written into `buffer` (from [`alloc`](Store::alloc)) as a new object,
     /// with no codec, and returns its key.
     pub fn put_buffer(&self, buffer: crate::WriteBuffer) -> Result<Key> {

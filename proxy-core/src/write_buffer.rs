@@ -4,9 +4,14 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+use std::marker::PhantomData;
+
 use bytes::Bytes;
 
+use crate::codec::pod_trailer;
 use crate::connectors::Reservation;
+use crate::error::{Error, Result};
+use crate::{PodCodec, PodElement};
 
 /// A buffer of a fixed length to write one object into, then store without another copy.
 ///
@@ -146,6 +151,134 @@ impl fmt::Debug for WriteBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteBuffer")
             .field("len", &self.len())
+            .field("shared_memory", &self.is_shared_memory())
+            .finish()
+    }
+}
+
+/// A [`WriteBuffer`] laid out as [`PodCodec`] stores an array of `T`: `count` elements to
+/// write in place through `&mut [T]`, then the codec's trailer, written by
+/// [`into_write_buffer`](Self::into_write_buffer). Made by
+/// [`Store::alloc_pod`](crate::Store::alloc_pod).
+///
+/// Read back as [`PodArray<T>`](crate::PodArray) (a view of the stored bytes, no copy) or
+/// `Vec<T>` with [`PodCodec`].
+///
+/// # Examples
+/// ```
+/// use proxy_core::{PodArray, PodCodec, Proxy, Store, ZmqOptions};
+///
+/// let store: Store<PodCodec> = Store::builder("pod-buffer-doc", ZmqOptions::default().build()?)
+///     .with_codec::<PodCodec>()
+///     .build();
+/// let mut samples = store.alloc_pod::<f64>(100_000)?; // 800 KB, in shared memory on Linux
+/// for (i, x) in samples.iter_mut().enumerate() {
+///     *x = i as f64 * 0.5;
+/// }
+/// let proxy: Proxy<PodArray<f64>, PodCodec> = store.proxy_buffer(samples.into_write_buffer())?;
+/// assert_eq!(proxy.len(), 100_000);
+/// assert_eq!(proxy[3], 1.5);
+/// # Ok::<(), proxy_core::Error>(())
+/// ```
+pub struct PodBuffer<T: PodElement> {
+    buffer: WriteBuffer,
+    count: usize,
+    element: PhantomData<T>,
+}
+
+impl<T: PodElement> PodBuffer<T> {
+    /// Lays `count` elements of `T` (and the trailer) out in `buffer`, which must be exactly
+    /// their length and aligned for `T` (shared memory slots are page aligned; heap buffers
+    /// come from the allocator).
+    pub(crate) fn new(buffer: WriteBuffer, count: usize) -> Result<PodBuffer<T>> {
+        let mut out = PodBuffer {
+            buffer,
+            count,
+            element: PhantomData,
+        };
+        let expected = Self::encoded_len(count);
+        if expected != Some(out.buffer.len()) {
+            return Err(pod_error::<T>(format!(
+                "a buffer of {} bytes for {count} elements",
+                out.buffer.len()
+            )));
+        }
+        if bytemuck::try_cast_slice_mut::<u8, T>(out.elements_mut()).is_err() {
+            return Err(pod_error::<T>(
+                "a buffer that is not aligned for its elements".to_string(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The bytes `count` elements of `T` take with [`PodCodec`]'s trailer.
+    pub(crate) fn encoded_len(count: usize) -> Option<usize> {
+        count
+            .checked_mul(std::mem::size_of::<T>())?
+            .checked_add(PodCodec::TRAILER_LEN)
+    }
+
+    fn elements_mut(&mut self) -> &mut [u8] {
+        let end = self.buffer.len() - PodCodec::TRAILER_LEN;
+        &mut self.buffer[..end]
+    }
+
+    /// How many elements it holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether it holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether it is a slot of a peer's shared memory (see [`WriteBuffer::is_shared_memory`]).
+    pub fn is_shared_memory(&self) -> bool {
+        self.buffer.is_shared_memory()
+    }
+
+    /// Writes [`PodCodec`]'s trailer after the elements and returns the buffer, ready for
+    /// [`Store::put_buffer`](crate::Store::put_buffer) or
+    /// [`Store::proxy_buffer`](crate::Store::proxy_buffer).
+    pub fn into_write_buffer(mut self) -> WriteBuffer {
+        let trailer = pod_trailer::<T>(self.count);
+        let at = self.buffer.len() - PodCodec::TRAILER_LEN;
+        self.buffer[at..].copy_from_slice(&trailer);
+        self.buffer
+    }
+}
+
+fn pod_error<T>(what: String) -> Error {
+    Error::Codec {
+        action: "encode",
+        type_name: std::any::type_name::<T>(),
+        message: format!("PodBuffer: {what}"),
+    }
+}
+
+impl<T: PodElement> Deref for PodBuffer<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        let end = self.buffer.len() - PodCodec::TRAILER_LEN;
+        // Checked in `new`: the length is a multiple of the element's and the start aligned.
+        bytemuck::try_cast_slice(&self.buffer[..end]).unwrap_or_default()
+    }
+}
+
+impl<T: PodElement> DerefMut for PodBuffer<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        bytemuck::try_cast_slice_mut(self.elements_mut()).unwrap_or_default()
+    }
+}
+
+impl<T: PodElement> fmt::Debug for PodBuffer<T> {
+    /// Its element type, count and where it is, never its values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PodBuffer")
+            .field("element", &std::any::type_name::<T>())
+            .field("len", &self.count)
             .field("shared_memory", &self.is_shared_memory())
             .finish()
     }

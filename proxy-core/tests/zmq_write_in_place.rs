@@ -313,3 +313,48 @@ fn a_prewarmed_peer_makes_its_room_before_the_first_object() {
         owner.evict(key).expect("evict");
     }
 }
+
+#[test]
+fn numeric_arrays_written_in_place_read_back_with_pod_codec() {
+    use proxy_core::{PodArray, PodCodec};
+    let owner = peer(ZmqOptions::default());
+    let reader = peer(ZmqOptions::default());
+    let zmq: Store<PodCodec> = Store::builder("pod-in-place", owner.clone())
+        .with_codec::<PodCodec>()
+        .build();
+    let local: Store<PodCodec> = Store::builder("pod-in-place-local", LocalConnector::new())
+        .with_codec::<PodCodec>()
+        .build();
+    for store in [&zmq, &local] {
+        let mut samples = store.alloc_pod::<f64>(100_000).expect("alloc");
+        assert_eq!(samples.len(), 100_000);
+        for (i, x) in samples.iter_mut().enumerate() {
+            *x = i as f64 * 0.25;
+        }
+        let proxy: Proxy<PodArray<f64>, PodCodec> = store
+            .proxy_buffer(samples.into_write_buffer())
+            .expect("proxy");
+        assert_eq!(proxy[4], 1.0);
+        let key = Proxy::key(&proxy).clone();
+        let vector = store.get::<Vec<f64>>(&key).expect("get").expect("stored");
+        assert_eq!(vector.len(), 100_000);
+        assert_eq!(vector[99_999], 99_999.0 * 0.25);
+        assert!(
+            store.get::<Vec<f32>>(&key).is_err(),
+            "another element type is refused"
+        );
+    }
+    // Across peers the same bytes, mapped.
+    let mut pixels = zmq.alloc_pod::<u16>(1 << 16).expect("alloc");
+    assert!(pixels.is_shared_memory());
+    pixels.fill(7);
+    let key = zmq.put_buffer(pixels.into_write_buffer()).expect("put");
+    let raw = reader.get(&key).expect("get").expect("present");
+    let read: PodArray<u16> =
+        <PodCodec as proxy_core::Codec<PodArray<u16>>>::decode(raw).expect("decode");
+    assert!(read.iter().all(|&p| p == 7) && read.len() == 1 << 16);
+    assert!(
+        zmq.alloc_pod::<u64>(usize::MAX).is_err(),
+        "an impossible size is an error"
+    );
+}

@@ -160,8 +160,8 @@ fn encode_error<V>(message: impl fmt::Display) -> Error {
     }
 }
 
-/// The trailer for `count` elements of `T`.
-fn trailer<T: PodElement>(count: usize) -> [u8; TRAILER_LEN] {
+/// The trailer for `count` elements of `T` (also written by [`PodBuffer`](crate::PodBuffer)).
+pub(crate) fn trailer<T: PodElement>(count: usize) -> [u8; TRAILER_LEN] {
     let mut out = [0u8; TRAILER_LEN];
     out[..4].copy_from_slice(&MAGIC);
     out[4] = VERSION;
