@@ -13,7 +13,7 @@ use super::options::is_loopback;
 use crate::error::{Error, Result};
 
 /// The capability proxy-core's patched libzmq reports through `zmq_has`.
-pub(crate) const HARDENED_CAPABILITY: &str = "proxystore-hardened";
+pub(crate) const HARDENED_CAPABILITY: &str = "proxystore-hardened-2";
 
 /// Whether the libzmq linked into this process has proxy-core's patches.
 pub(crate) fn library_is_hardened() -> bool {

@@ -1,0 +1,112 @@
+//! A member's 1 KiB `GET` latency while strangers flood the peer with 256 MiB puts with
+//! junk proofs (issue 19): the flooders hold no valid connection token (another secret's
+//! password, or the NULL mechanism), so the peer refuses their handshakes and reads none of
+//! their bytes; the member's gets should not notice.
+//!
+//! ```text
+//! cargo run --release -p benchmarks --bin flood_latency [GETS] [FLOODERS]
+//! ```
+//!
+//! Prints p50, p99 and the maximum of `GETS` (default 5,000) gets, first without a flood,
+//! then with `FLOODERS` (default 4) flooding threads, each of which opens a connection, sends
+//! a 256 MiB put with a junk proof, waits 100 ms for an answer that never comes, and starts
+//! again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proxy_core::{Connector, ZmqConnector, ZmqOptions};
+
+const SECRET: &str = "the flood benchmark's cluster secret";
+
+/// The latency percentiles of `samples` (sorted here): p50, p99, max.
+fn summary(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99), samples[samples.len() - 1])
+}
+
+fn gets(member: &ZmqConnector, key: &proxy_core::Key, count: usize) -> Vec<Duration> {
+    (0..count)
+        .map(|_| {
+            let start = Instant::now();
+            let data = member.get(key).expect("get").expect("the object");
+            assert_eq!(data.len(), 1024);
+            start.elapsed()
+        })
+        .collect()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let count: usize = args.next().map_or(Ok(5_000), |a| a.parse())?;
+    let flooders: usize = args.next().map_or(Ok(4), |a| a.parse())?;
+    let owner = ZmqOptions::default().with_secret(SECRET).build()?;
+    let endpoint = owner.endpoint().unwrap_or_default().to_string();
+    let key = owner.put(Bytes::from(vec![7u8; 1024]))?;
+    let member = ZmqConnector::client(ZmqOptions::default().with_secret(SECRET))?;
+    gets(&member, &key, 200); // warm up
+
+    let mut quiet = gets(&member, &key, count);
+    let (p50, p99, max) = summary(&mut quiet);
+    println!("no flood:            p50 {p50:?}  p99 {p99:?}  max {max:?}  ({count} gets)");
+
+    let flooding = Arc::new(AtomicBool::new(true));
+    let sent = Arc::new(AtomicU64::new(0));
+    let context = zmq::Context::new();
+    let threads: Vec<_> = (0..flooders)
+        .map(|i| {
+            let (flooding, sent, context, endpoint) = (
+                Arc::clone(&flooding),
+                Arc::clone(&sent),
+                context.clone(),
+                endpoint.clone(),
+            );
+            std::thread::spawn(move || {
+                let payload = vec![0x5au8; 256 << 20];
+                let mut header = vec![0u8; 144];
+                header[..4].copy_from_slice(b"PXZ\x04");
+                header[4] = 4; // PUT
+                header[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+                header[112..144].fill(0xee); // a junk proof
+                while flooding.load(Ordering::Acquire) {
+                    let socket = context.socket(zmq::DEALER).expect("socket");
+                    socket.set_linger(0).expect("linger");
+                    if i % 2 == 0 {
+                        // Another secret's token: refused by the peer's ZAP handler.
+                        socket
+                            .set_plain_username(Some("proxystore-v1"))
+                            .expect("user");
+                        socket
+                            .set_plain_password(Some(&"0".repeat(96)))
+                            .expect("password");
+                    }
+                    socket.connect(&endpoint).expect("connect");
+                    let _ = socket.send_multipart([header.clone(), payload.clone()], 0);
+                    let _ = socket.poll(zmq::POLLIN, 100);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut flooded = gets(&member, &key, count);
+    flooding.store(false, Ordering::Release);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    let (p50, p99, max) = summary(&mut flooded);
+    println!(
+        "{flooders} flooders:          p50 {p50:?}  p99 {p99:?}  max {max:?}  ({count} gets; {} puts of 256 MiB attempted)",
+        sent.load(Ordering::Relaxed)
+    );
+    let stats = owner.peer_stats(&endpoint)?;
+    println!(
+        "peer: {} requests answered, {} rejected (strangers' requests never reach it)",
+        stats.requests, stats.rejected_requests
+    );
+    owner.close()?;
+    Ok(())
+}
