@@ -48,7 +48,10 @@ pub(crate) fn open_file_limit() -> Option<u64> {
     };
     // SAFETY: `getrlimit` writes one `rlimit` into the place given.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+    // `rlim_t` is `u64` on Linux, not on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = limit.rlim_cur as u64;
+    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(soft)
 }
 
 /// One open connection.
