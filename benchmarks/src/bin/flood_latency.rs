@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut header = vec![0u8; 144];
                 header[..4].copy_from_slice(b"PXZ\x04");
                 header[4] = 4; // PUT
-                header[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+                header[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
                 header[112..144].fill(0xee); // a junk proof
                 while flooding.load(Ordering::Acquire) {
                     let socket = context.socket(zmq::DEALER).expect("socket");

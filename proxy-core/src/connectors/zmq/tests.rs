@@ -2022,6 +2022,57 @@ mod incarnations_and_sessions {
         assert_eq!(server(&owner).payload_bytes_hashed(), 8 << 20);
     }
 
+    /// A peer keeps at most `with_max_connections` connections: idle connections that never
+    /// spoke ZeroMQ are dropped, oldest first, and a member connecting afterwards is served.
+    #[test]
+    fn connections_beyond_the_limit_are_dropped_strangers_first() {
+        use std::io::Read;
+        const LIMIT: usize = 4;
+        let owner = ZmqOptions::default()
+            .with_secret(SECRET)
+            .with_max_connections(LIMIT)
+            .build()
+            .expect("peer");
+        let at = endpoint(&owner);
+        let address = at.strip_prefix("tcp://").expect("tcp endpoint");
+        let mut idle: Vec<std::net::TcpStream> = (0..10)
+            .map(|_| std::net::TcpStream::connect(address).expect("connect"))
+            .collect();
+        // The first six are shut down by the peer (read: end of stream after its greeting's
+        // first bytes, or a reset); the last four stay open.
+        for (i, stream) in idle.iter_mut().take(6).enumerate() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut buffer = [0u8; 64];
+            let closed = loop {
+                match stream.read(&mut buffer) {
+                    Ok(0) => break true,
+                    Ok(_) => continue,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break false
+                    }
+                    Err(_) => break true,
+                }
+            };
+            assert!(closed, "idle connection {i} (of the six oldest) was kept");
+        }
+        let key = owner.put(Bytes::from_static(b"served")).expect("put");
+        // A member's connection is the newest: the oldest idle one makes room for it.
+        assert_eq!(
+            member().get(&key).expect("a member's get"),
+            Some(Bytes::from_static(b"served"))
+        );
+        let (_, dropped, _) = server(&owner).connection_counts();
+        assert!(dropped >= 7, "{dropped} connections dropped");
+        drop(idle);
+    }
+
     /// Strangers flood a peer with 256 MiB puts with junk proofs, on connections that show no
     /// valid connection token (another secret's, or none): their handshakes are refused, so
     /// nothing of theirs is read, and a member's 1 KiB get is served meanwhile.
