@@ -1076,6 +1076,7 @@ fn unfinished_frames_of_strangers_do_not_grow_a_secured_peer() {
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let after = resident_bytes(peer.child.id());
+    println!("8 strangers with unfinished 56 MiB frames: peer RSS {before} -> {after} bytes");
     assert!(
         after < before + (8 << 20),
         "8 strangers' unfinished frames grew the peer from {before} to {after} bytes"

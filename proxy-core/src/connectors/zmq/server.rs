@@ -43,8 +43,9 @@ const LOGGED_REJECTIONS_PER_SECOND: u32 = 10;
 /// Complete messages the `ROUTER` queues per connection before it stops reading from that
 /// connection (libzmq's default is 1,000). Each may be as large as the maximum message size,
 /// so this bounds what one member's connection can make the peer hold while the server
-/// thread is busy; TCP's own flow control then holds the sender back. Clients pipeline at
-/// most a batch of requests per exchange, which 64 does not slow down.
+/// thread is busy (64 x the maximum message size instead of 1,000 x); TCP's own flow
+/// control then holds the sender back. Our clients keep at most 64 requests in flight per
+/// connection ([`client::WINDOW`](super::client::WINDOW)), so this never holds them back.
 const ROUTER_RCVHWM: i32 = 64;
 
 /// A running (or stopped) peer server.
