@@ -984,6 +984,7 @@ fn idle_outsider_connections_do_not_lock_members_out() {
         .expect("tcp endpoint")
         .parse()
         .expect("address");
+    let before = resident_bytes(peer.child.id());
     let mut idle = Vec::new();
     for _ in 0..1_100 {
         // Connections beyond the listen backlog may time out: they hold nothing then.
@@ -997,6 +998,11 @@ fn idle_outsider_connections_do_not_lock_members_out() {
         idle.len()
     );
     assert_member_served(&mut peer, SECRET);
+    println!(
+        "{} idle connections: peer RSS {before} -> {} bytes",
+        idle.len(),
+        resident_bytes(peer.child.id())
+    );
     drop(idle);
     assert_member_served(&mut peer, SECRET);
 }
