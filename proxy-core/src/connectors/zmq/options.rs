@@ -504,7 +504,9 @@ impl ZmqOptions {
     /// limit (`RLIMIT_NOFILE`) less a quarter of it (at least 64 descriptors), whatever this
     /// says: under `ulimit -n 1024` at most 768. Each connection of a client without the
     /// secret holds at most about 64 KiB of the peer's memory (see `proxy-core/ZMQ.md`,
-    /// Limits).
+    /// Limits and the memory budget). Each client thread keeps one connection to each peer
+    /// it talks to: raise the limit (and the open-file limit) above the number of client
+    /// threads of the whole cluster that talk to this peer, or the newest are turned away.
     pub fn with_max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
         self
