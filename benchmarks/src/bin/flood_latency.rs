@@ -8,10 +8,14 @@
 //! ```
 //!
 //! Prints p50, p99 and the maximum of `GETS` (default 5,000) gets, first without a flood,
-//! then with `FLOODERS` (default 4) flooding threads, each of which opens a connection, sends
-//! a 256 MiB put with a junk proof, waits 100 ms for an answer that never comes, and starts
-//! again.
+//! then with `FLOODERS` (default 4) flooding threads. Even threads are ZeroMQ clients with
+//! another secret's token: each opens a connection, queues a 256 MiB put with a junk proof,
+//! waits 100 ms for an answer that never comes (libzmq sends nothing before the handshake,
+//! which the peer refuses), and starts again. Odd threads write raw TCP: a ZMTP greeting
+//! naming `PLAIN`, then a `HELLO` frame announcing 256 MiB, and junk bytes until the peer
+//! drops the connection, and start again.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +41,31 @@ fn gets(member: &ZmqConnector, key: &proxy_core::Key, count: usize) -> Vec<Durat
             start.elapsed()
         })
         .collect()
+}
+
+/// One raw TCP connection that greets as a `PLAIN` client, announces a 256 MiB `HELLO` and
+/// writes junk until the peer drops it.
+fn raw_flood(address: &str, junk: &[u8]) {
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return;
+    };
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let mut greeting = [0u8; 64];
+    greeting[0] = 0xff;
+    greeting[9] = 0x7f;
+    greeting[10] = 3;
+    greeting[12..17].copy_from_slice(b"PLAIN");
+    let mut hello = vec![0x06];
+    hello.extend_from_slice(&(junk.len() as u64).to_be_bytes());
+    hello.extend_from_slice(b"\x05HELLO");
+    if stream.write_all(&greeting).is_err() || stream.write_all(&hello).is_err() {
+        return;
+    }
+    for chunk in junk.chunks(1 << 20) {
+        if stream.write_all(chunk).is_err() {
+            return;
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,20 +100,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 header[4] = 4; // PUT
                 header[32..40].copy_from_slice(&(payload.len() as u64).to_le_bytes());
                 header[112..144].fill(0xee); // a junk proof
+                let address = endpoint.trim_start_matches("tcp://").to_string();
                 while flooding.load(Ordering::Acquire) {
+                    if i % 2 == 1 {
+                        raw_flood(&address, &payload);
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let socket = context.socket(zmq::DEALER).expect("socket");
                     socket.set_linger(0).expect("linger");
-                    if i % 2 == 0 {
-                        // Another secret's token: refused by the peer's ZAP handler.
-                        socket
-                            .set_plain_username(Some("proxystore-v1"))
-                            .expect("user");
-                        socket
-                            .set_plain_password(Some(&"0".repeat(96)))
-                            .expect("password");
-                    }
+                    // Another secret's token: refused by the peer's ZAP handler.
+                    socket
+                        .set_plain_username(Some("proxystore-v1"))
+                        .expect("user");
+                    socket
+                        .set_plain_password(Some(&"0".repeat(96)))
+                        .expect("password");
                     socket.connect(&endpoint).expect("connect");
-                    let _ = socket.send_multipart([header.clone(), payload.clone()], 0);
+                    let _ = socket.send_multipart([header.clone(), payload.clone()], zmq::DONTWAIT);
                     let _ = socket.poll(zmq::POLLIN, 100);
                     sent.fetch_add(1, Ordering::Relaxed);
                 }
