@@ -8,12 +8,13 @@
 //! ```
 //!
 //! Prints p50, p99 and the maximum of `GETS` (default 5,000) gets, first without a flood,
-//! then with `FLOODERS` (default 4) flooding threads. Even threads are ZeroMQ clients with
-//! another secret's token: each opens a connection, queues a 256 MiB put with a junk proof,
-//! waits 100 ms for an answer that never comes (libzmq sends nothing before the handshake,
-//! which the peer refuses), and starts again. Odd threads write raw TCP: a ZMTP greeting
-//! naming `PLAIN`, then a `HELLO` frame announcing 256 MiB, and junk bytes until the peer
-//! drops the connection, and start again.
+//! then with `FLOODERS` (default 4) flooding threads of three kinds, in turn. The first two
+//! are ZeroMQ clients, without credentials (the `NULL` mechanism) and with another secret's
+//! token: each opens a connection, queues a 256 MiB put with a junk proof, waits up to
+//! 100 ms for an answer, and starts again (libzmq sends the put only once its handshake
+//! succeeds). The third writes raw TCP: a ZMTP greeting naming `PLAIN`, then a `HELLO`
+//! frame announcing 256 MiB, and junk bytes until the peer drops the connection, and starts
+//! again.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -102,22 +103,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 header[112..144].fill(0xee); // a junk proof
                 let address = endpoint.trim_start_matches("tcp://").to_string();
                 while flooding.load(Ordering::Acquire) {
-                    if i % 2 == 1 {
+                    if i % 3 == 2 {
                         raw_flood(&address, &payload);
                         sent.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     let socket = context.socket(zmq::DEALER).expect("socket");
                     socket.set_linger(0).expect("linger");
-                    // Another secret's token: refused by the peer's ZAP handler.
-                    socket
-                        .set_plain_username(Some("proxystore-v1"))
-                        .expect("user");
-                    socket
-                        .set_plain_password(Some(&"0".repeat(96)))
-                        .expect("password");
+                    if i % 3 == 1 {
+                        // Another secret's token: refused by the peer's ZAP handler.
+                        socket
+                            .set_plain_username(Some("proxystore-v1"))
+                            .expect("user");
+                        socket
+                            .set_plain_password(Some(&"0".repeat(96)))
+                            .expect("password");
+                    }
                     socket.connect(&endpoint).expect("connect");
-                    let _ = socket.send_multipart([header.clone(), payload.clone()], zmq::DONTWAIT);
+                    // Waits for the connection (at most 100 ms), not for the peer to read.
+                    let _ = socket.set_sndtimeo(100);
+                    let _ = socket.send_multipart([header.clone(), payload.clone()], 0);
                     let _ = socket.poll(zmq::POLLIN, 100);
                     sent.fetch_add(1, Ordering::Relaxed);
                 }
