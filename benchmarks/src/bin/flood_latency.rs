@@ -142,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let stats = owner.peer_stats(&endpoint)?;
     println!(
-        "peer: {} requests answered, {} rejected (strangers' requests never reach it)",
+        "peer: {} requests answered, {} rejected",
         stats.requests, stats.rejected_requests
     );
     owner.close()?;
