@@ -20,6 +20,8 @@
 //! | `proxystore_peer_quota_bytes` | gauge | peer | the byte quota for remote puts |
 //! | `proxystore_peer_shared_memory_bytes` | gauge | peer | object bytes held in same-host shared memory |
 //! | `proxystore_peer_shared_memory_reserved_bytes` | gauge | peer | shared memory segments' bytes |
+//! | `proxystore_peer_connections` | gauge | peer | connections the peer has open (accepted and not yet closed) |
+//! | `proxystore_peer_connection_refusals_total` | counter | peer, reason | connections the peer dropped or refused (reason: `limit`, dropped to stay within its connection limit; `handshake`, a client without a valid connection token) |
 //! | `proxystore_peer_requests_total` | counter | peer, op, outcome | requests answered |
 //! | `proxystore_peer_refusals_total` | counter | peer, reason | requests refused (reason: an outcome other than ok, not_found, shared) |
 //! | `proxystore_peer_received_bytes_total` | counter | peer | bytes of requests received (headers and payloads) |
@@ -44,6 +46,10 @@ pub const PEER_QUOTA_BYTES: &str = "proxystore_peer_quota_bytes";
 pub const PEER_SHM_BYTES: &str = "proxystore_peer_shared_memory_bytes";
 /// Bytes of a peer's shared memory segments.
 pub const PEER_SHM_RESERVED_BYTES: &str = "proxystore_peer_shared_memory_reserved_bytes";
+/// Connections a peer has open.
+pub const PEER_CONNECTIONS: &str = "proxystore_peer_connections";
+/// Connections a peer dropped or refused, by reason (`limit`, `handshake`).
+pub const PEER_CONNECTION_REFUSALS: &str = "proxystore_peer_connection_refusals_total";
 /// Requests a peer answered, by operation and outcome.
 pub const PEER_REQUESTS: &str = "proxystore_peer_requests_total";
 /// Requests a peer refused, by reason.
@@ -71,6 +77,8 @@ pub const METRICS: &[&str] = &[
     PEER_QUOTA_BYTES,
     PEER_SHM_BYTES,
     PEER_SHM_RESERVED_BYTES,
+    PEER_CONNECTIONS,
+    PEER_CONNECTION_REFUSALS,
     PEER_REQUESTS,
     PEER_REFUSALS,
     PEER_RECEIVED_BYTES,
@@ -111,6 +119,16 @@ pub fn describe() {
         PEER_SHM_RESERVED_BYTES,
         Unit::Bytes,
         "Bytes of the peer's shared memory segments"
+    );
+    describe_gauge!(
+        PEER_CONNECTIONS,
+        Unit::Count,
+        "Connections the peer has open"
+    );
+    describe_counter!(
+        PEER_CONNECTION_REFUSALS,
+        Unit::Count,
+        "Connections the peer dropped or refused, by reason (limit, handshake)"
     );
     describe_counter!(PEER_REQUESTS, Unit::Count, "Requests the peer answered");
     describe_counter!(
@@ -204,6 +222,17 @@ pub(crate) fn peer_holds(peer: &str, holdings: &Holdings) {
     for (name, value) in gauges {
         metrics::gauge!(name, "peer" => peer.to_string()).set(value as f64);
     }
+}
+
+/// Records how many connections a peer server has open.
+pub(crate) fn peer_connections(peer: &str, open: usize) {
+    metrics::gauge!(PEER_CONNECTIONS, "peer" => peer.to_string()).set(open as f64);
+}
+
+/// Records a connection a peer server dropped or refused, and why (`limit`, `handshake`).
+pub(crate) fn peer_connection_refused(peer: &str, reason: &'static str) {
+    metrics::counter!(PEER_CONNECTION_REFUSALS, "peer" => peer.to_string(), "reason" => reason)
+        .increment(1);
 }
 
 /// Records one client exchange of `requests` requests of operation `op`.

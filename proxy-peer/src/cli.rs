@@ -17,6 +17,7 @@ Environment (command-line options win):
   PROXYSTORE_ZMQ_TIMEOUT          --timeout (5s, 250ms, ...)
   PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE --max-message-size
   PROXYSTORE_ZMQ_MAX_BYTES        --max-bytes
+  PROXYSTORE_ZMQ_MAX_CONNECTIONS  --max-connections
   PROXYSTORE_ZMQ_SHM_CAPACITY     --shm-capacity
   PROXYSTORE_ZMQ_SHM_IDLE         --shm-idle
   PROXYSTORE_SECRET_FILE          --secret-file (a file of mode 0600; make one with
@@ -66,6 +67,12 @@ pub(crate) struct ServeArgs {
     /// [default: PROXYSTORE_ZMQ_MAX_SESSIONS, else 65536]
     #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_sessions: Option<u64>,
+    /// Connections kept open; beyond it the oldest connection that has not completed its
+    /// handshake (with a secret: shown no valid token) is dropped first, else the newest.
+    /// Never more than the open-file limit (which proxy-peer raises to its hard limit at
+    /// start) less a quarter [default: PROXYSTORE_ZMQ_MAX_CONNECTIONS, else 4096]
+    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_connections: Option<u64>,
     /// Serve Prometheus metrics at http://ADDR/metrics (for example 127.0.0.1:9464; the
     /// page is not authenticated: bind an address only your scrapers reach)
     #[arg(long, value_name = "ADDR")]
@@ -208,6 +215,10 @@ impl ServeArgs {
         if let Some(sessions) = self.max_sessions {
             options = options.with_max_sessions(usize::try_from(sessions).unwrap_or(usize::MAX));
         }
+        if let Some(connections) = self.max_connections {
+            options =
+                options.with_max_connections(usize::try_from(connections).unwrap_or(usize::MAX));
+        }
         if let Some(bytes) = self.max_bytes {
             options = options.with_max_bytes(bytes);
         }
@@ -318,6 +329,7 @@ mod tests {
             "--insecure",
             "--max-bytes=4096",
             "--max-sessions=100",
+            "--max-connections=500",
             "--secret-file",
             "/run/secrets/proxystore",
         ])
@@ -326,6 +338,7 @@ mod tests {
             .insecure()
             .with_max_bytes(4096)
             .with_max_sessions(100)
+            .with_max_connections(500)
             .with_secret_file("/run/secrets/proxystore");
         assert_eq!(cli.serve.apply(ZmqOptions::default()), expected);
         let cli = parse(&["--shm-capacity=1048576", "--shm-idle=500ms"]).expect("valid");
@@ -354,6 +367,7 @@ mod tests {
         );
         assert!(parse(&["--max-bytes=lots"]).is_err());
         assert!(parse(&["--max-sessions=0"]).is_err());
+        assert!(parse(&["--max-connections=0"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::cli::ServeArgs;
 /// Serves with `args` (over the environment's settings) until a termination signal.
 pub(crate) fn serve(args: &ServeArgs) -> proxy_core::Result<ExitCode> {
     let options = args.apply(ZmqOptions::from_env()?);
+    raise_open_file_limit();
     // Before any thread starts.
     let signals = block_termination_signals();
     if let Some(listen) = args.metrics_listen {
@@ -43,6 +44,57 @@ pub(crate) fn serve(args: &ServeArgs) -> proxy_core::Result<ExitCode> {
         "stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises this process's soft open-file limit to its hard limit, and logs what it is: each
+/// connection takes a descriptor, and the server keeps its connections within this limit
+/// less a quarter (see `ZmqOptions::with_max_connections`). Distributions often set the soft
+/// limit to 1,024 with a far higher hard limit, which any process may raise itself to.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` and `setrlimit` read and write one `rlimit` of this process.
+    let (rc, raised) = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "could not read the open-file limit"
+            );
+            return;
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            (
+                libc::setrlimit(libc::RLIMIT_NOFILE, &wanted),
+                Some((before, wanted.rlim_cur)),
+            )
+        } else {
+            (0, None)
+        }
+    };
+    match raised {
+        Some((before, after)) if rc == 0 => tracing::info!(
+            open_files = after,
+            was = before,
+            "raised the open-file limit to its hard limit"
+        ),
+        Some((before, after)) => tracing::warn!(
+            open_files = before,
+            hard_limit = after,
+            error = %std::io::Error::last_os_error(),
+            "could not raise the open-file limit to its hard limit"
+        ),
+        None => tracing::info!(
+            open_files = limit.rlim_cur,
+            "the open-file limit is already its hard limit"
+        ),
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in this thread, and so in every thread started after it (the

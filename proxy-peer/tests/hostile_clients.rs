@@ -180,8 +180,8 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
             }
         }
     }
-    // Nothing was evicted; the refusals were counted (5 requests from each stranger), and
-    // members read the counters.
+    // Nothing was evicted; the strangers were refused at the handshake (before any request
+    // of theirs was read: no request was rejected), and members read the counters.
     assert_eq!(
         member.get(&key).expect("get"),
         Some(Bytes::from_static(b"members only"))
@@ -189,7 +189,7 @@ fn a_peer_with_a_secret_refuses_requests_without_proof() {
     let stats = member
         .peer_stats(&peer.endpoint)
         .expect("stats with the secret");
-    assert_eq!((stats.objects, stats.rejected_requests), (1, 10));
+    assert_eq!((stats.objects, stats.rejected_requests), (1, 0));
     peer.assert_alive();
 }
 
@@ -240,12 +240,72 @@ fn shared_memory_for_remote_puts_stays_within_the_quota() {
     peer.assert_alive();
 }
 
-/// Frames a man in the middle saw, by request.
-fn relay(listen: zmq::Socket, upstream: zmq::Socket, requests: usize) -> Vec<Vec<Vec<u8>>> {
+/// A ZAP handler in `context` that lets every `PLAIN` client in and hands over the first
+/// client's username and password: what a man in the middle reads of a member's handshake
+/// (`PLAIN` credentials travel in clear).
+fn eavesdropping_zap_handler(
+    context: &zmq::Context,
+) -> std::sync::mpsc::Receiver<(String, String)> {
+    let handler = context.socket(zmq::REP).expect("socket");
+    handler
+        .bind("inproc://zeromq.zap.01")
+        .expect("bind the ZAP handler");
+    let (tell, told) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(request) = handler.recv_multipart(0) {
+            if request.len() >= 8 {
+                let text = |frame: &Vec<u8>| String::from_utf8_lossy(frame).into_owned();
+                let _ = tell.send((text(&request[6]), text(&request[7])));
+            }
+            let id = request.get(1).cloned().unwrap_or_default();
+            let reply: [&[u8]; 6] = [b"1.0", &id, b"200", b"OK", b"", b""];
+            if handler.send_multipart(reply, 0).is_err() {
+                return;
+            }
+        }
+    });
+    told
+}
+
+/// A raw `DEALER` that shows `credentials` (a recorded username and token) and connects.
+fn dealer_with(
+    context: &zmq::Context,
+    endpoint: &str,
+    credentials: &(String, String),
+) -> zmq::Socket {
+    let socket = context.socket(zmq::DEALER).expect("socket");
+    socket.set_linger(0).expect("linger");
+    socket.set_rcvtimeo(5000).expect("rcvtimeo");
+    socket
+        .set_plain_username(Some(&credentials.0))
+        .expect("username");
+    socket
+        .set_plain_password(Some(&credentials.1))
+        .expect("password");
+    socket.connect(endpoint).expect("connect");
+    socket
+}
+
+/// Frames a man in the middle saw, by request. It connects upstream with the credentials
+/// the member showed it.
+fn relay(
+    listen: zmq::Socket,
+    context: &zmq::Context,
+    upstream: &str,
+    credentials: &std::sync::mpsc::Receiver<(String, String)>,
+    requests: usize,
+) -> Vec<Vec<Vec<u8>>> {
     let mut seen = Vec::new();
+    let mut upstream_socket = None;
     for _ in 0..requests {
         let mut frames = listen.recv_multipart(0).expect("a request to relay");
         let identity = frames.remove(0);
+        let upstream = upstream_socket.get_or_insert_with(|| {
+            let shown = credentials
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the member's credentials");
+            dealer_with(context, upstream, &shown)
+        });
         upstream.send_multipart(&frames, 0).expect("forward");
         let mut reply = upstream.recv_multipart(0).expect("a reply to relay");
         reply.insert(0, identity);
@@ -255,12 +315,15 @@ fn relay(listen: zmq::Socket, upstream: zmq::Socket, requests: usize) -> Vec<Vec
     seen
 }
 
-/// Plays `recorded` requests to `endpoint` and returns each reply's status and message.
-fn replay(context: &zmq::Context, endpoint: &str, recorded: &[Vec<Vec<u8>>]) -> Vec<(u8, String)> {
-    let replayer = context.socket(zmq::DEALER).expect("socket");
-    replayer.set_linger(0).expect("linger");
-    replayer.set_rcvtimeo(3000).expect("rcvtimeo");
-    replayer.connect(endpoint).expect("connect");
+/// Plays `recorded` requests to `endpoint`, on a connection that shows the member's recorded
+/// `credentials`, and returns each reply's status and message.
+fn replay(
+    context: &zmq::Context,
+    endpoint: &str,
+    credentials: &(String, String),
+    recorded: &[Vec<Vec<u8>>],
+) -> Vec<(u8, String)> {
+    let replayer = dealer_with(context, endpoint, credentials);
     recorded
         .iter()
         .map(|request| {
@@ -286,27 +349,39 @@ fn replayed_requests_are_refused_by_the_peer_by_others_and_after_a_restart() {
     let secret = secret_file(SECRET);
     let peer = Peer::start(&["--secret-file", &secret.1]);
     let context = zmq::Context::new();
+    let credentials = eavesdropping_zap_handler(&context);
     let listen = context.socket(zmq::ROUTER).expect("socket");
     listen.set_linger(0).expect("linger");
     listen.set_rcvtimeo(5000).expect("rcvtimeo");
+    listen.set_plain_server(true).expect("plain server");
     listen.bind("tcp://127.0.0.1:*").expect("bind");
     let middle = listen
         .get_last_endpoint()
         .expect("endpoint")
         .expect("utf-8");
-    let upstream = context.socket(zmq::DEALER).expect("socket");
-    upstream.set_linger(0).expect("linger");
-    upstream.set_rcvtimeo(5000).expect("rcvtimeo");
-    upstream.connect(&peer.endpoint).expect("connect");
     // limits, put, evict
-    let recorder = std::thread::spawn(move || relay(listen, upstream, 3));
+    let recorder = {
+        let (context, upstream) = (context.clone(), peer.endpoint.clone());
+        std::thread::spawn(move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let forwarded = std::thread::spawn(move || {
+                // The first credentials go to the relay's upstream connection and to the
+                // replays below.
+                let shown = credentials.recv().expect("the member's credentials");
+                let _ = tx.send(shown.clone());
+                shown
+            });
+            let seen = relay(listen, &context, &upstream, &rx, 3);
+            (seen, forwarded.join().expect("credentials"))
+        })
+    };
 
     let member = client_with(ZmqOptions::default().with_secret(SECRET));
     let key = member
         .put_to(&middle, Bytes::from_static(b"recorded"))
         .expect("put through the middle");
     member.evict(&key).expect("evict through the middle");
-    let seen = recorder.join().expect("relay");
+    let (seen, recorded_credentials) = recorder.join().expect("relay");
     assert_eq!(seen.len(), 3);
     let (put_and_evict, ops) = (&seen[1..], [4u8, 3u8]);
     for (request, op) in put_and_evict.iter().zip(ops) {
@@ -314,7 +389,13 @@ fn replayed_requests_are_refused_by_the_peer_by_others_and_after_a_restart() {
     }
 
     // The same peer: the session's numbers are used.
-    for (status, message) in replay(&context, &peer.endpoint, put_and_evict) {
+    // The recorded token lets the eavesdropper connect (until it expires), not replay.
+    for (status, message) in replay(
+        &context,
+        &peer.endpoint,
+        &recorded_credentials,
+        put_and_evict,
+    ) {
         assert_eq!(status, NO_SESSION, "a replay was not refused: {message}");
         assert!(message.contains("used already"), "{message}");
     }
@@ -328,7 +409,7 @@ fn replayed_requests_are_refused_by_the_peer_by_others_and_after_a_restart() {
         ("another peer", &other.endpoint),
         ("the restarted peer", &restarted.endpoint),
     ] {
-        for (status, message) in replay(&context, target, put_and_evict) {
+        for (status, message) in replay(&context, target, &recorded_credentials, put_and_evict) {
             assert_eq!(
                 status, WRONG_PEER,
                 "a replay to {what} was not refused: {message}"
@@ -832,4 +913,180 @@ fn timeouts_measure_silence_not_the_transfer() {
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     assert_serves(&mut peer);
+}
+
+/// Starts `proxy-peer` with `args` and its open-file limit (soft and hard) set to `nofile`,
+/// as `prlimit --nofile=N` would.
+fn start_limited(args: &[&str], nofile: u64) -> Peer {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(PEER);
+    command
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+    // which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: nofile as libc::rlim_t,
+                rlim_max: nofile as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().expect("start proxy-peer");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the endpoint");
+    let endpoint = line.trim().to_string();
+    assert!(endpoint.starts_with("tcp://"), "printed {line:?}");
+    Peer { child, endpoint }
+}
+
+/// A member puts and reads back an object (5 s timeout), a few times.
+fn assert_member_served(peer: &mut Peer, secret: &str) {
+    let member = ZmqConnector::client(
+        ZmqOptions::default()
+            .with_secret(secret)
+            .with_timeout(Duration::from_secs(5)),
+    )
+    .expect("client");
+    for i in 0..5u8 {
+        let data = Bytes::from(vec![i; 4096]);
+        let key = member
+            .put_to(&peer.endpoint, data.clone())
+            .unwrap_or_else(|e| panic!("put {i} of a member: {e}"));
+        assert_eq!(member.get(&key).expect("get of a member"), Some(data));
+    }
+    peer.assert_alive();
+}
+
+/// Under `prlimit --nofile=1024`, 1,008 idle connections from a client without the secret
+/// locked members out of a peer (every descriptor taken, members' connections left in the
+/// listen backlog). The peer now keeps its connections under a limit below its descriptors
+/// and drops connections that never authenticated first.
+#[test]
+fn idle_outsider_connections_do_not_lock_members_out() {
+    const SECRET: &str = "idle strangers must not lock us out";
+    let (_dir, path) = secret_file(SECRET);
+    let mut peer = start_limited(&["--secret-file", &path], 1024);
+    let address: std::net::SocketAddr = peer
+        .endpoint
+        .strip_prefix("tcp://")
+        .expect("tcp endpoint")
+        .parse()
+        .expect("address");
+    let before = resident_bytes(peer.child.id());
+    let mut idle = Vec::new();
+    for _ in 0..1_100 {
+        // Connections beyond the listen backlog may time out: they hold nothing then.
+        if let Ok(stream) = TcpStream::connect_timeout(&address, Duration::from_millis(500)) {
+            idle.push(stream);
+        }
+    }
+    assert!(
+        idle.len() >= 1_000,
+        "only {} connections opened",
+        idle.len()
+    );
+    assert_member_served(&mut peer, SECRET);
+    println!(
+        "{} idle connections: peer RSS {before} -> {} bytes",
+        idle.len(),
+        resident_bytes(peer.child.id())
+    );
+    drop(idle);
+    assert_member_served(&mut peer, SECRET);
+}
+
+/// A stranger's connection that speaks ZMTP 3.0 as far as the peer lets it and then starts a
+/// frame of `size` bytes and sends all but its last byte: with the NULL mechanism a message
+/// frame, with PLAIN (a peer with a secret) a `HELLO` command. Returns the stream (kept open
+/// by the caller) whether or not the peer has dropped it.
+fn stranger_with_unfinished_frame(endpoint: &str, size: usize) -> TcpStream {
+    let address = endpoint.strip_prefix("tcp://").expect("a tcp endpoint");
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("write timeout");
+    // Signature and major version first: the peer then sends its whole greeting, which names
+    // its mechanism; the stranger answers with the same one.
+    let mut greeting = [0u8; 64];
+    greeting[0] = 0xff;
+    greeting[9] = 0x7f;
+    greeting[10] = 3;
+    stream
+        .write_all(&greeting[..11])
+        .expect("send the signature");
+    let mut theirs = [0u8; 64];
+    stream.read_exact(&mut theirs).expect("the peer's greeting");
+    greeting[12..32].copy_from_slice(&theirs[12..32]);
+    stream
+        .write_all(&greeting[11..])
+        .expect("send the greeting");
+    let plain = theirs[12..17] == *b"PLAIN";
+    if !plain {
+        let mut ready = b"\x05READY\x0bSocket-Type".to_vec();
+        ready.extend_from_slice(&6u32.to_be_bytes());
+        ready.extend_from_slice(b"DEALER");
+        let mut command = vec![0x04, ready.len() as u8];
+        command.extend_from_slice(&ready);
+        stream.write_all(&command).expect("send READY");
+        read_frame(&mut stream).expect("the peer's READY");
+    }
+    // Long frame: a command (HELLO) under PLAIN, else a message frame.
+    let mut head = vec![if plain { 0x06 } else { 0x02 }];
+    head.extend_from_slice(&(size as u64).to_be_bytes());
+    if plain {
+        head.extend_from_slice(b"\x05HELLO");
+    }
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut left = size - 1 - (head.len() - 9);
+    if stream.write_all(&head).is_ok() {
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if stream.write_all(&chunk[..n]).is_err() {
+                break; // the peer dropped the connection (or stopped reading)
+            }
+            left -= n;
+        }
+    }
+    stream
+}
+
+/// Eight connections from a client without the secret, each with an unfinished 56 MiB frame,
+/// held 448 MiB of a secured peer (libzmq buffers a message until it is complete, and a
+/// request's proof is checked only then). Strangers now never finish the handshake (the
+/// peer asks for a connection token) and the handshake's frames are bounded to 8 KiB, so
+/// they hold no more than the documented 64 KiB per connection.
+#[test]
+fn unfinished_frames_of_strangers_do_not_grow_a_secured_peer() {
+    const SECRET: &str = "strangers must not fill our memory";
+    let (_dir, path) = secret_file(SECRET);
+    let mut peer = Peer::start(&["--secret-file", &path]);
+    assert_member_served(&mut peer, SECRET);
+    let before = resident_bytes(peer.child.id());
+    let strangers: Vec<TcpStream> = (0..8)
+        .map(|_| stranger_with_unfinished_frame(&peer.endpoint, 56 << 20))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = resident_bytes(peer.child.id());
+    println!("8 strangers with unfinished 56 MiB frames: peer RSS {before} -> {after} bytes");
+    assert!(
+        after < before + (8 << 20),
+        "8 strangers' unfinished frames grew the peer from {before} to {after} bytes"
+    );
+    assert_member_served(&mut peer, SECRET);
+    drop(strangers);
 }

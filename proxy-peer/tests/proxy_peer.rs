@@ -366,3 +366,54 @@ fn metrics_are_scraped_over_http_after_known_puts_and_gets() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `proxy-peer` raises its soft open-file limit to the hard one at start, and logs it:
+/// started with a soft limit of 256 and a hard one of 2048, it runs with 2048.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(PEER);
+    command
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+    // which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 2048,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().expect("start proxy-peer");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut said = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("a log line");
+        if line.contains("open-file limit") {
+            said = Some(line);
+            break;
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = said.expect("a log line about the open-file limit");
+    assert!(said.contains("raised"), "{said}");
+    assert!(said.contains("2048") && said.contains("256"), "{said}");
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("Max open files");
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["2048", "2048"], "{open_files}");
+}

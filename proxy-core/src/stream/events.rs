@@ -150,19 +150,23 @@ fn decode_store_config(bytes: Vec<u8>) -> std::result::Result<StoreConfig, Strin
             .name("proxystore-stream-config".to_string())
             .stack_size(DECODER_STACK)
             .spawn_scoped(scope, || {
+                // Cloning a nested configuration recurses as deep as decoding it: the copy
+                // for the cache is made here too.
                 options(bytes.len())
                     .deserialize::<StoreConfig>(&bytes)
+                    .map(|config| (config.clone(), config))
                     .map_err(|e| e.to_string())
             })
             .map_err(|e| format!("could not start its decoder: {e}"))?
             .join()
             .map_err(|_| "its decoder failed".to_string())?
     })?;
+    let (kept, decoded) = decoded;
     cache()
         .get_or_insert_with(|| {
             LruCache::new(NonZeroUsize::new(STORE_CONFIGS_KEPT).unwrap_or(NonZeroUsize::MIN))
         })
-        .put(bytes, decoded.clone());
+        .put(bytes, kept);
     Ok(decoded)
 }
 

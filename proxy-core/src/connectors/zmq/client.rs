@@ -24,6 +24,7 @@ use super::options::ZmqOptions;
 use super::shm::Descriptor;
 use super::stats::PeerStats;
 use super::wire::{Header, Op, Status, FLAG_SHARED_MEMORY};
+use super::zap;
 use crate::error::{Error, Result};
 
 /// Requests in flight per pipelined exchange: enough to hide the round trip, well below
@@ -121,6 +122,8 @@ struct PeerSocket {
     limits: Option<PeerLimits>,
     /// The next request's sequence number (strictly increasing; starts at random).
     next_sequence: u64,
+    /// When the socket was made (with a secret, its connection token's time).
+    opened: Instant,
 }
 
 impl Drop for PeerSocket {
@@ -237,6 +240,9 @@ fn with_socket<T>(
                 && s.min_rate == options.min_rate()
                 && s.max_message_size == options.max_message_size_option()
                 && s.secret.as_ref() == options.secret()
+                // libzmq reconnects with the token the socket was made with: a socket is
+                // replaced well before its token expires.
+                && (s.secret.is_none() || s.opened.elapsed() < zap::TOKEN_REFRESH)
         });
         if !reusable {
             sockets.remove(peer);
@@ -395,6 +401,15 @@ fn connect(peer: &str, options: &ZmqOptions) -> Result<PeerSocket> {
         .set_maxmsgsize(options.wire_limit_option())
         .map_err(fail)?;
     socket.set_ipv6(true).map_err(fail)?;
+    if let Some(secret) = options.secret() {
+        // The connection token a peer with a secret asks for in the handshake (see `zap`).
+        socket
+            .set_plain_username(Some(zap::USERNAME))
+            .map_err(fail)?;
+        socket
+            .set_plain_password(Some(&zap::TokenKey::of(secret).token()))
+            .map_err(fail)?;
+    }
     let liveness = Liveness::watch(&socket).map_err(fail)?;
     socket.connect(peer).map_err(fail)?;
     Ok(PeerSocket {
@@ -408,6 +423,7 @@ fn connect(peer: &str, options: &ZmqOptions) -> Result<PeerSocket> {
         limits: None,
         // Random, so that (session, sequence) pairs of different sockets differ too.
         next_sequence: (crate::ids::new_id() as u64 >> 2).max(1),
+        opened: Instant::now(),
     })
 }
 
@@ -626,6 +642,13 @@ fn run(socket: &mut PeerSocket, peer: &str, requests: &[Request]) -> Result<Vec<
             deadline.answered();
         } else {
             deadline.moved(socket.liveness.moved(uploading));
+            if let Some(refusal) = socket.liveness.refused() {
+                return Err(Error::Unauthenticated {
+                    peer: peer.to_string(),
+                    operation: describe(requests, answered),
+                    message: refusal.describe(socket.secret.is_some()),
+                });
+            }
         }
     }
     answers

@@ -7,13 +7,14 @@
 //! different build of libzmq): then a peer bound to a non-loopback interface could be
 //! aborted by any client that reaches it (a claimed routing id) or made to hold unbounded
 //! memory (a multipart message that never ends). The patched libzmq says it is patched:
-//! `zmq_has("proxystore-hardened")` returns 1. Loopback stays usable with any libzmq.
+//! `zmq_has("proxystore-hardened-2")` returns 1 (patch 4, handshake frames bounded to 8 KiB,
+//! added the `-2`). Loopback stays usable with any libzmq.
 
 use super::options::is_loopback;
 use crate::error::{Error, Result};
 
 /// The capability proxy-core's patched libzmq reports through `zmq_has`.
-pub(crate) const HARDENED_CAPABILITY: &str = "proxystore-hardened";
+pub(crate) const HARDENED_CAPABILITY: &str = "proxystore-hardened-2";
 
 /// Whether the libzmq linked into this process has proxy-core's patches.
 pub(crate) fn library_is_hardened() -> bool {

@@ -28,6 +28,29 @@ pub(crate) struct Liveness {
     monitor: zmq::Socket,
     fd: Option<c_int>,
     last: (u64, u64),
+    /// Why the peer refused the last handshake, if it did.
+    refused: Option<HandshakeRefusal>,
+}
+
+/// Why a peer refused a client's ZeroMQ handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandshakeRefusal {
+    /// The peer refused the connection token (`HANDSHAKE_FAILED_AUTH`).
+    Token,
+    /// The peer speaks another security mechanism (`HANDSHAKE_FAILED_PROTOCOL`): one of
+    /// the two has a secret and the other has none.
+    Mechanism,
+}
+
+impl HandshakeRefusal {
+    /// What the refusal means, for a client that has a secret (`with_secret`) or not.
+    pub(crate) fn describe(self, with_secret: bool) -> String {
+        match (self, with_secret) {
+            (HandshakeRefusal::Token, _) => "the peer refused this client's connection token: the two have different cluster secrets (or clocks more than 10 minutes apart)".to_string(),
+            (HandshakeRefusal::Mechanism, true) => "the peer has no cluster secret, and this client has one: it does not take the client's connection token".to_string(),
+            (HandshakeRefusal::Mechanism, false) => "the peer requires the cluster secret: a connection needs a token made with it (set the secret with ZmqOptions::with_secret_file, PROXYSTORE_SECRET_FILE or PROXYSTORE_SECRET)".to_string(),
+        }
+    }
 }
 
 impl Liveness {
@@ -39,7 +62,10 @@ impl Liveness {
         );
         let events = zmq::SocketEvent::CONNECTED as i32
             | zmq::SocketEvent::DISCONNECTED as i32
-            | zmq::SocketEvent::CLOSED as i32;
+            | zmq::SocketEvent::CLOSED as i32
+            | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32;
         socket.monitor(&endpoint, events)?;
         let monitor = context().socket(zmq::PAIR)?;
         monitor.set_linger(0)?;
@@ -49,6 +75,7 @@ impl Liveness {
             monitor,
             fd: None,
             last: (0, 0),
+            refused: None,
         })
     }
 
@@ -84,6 +111,13 @@ impl Liveness {
         }
     }
 
+    /// Why the peer refused this socket's last handshake, if it did (and none succeeded
+    /// since).
+    pub(crate) fn refused(&mut self) -> Option<HandshakeRefusal> {
+        self.read_events();
+        self.refused
+    }
+
     fn read_events(&mut self) {
         while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
             let Some(event) = frames.first().filter(|f| f.len() >= 6) else {
@@ -97,6 +131,13 @@ impl Liveness {
                     self.last = transferred(value).unwrap_or((0, 0));
                 }
                 zmq::SocketEvent::DISCONNECTED | zmq::SocketEvent::CLOSED => self.fd = None,
+                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => self.refused = None,
+                zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => {
+                    self.refused = Some(HandshakeRefusal::Token);
+                }
+                zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => {
+                    self.refused = Some(HandshakeRefusal::Mechanism);
+                }
                 _ => {}
             }
         }

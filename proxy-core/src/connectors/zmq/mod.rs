@@ -16,6 +16,7 @@
 
 mod auth;
 mod client;
+mod connections;
 mod context;
 mod cooldown;
 mod frame;
@@ -28,6 +29,7 @@ mod server;
 mod shm;
 mod stats;
 mod wire;
+mod zap;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -31,6 +31,11 @@ pub(crate) const ENV_PORT: &str = "PROXYSTORE_ZMQ_PORT";
 pub(crate) const ENV_TIMEOUT: &str = "PROXYSTORE_ZMQ_TIMEOUT";
 /// Sessions a peer with a secret keeps (`PROXYSTORE_ZMQ_MAX_SESSIONS`).
 pub(crate) const ENV_MAX_SESSIONS: &str = "PROXYSTORE_ZMQ_MAX_SESSIONS";
+/// Connections a peer server keeps open (`PROXYSTORE_ZMQ_MAX_CONNECTIONS`).
+pub(crate) const ENV_MAX_CONNECTIONS: &str = "PROXYSTORE_ZMQ_MAX_CONNECTIONS";
+/// Default limit on the connections a peer server keeps open (see
+/// [`ZmqOptions::with_max_connections`]).
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// How long requests to a peer that timed out fail at once (`PROXYSTORE_ZMQ_COOLDOWN`).
 pub(crate) const ENV_COOLDOWN: &str = "PROXYSTORE_ZMQ_COOLDOWN";
 /// The minimum rate of a transfer, in bytes per second; 0 turns it off
@@ -136,6 +141,10 @@ pub struct ZmqOptions {
     /// from a configuration).
     #[serde(skip, default = "default_max_sessions")]
     max_sessions: usize,
+    /// Connections kept open by this process's peer server (a server setting: never taken
+    /// from a configuration).
+    #[serde(skip, default = "default_max_connections")]
+    max_connections: usize,
     #[serde(skip)]
     secret: Option<Secret>,
     #[serde(skip)]
@@ -203,6 +212,10 @@ fn default_min_rate() -> u64 {
     DEFAULT_MIN_RATE
 }
 
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
 fn default_max_sessions() -> usize {
     super::auth::DEFAULT_MAX_SESSIONS
 }
@@ -221,6 +234,7 @@ impl Default for ZmqOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             insecure: false,
             max_sessions: super::auth::DEFAULT_MAX_SESSIONS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             secret: None,
             secret_file: None,
             secret_too_short: None,
@@ -245,6 +259,7 @@ impl ZmqOptions {
     /// | `PROXYSTORE_ZMQ_MAX_MESSAGE_SIZE` | [`with_max_message_size`](Self::with_max_message_size) | `268435456` |
     /// | `PROXYSTORE_ZMQ_MAX_BYTES` | [`with_max_bytes`](Self::with_max_bytes) | `8589934592` |
     /// | `PROXYSTORE_ZMQ_MAX_SESSIONS` | [`with_max_sessions`](Self::with_max_sessions) | `65536` |
+    /// | `PROXYSTORE_ZMQ_MAX_CONNECTIONS` | [`with_max_connections`](Self::with_max_connections) | `4096` |
     /// | `PROXYSTORE_ZMQ_SHM` | [`with_shared_memory`](Self::with_shared_memory) | `0`, `1` |
     /// | `PROXYSTORE_ZMQ_SHM_MIN_SIZE` | [`with_shared_memory_min_size`](Self::with_shared_memory_min_size) | `65536` |
     /// | `PROXYSTORE_ZMQ_SHM_CAPACITY` | [`with_shared_memory_capacity`](Self::with_shared_memory_capacity) | `4294967296` |
@@ -339,6 +354,19 @@ impl ZmqOptions {
                     env_error(
                         ENV_MAX_SESSIONS,
                         format!("{sessions:?} is not a number of sessions (at least 1)"),
+                    )
+                })?;
+        }
+        if let Some(connections) = var(ENV_MAX_CONNECTIONS) {
+            self.max_connections = connections
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| {
+                    env_error(
+                        ENV_MAX_CONNECTIONS,
+                        format!("{connections:?} is not a number of connections (at least 1)"),
                     )
                 })?;
         }
@@ -486,6 +514,28 @@ impl ZmqOptions {
     /// How many client sessions a peer server with a secret keeps.
     pub fn max_sessions(&self) -> usize {
         self.max_sessions
+    }
+
+    /// How many connections this process's peer server keeps open (default 4,096). Each
+    /// takes a file descriptor, and a client that opens connections and sends nothing could
+    /// otherwise take them all. Beyond the limit the server drops a connection: first the
+    /// oldest that has not completed the ZeroMQ handshake (with a secret: has not shown a
+    /// valid connection token; without one: has not spoken ZeroMQ), else the newest, so that
+    /// established clients keep theirs. The server never keeps more than its soft open-file
+    /// limit (`RLIMIT_NOFILE`) less a quarter of it (at least 64 descriptors), whatever this
+    /// says: under `ulimit -n 1024` at most 768. Each connection of a client without the
+    /// secret holds at most about 64 KiB of the peer's memory (see `proxy-core/ZMQ.md`,
+    /// Limits and the memory budget). Each client thread keeps one connection to each peer
+    /// it talks to: raise the limit (and the open-file limit) above the number of client
+    /// threads of the whole cluster that talk to this peer, or the newest are turned away.
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// How many connections this process's peer server keeps open.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// Whether the endpoint written into keys is an address set explicitly

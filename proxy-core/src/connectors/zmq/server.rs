@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::auth::{self, Binding, Refusal, Secret, Verifier};
+use super::connections::{self, Connections};
 use super::context;
 use super::frame::{message_into_bytes, send_bytes};
 use super::hardened;
@@ -27,6 +28,7 @@ use super::options::ZmqOptions;
 use super::shm::{Arena, Descriptor};
 use super::stats::PeerStats;
 use super::wire::{error_reply_header, Header, Op, Status, FLAG_SHARED_MEMORY, HEADER_LEN};
+use super::zap;
 use crate::error::{Error, Result};
 
 /// How often the server thread looks at its stop flag if the stop message went missing.
@@ -37,6 +39,14 @@ const INCARNATION_FIELD: std::ops::Range<usize> = 64..72;
 
 /// Rejected requests logged per second at most; the rest are counted and summarised.
 const LOGGED_REJECTIONS_PER_SECOND: u32 = 10;
+
+/// Complete messages the `ROUTER` queues per connection before it stops reading from that
+/// connection (libzmq's default is 1,000). Each may be as large as the maximum message size,
+/// so this bounds what one member's connection can make the peer hold while the server
+/// thread is busy (64 x the maximum message size instead of 1,000 x); TCP's own flow
+/// control then holds the sender back. Our clients keep at most 64 requests in flight per
+/// connection ([`client::WINDOW`](super::client::WINDOW)), so this never holds them back.
+const ROUTER_RCVHWM: i32 = 64;
 
 /// A running (or stopped) peer server.
 pub(crate) struct PeerServer {
@@ -50,6 +60,8 @@ pub(crate) struct PeerServer {
     control_endpoint: String,
     shared: Arc<ServerShared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The server's ZAP domain (with a secret), unregistered when the server is dropped.
+    _zap: Option<zap::Registration>,
 }
 
 /// What the server thread and its handle both see.
@@ -64,6 +76,12 @@ struct ServerShared {
     /// The limits the server was started with (reported by `STATS`).
     max_message_size: u64,
     max_bytes: u64,
+    /// Connections open now.
+    connections: AtomicU64,
+    /// Connections dropped to stay within the connection limit.
+    connections_dropped: AtomicU64,
+    /// Handshakes refused (no valid connection token).
+    handshakes_refused: AtomicU64,
 }
 
 impl ServerShared {
@@ -141,6 +159,32 @@ impl PeerServer {
         router
             .set_ipv6(options.uses_ipv6())
             .map_err(|e| zmq_error("configure", e))?;
+        router
+            .set_rcvhwm(ROUTER_RCVHWM)
+            .map_err(|e| zmq_error("configure", e))?;
+        // With a secret, only clients that show a connection token finish the handshake
+        // (see `zap`): a stranger's bytes are never buffered as messages.
+        let zap = match options.secret() {
+            Some(secret) => {
+                zap::ensure_handler().map_err(|message| Error::Peer {
+                    peer: bind.clone(),
+                    message,
+                })?;
+                let registration = zap::Registration::new(secret);
+                router
+                    .set_zap_domain(registration.domain())
+                    .map_err(|e| zmq_error("configure", e))?;
+                router
+                    .set_plain_server(true)
+                    .map_err(|e| zmq_error("configure", e))?;
+                Some(registration)
+            }
+            None => None,
+        };
+        let limit =
+            connections::effective_limit(options.max_connections(), connections::open_file_limit());
+        let connections =
+            Connections::watch(&router, limit).map_err(|e| zmq_error("monitor", e))?;
         options.bind(&router)?;
         let port = bound_port(&router).ok_or_else(|| Error::Peer {
             peer: bind.clone(),
@@ -192,7 +236,7 @@ impl PeerServer {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("zmq-peer-{port}"))
-                .spawn(move || serve(router, control, &objects, &shared, &mut limits))
+                .spawn(move || serve(router, control, connections, &objects, &shared, &mut limits))
                 .map_err(|e| Error::Peer {
                     peer: endpoint.clone(),
                     message: format!("could not start the peer server thread: {e}"),
@@ -202,6 +246,7 @@ impl PeerServer {
             peer = %endpoint,
             incarnation = %format_args!("{incarnation:016x}"),
             authenticated = options.secret().is_some(),
+            max_connections = limit,
             "zmq peer server started"
         );
         let server = Arc::new(PeerServer {
@@ -213,6 +258,7 @@ impl PeerServer {
             control_endpoint,
             shared,
             thread: Mutex::new(Some(thread)),
+            _zap: zap,
         });
         lock(live_servers()).insert(endpoint, Arc::downgrade(&server));
         Ok(server)
@@ -258,6 +304,17 @@ impl PeerServer {
     #[cfg(test)]
     pub(crate) fn payload_bytes_hashed(&self) -> u64 {
         self.shared.payload_bytes_hashed.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now, dropped to stay within the limit, and refused at the
+    /// handshake, as the server thread last counted them.
+    #[cfg(test)]
+    pub(crate) fn connection_counts(&self) -> (u64, u64, u64) {
+        (
+            self.shared.connections.load(Ordering::Relaxed),
+            self.shared.connections_dropped.load(Ordering::Relaxed),
+            self.shared.handshakes_refused.load(Ordering::Relaxed),
+        )
     }
 
     /// The server's counters ([`PeerStats`]), read here without a request.
@@ -370,10 +427,67 @@ impl RejectionLog {
     }
 }
 
-/// The server thread's loop.
+/// The server thread: serves until stopped, then stops the connection monitor (before its
+/// receiving end closes, see `connections`).
 fn serve(
     mut router: zmq::Socket,
     control: zmq::Socket,
+    mut connections: Connections,
+    objects: &ObjectMap,
+    shared: &ServerShared,
+    limits: &mut Limits,
+) {
+    serve_until_stopped(
+        &mut router,
+        &control,
+        &mut connections,
+        objects,
+        shared,
+        limits,
+    );
+    connections.stop(&mut router);
+    crate::telemetry::peer_connections(&limits.endpoint, 0);
+}
+
+/// Reads the connection monitor's events, drops connections beyond the limit, and records
+/// the counts.
+fn watch_connections(connections: &mut Connections, shared: &ServerShared, endpoint: &str) {
+    let changes = connections.update();
+    if changes.dropped > 0 {
+        shared
+            .connections_dropped
+            .fetch_add(changes.dropped, Ordering::Relaxed);
+        for _ in 0..changes.dropped {
+            crate::telemetry::peer_connection_refused(endpoint, "limit");
+        }
+        tracing::debug!(
+            peer = %endpoint,
+            dropped = changes.dropped,
+            limit = connections.limit(),
+            "zmq peer: connections dropped to stay within the connection limit"
+        );
+    }
+    if changes.refused > 0 {
+        shared
+            .handshakes_refused
+            .fetch_add(changes.refused, Ordering::Relaxed);
+        for _ in 0..changes.refused {
+            crate::telemetry::peer_connection_refused(endpoint, "handshake");
+        }
+    }
+    if changes.count_changed {
+        shared
+            .connections
+            .store(connections.open() as u64, Ordering::Relaxed);
+        crate::telemetry::peer_connections(endpoint, connections.open());
+    }
+}
+
+/// The server thread's loop.
+fn serve_until_stopped(
+    router: &mut zmq::Socket,
+    control: &zmq::Socket,
+    connections: &mut Connections,
     objects: &ObjectMap,
     shared: &ServerShared,
     limits: &mut Limits,
@@ -391,6 +505,7 @@ fn serve(
             let mut items = [
                 router.as_poll_item(zmq::POLLIN),
                 control.as_poll_item(zmq::POLLIN),
+                connections.monitor().as_poll_item(zmq::POLLIN),
             ];
             match zmq::poll(&mut items, interval) {
                 Ok(_) => (items[0].is_readable(), items[1].is_readable()),
@@ -402,9 +517,10 @@ fn serve(
         if stop_ready {
             return;
         }
+        watch_connections(connections, shared, &limits.endpoint);
         if request_ready {
             // Answer everything already queued before polling again (pipelined batches).
-            while let Some((identity, mut request)) = receive_request(&router) {
+            while let Some((identity, mut request)) = receive_request(router) {
                 let received_at = Instant::now();
                 let received = request.header.as_ref().map_or(0, |frame| frame.len())
                     + request.payload.as_ref().map_or(0, |frame| frame.len());
@@ -435,7 +551,7 @@ fn serve(
                     shared.rejected.fetch_add(1, Ordering::Relaxed);
                     limits.log.rejected(&limits.endpoint, &from, reason);
                 }
-                send_reply(&mut router, identity, &reply);
+                send_reply(router, identity, &reply);
                 crate::telemetry::peer_answered(&crate::telemetry::Answered {
                     peer: &limits.endpoint,
                     op,

@@ -490,6 +490,16 @@ fn batches_larger_than_the_window_and_across_peers_keep_their_order() {
     assert_eq!(reader.get_batch(&keys).expect("get_batch"), expected);
 }
 
+/// Gives a raw socket the connection token of `secret` (as a member's client does).
+fn with_token(socket: &zmq::Socket, secret: &auth::Secret) {
+    socket
+        .set_plain_username(Some(zap::USERNAME))
+        .expect("username");
+    socket
+        .set_plain_password(Some(&zap::TokenKey::of(secret).token()))
+        .expect("token");
+}
+
 /// A raw `DEALER` socket speaking (or failing to speak) the wire format.
 fn raw_socket(endpoint: &str) -> zmq::Socket {
     let socket = context().socket(zmq::DEALER).expect("socket");
@@ -992,7 +1002,18 @@ fn stats_of_a_peer_with_a_secret_need_the_secret() {
         ZmqConnector::client(ZmqOptions::default().with_secret("stats secret, 16 bytes or more"))
             .expect("client");
     let stats = member.peer_stats(&at).expect("stats with the secret");
-    assert_eq!(stats.rejected_requests, 2, "the two refusals are counted");
+    // Refused at the handshake: no request of theirs was read, none rejected.
+    assert_eq!(stats.rejected_requests, 0);
+    let (_, _, refused) = secured
+        .inner
+        .server
+        .get()
+        .expect("server")
+        .connection_counts();
+    assert!(
+        refused >= 2,
+        "the two strangers' handshakes were refused: {refused}"
+    );
 }
 
 #[test]
@@ -1556,6 +1577,15 @@ mod man_in_the_middle {
         let listen = context().socket(zmq::ROUTER).expect("socket");
         listen.set_linger(0).expect("linger");
         listen.set_rcvtimeo(10_000).expect("rcvtimeo");
+        // The relay takes members' connection tokens (it sits on their path, where PLAIN
+        // credentials travel in clear) and shows one upstream.
+        let secret = super::super::auth::Secret::new(SECRET.as_bytes());
+        super::super::zap::ensure_handler().expect("ZAP handler");
+        let registration = super::super::zap::Registration::new(&secret);
+        listen
+            .set_zap_domain(registration.domain())
+            .expect("zap domain");
+        listen.set_plain_server(true).expect("plain server");
         listen.bind("tcp://127.0.0.1:*").expect("bind");
         let at = listen
             .get_last_endpoint()
@@ -1564,8 +1594,10 @@ mod man_in_the_middle {
         let forward = context().socket(zmq::DEALER).expect("socket");
         forward.set_linger(0).expect("linger");
         forward.set_rcvtimeo(10_000).expect("rcvtimeo");
+        super::with_token(&forward, &secret);
         forward.connect(upstream).expect("connect");
         let thread = std::thread::spawn(move || {
+            let _registration = registration;
             for index in 0..replies {
                 let Ok(mut request) = listen.recv_multipart(0) else {
                     return;
@@ -1748,7 +1780,16 @@ mod man_in_the_middle {
         let open = ZmqConnector::new().expect("peer without a secret");
         let key = open.put(Bytes::from_static(b"unproven")).expect("put");
         let at = endpoint(&open);
-        assert_refused(member(false).get(&key), &at, "a peer without a secret");
+        // The peer does not ask for a connection token: the handshake fails (another
+        // mechanism), and the client says why.
+        match member(false).get(&key) {
+            Err(Error::Unauthenticated { peer, message, .. }) => {
+                assert_eq!(peer, at, "{message}");
+                assert!(message.contains("has no cluster secret"), "{message}");
+                assert!(!message.contains(SECRET), "{message}");
+            }
+            other => panic!("expected the peer to be refused, got {other:?}"),
+        }
     }
 }
 
@@ -1943,8 +1984,9 @@ mod incarnations_and_sessions {
         assert!(!message.contains("advertised"), "{message}");
     }
 
-    /// A stranger's put with a junk proof is refused on its header: the peer never hashes
-    /// its payload (a flood of such puts costs the peer a MAC of a header each).
+    /// A put with a junk proof, on a connection past the handshake (a member's connection
+    /// token, recorded on the path), is refused on its header: the peer never hashes its
+    /// payload (a flood of such puts costs the peer a MAC of a header each).
     #[test]
     fn a_put_with_a_junk_proof_is_refused_before_its_payload_is_hashed() {
         let owner = owner();
@@ -1952,6 +1994,10 @@ mod incarnations_and_sessions {
         let stranger = context.socket(zmq::DEALER).expect("socket");
         stranger.set_linger(0).expect("linger");
         stranger.set_rcvtimeo(10_000).expect("rcvtimeo");
+        super::with_token(
+            &stranger,
+            &super::super::auth::Secret::new(SECRET.as_bytes()),
+        );
         stranger.connect(&endpoint(&owner)).expect("connect");
         let payload = vec![0x5a; 8 << 20];
         let mut header = Header::request(Op::Put, 1, 42);
@@ -1974,6 +2020,121 @@ mod incarnations_and_sessions {
             .put_to(&endpoint(&owner), Bytes::from(payload))
             .expect("a member's put");
         assert_eq!(server(&owner).payload_bytes_hashed(), 8 << 20);
+    }
+
+    /// A peer keeps at most `with_max_connections` connections: idle connections that never
+    /// spoke ZeroMQ are dropped, oldest first, and a member connecting afterwards is served.
+    #[test]
+    fn connections_beyond_the_limit_are_dropped_strangers_first() {
+        use std::io::Read;
+        const LIMIT: usize = 4;
+        let owner = ZmqOptions::default()
+            .with_secret(SECRET)
+            .with_max_connections(LIMIT)
+            .build()
+            .expect("peer");
+        let at = endpoint(&owner);
+        let address = at.strip_prefix("tcp://").expect("tcp endpoint");
+        let mut idle: Vec<std::net::TcpStream> = (0..10)
+            .map(|_| std::net::TcpStream::connect(address).expect("connect"))
+            .collect();
+        // The first six are shut down by the peer (read: end of stream after its greeting's
+        // first bytes, or a reset); the last four stay open.
+        for (i, stream) in idle.iter_mut().take(6).enumerate() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut buffer = [0u8; 64];
+            let closed = loop {
+                match stream.read(&mut buffer) {
+                    Ok(0) => break true,
+                    Ok(_) => continue,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break false
+                    }
+                    Err(_) => break true,
+                }
+            };
+            assert!(closed, "idle connection {i} (of the six oldest) was kept");
+        }
+        let key = owner.put(Bytes::from_static(b"served")).expect("put");
+        // A member's connection is the newest: the oldest idle one makes room for it.
+        assert_eq!(
+            member().get(&key).expect("a member's get"),
+            Some(Bytes::from_static(b"served"))
+        );
+        let (_, dropped, _) = server(&owner).connection_counts();
+        assert!(dropped >= 7, "{dropped} connections dropped");
+        drop(idle);
+    }
+
+    /// Strangers flood a peer with 256 MiB puts with junk proofs, on connections that show no
+    /// valid connection token (another secret's, or none): their handshakes are refused, so
+    /// nothing of theirs is read, and a member's 1 KiB get is served meanwhile.
+    #[test]
+    fn a_flood_of_strangers_large_puts_does_not_stop_a_members_get() {
+        const FLOODERS: usize = 2;
+        let owner = owner();
+        let at = endpoint(&owner);
+        let key = owner.put(Bytes::from(vec![3u8; 1024])).expect("put");
+        let incarnation = server(&owner).incarnation();
+        let flooding = Arc::new(AtomicBool::new(true));
+        let flooders: Vec<_> = (0..FLOODERS)
+            .map(|i| {
+                let (at, flooding) = (at.clone(), Arc::clone(&flooding));
+                std::thread::spawn(move || {
+                    let payload = vec![0x5au8; 256 << 20];
+                    let wrong = super::super::auth::Secret::new(b"a wrong guess of the secret");
+                    let mut sent = 0u64;
+                    while flooding.load(Ordering::Acquire) {
+                        let stranger = context().socket(zmq::DEALER).expect("socket");
+                        stranger.set_linger(0).expect("linger");
+                        if i % 2 == 0 {
+                            super::super::tests::with_token(&stranger, &wrong);
+                        }
+                        stranger.connect(&at).expect("connect");
+                        let mut header = Header::request(Op::Put, sent, u128::from(sent));
+                        header.size = payload.len() as u64;
+                        header.incarnation = incarnation;
+                        header.proof = [0xee; 32];
+                        let _ = stranger.send_multipart(
+                            [header.encode().to_vec(), payload.clone()],
+                            zmq::DONTWAIT,
+                        );
+                        let _ = stranger.poll(zmq::POLLIN, 100);
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let member = member();
+        // At least 20 gets, and until the flood has been refused at least once.
+        let mut gets = 0;
+        while gets < 20 || (server(&owner).connection_counts().2 == 0 && gets < 1_000_000) {
+            assert_eq!(
+                member.get(&key).expect("a member's get during the flood"),
+                Some(Bytes::from(vec![3u8; 1024]))
+            );
+            gets += 1;
+        }
+        flooding.store(false, Ordering::Release);
+        for flooder in flooders {
+            flooder.join().expect("flooder");
+        }
+        let (_, _, refused) = server(&owner).connection_counts();
+        assert!(refused > 0, "no stranger's handshake was refused");
+        assert_eq!(
+            server(&owner).payload_bytes_hashed(),
+            0,
+            "a stranger's payload was read"
+        );
+        assert_eq!(owner.peer_stats(&at).expect("stats").rejected_requests, 0);
     }
 
     /// One member sends 1.1 million signed evicts (pipelined, in its own session) while another

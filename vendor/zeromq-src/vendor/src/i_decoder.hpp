@@ -55,6 +55,10 @@ class i_decoder
     decode (const unsigned char *data_, size_t size_, size_t &processed_) = 0;
 
     virtual msg_t *msg () = 0;
+
+    //  proxy-core patch (see PATCHED.md): changes the largest frame the
+    //  decoder accepts (-1: no bound). Decoders without a bound ignore it.
+    virtual void set_max_msg_size (int64_t) {}
 };
 }
 

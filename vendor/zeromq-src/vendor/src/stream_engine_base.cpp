@@ -593,7 +593,15 @@ void zmq::stream_engine_base_t::mechanism_ready ()
         _has_handshake_timer = false;
     }
 
-    _socket->event_handshake_succeeded (_endpoint_uri_pair, 0);
+    //  proxy-core patch (see PATCHED.md): frames may now be as large as
+    //  ZMQ_MAXMSGSIZE allows (the handshake bounded them to 8 KiB).
+    if (_decoder)
+        _decoder->set_max_msg_size (_options.maxmsgsize);
+
+    //  proxy-core patch: the event carries the connection's file descriptor
+    //  (upstream sends 0), as ACCEPTED and DISCONNECTED do, so that a monitor
+    //  can tell which connections completed their security handshake.
+    _socket->event_handshake_succeeded (_endpoint_uri_pair, _s);
 }
 
 int zmq::stream_engine_base_t::write_credential (msg_t *msg_)

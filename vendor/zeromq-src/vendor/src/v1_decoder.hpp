@@ -44,6 +44,12 @@ class v1_decoder_t ZMQ_FINAL : public decoder_base_t<v1_decoder_t>
 
     msg_t *msg () { return &_in_progress; }
 
+    //  proxy-core patch (see PATCHED.md).
+    void set_max_msg_size (int64_t max_msg_size_)
+    {
+        _max_msg_size = max_msg_size_;
+    }
+
   private:
     int one_byte_size_ready (unsigned char const *);
     int eight_byte_size_ready (unsigned char const *);
@@ -53,7 +59,8 @@ class v1_decoder_t ZMQ_FINAL : public decoder_base_t<v1_decoder_t>
     unsigned char _tmpbuf[8];
     msg_t _in_progress;
 
-    const int64_t _max_msg_size;
+    //  proxy-core patch: not const, see set_max_msg_size.
+    int64_t _max_msg_size;
 
     //  proxy-core patch: bytes of the multipart message received so far.
     uint64_t _multipart_size;

@@ -48,6 +48,12 @@ class v2_decoder_t ZMQ_FINAL
     //  i_decoder interface.
     msg_t *msg () { return &_in_progress; }
 
+    //  proxy-core patch (see PATCHED.md).
+    void set_max_msg_size (int64_t max_msg_size_)
+    {
+        _max_msg_size = max_msg_size_;
+    }
+
   private:
     int flags_ready (unsigned char const *);
     int one_byte_size_ready (unsigned char const *);
@@ -61,7 +67,8 @@ class v2_decoder_t ZMQ_FINAL
     msg_t _in_progress;
 
     const bool _zero_copy;
-    const int64_t _max_msg_size;
+    //  proxy-core patch: not const, see set_max_msg_size.
+    int64_t _max_msg_size;
 
     //  proxy-core patch: bytes of the multipart message received so far.
     uint64_t _multipart_size;

@@ -1485,9 +1485,11 @@ int zmq_device (int /* type */, void *frontend_, void *backend_)
 
 int zmq_has (const char *capability_)
 {
-    //  proxy-core's patches (claimed routing ids, unfinished multipart messages),
+    //  proxy-core's patches (claimed routing ids, unfinished multipart messages;
+    //  "-2": frames bounded to 8 KiB until the security handshake completes),
     //  so that programs can refuse to serve with a libzmq that lacks them.
-    if (strcmp (capability_, "proxystore-hardened") == 0)
+    if (strcmp (capability_, "proxystore-hardened") == 0
+        || strcmp (capability_, "proxystore-hardened-2") == 0)
         return true;
 #if defined(ZMQ_HAVE_IPC)
     if (strcmp (capability_, zmq::protocol_name::ipc) == 0)

@@ -404,13 +404,30 @@ bool zmq::zmtp_engine_t::handshake_v3_x (const bool downgrade_sub_)
     return true;
 }
 
+//  proxy-core patch (see PATCHED.md): libzmq decoded the commands of the
+//  security handshake with the socket's ZMQ_MAXMSGSIZE, so a client that never
+//  completed a handshake (no credentials) could make a peer allocate and hold a
+//  frame of up to that size per connection. No mechanism's command comes near
+//  8 KiB (PLAIN credentials are at most 2 x 255 bytes; CURVE's largest command
+//  is a few hundred bytes).
+static int64_t handshake_max_msg_size (int64_t maxmsgsize_)
+{
+    const int64_t handshake_limit = 8192;
+    return maxmsgsize_ < 0 || maxmsgsize_ > handshake_limit ? handshake_limit
+                                                           : maxmsgsize_;
+}
+
 bool zmq::zmtp_engine_t::handshake_v3_0 ()
 {
     _encoder = new (std::nothrow) v2_encoder_t (_options.out_batch_size);
     alloc_assert (_encoder);
 
+    //  proxy-core patch (see PATCHED.md): until the security handshake is
+    //  done, frames are bounded by handshake_max_msg_size; mechanism_ready
+    //  restores ZMQ_MAXMSGSIZE.
     _decoder = new (std::nothrow) v2_decoder_t (
-      _options.in_batch_size, _options.maxmsgsize, _options.zero_copy);
+      _options.in_batch_size, handshake_max_msg_size (_options.maxmsgsize),
+      _options.zero_copy);
     alloc_assert (_decoder);
 
     return zmq::zmtp_engine_t::handshake_v3_x (true);
@@ -421,8 +438,12 @@ bool zmq::zmtp_engine_t::handshake_v3_1 ()
     _encoder = new (std::nothrow) v3_1_encoder_t (_options.out_batch_size);
     alloc_assert (_encoder);
 
+    //  proxy-core patch (see PATCHED.md): until the security handshake is
+    //  done, frames are bounded by handshake_max_msg_size; mechanism_ready
+    //  restores ZMQ_MAXMSGSIZE.
     _decoder = new (std::nothrow) v2_decoder_t (
-      _options.in_batch_size, _options.maxmsgsize, _options.zero_copy);
+      _options.in_batch_size, handshake_max_msg_size (_options.maxmsgsize),
+      _options.zero_copy);
     alloc_assert (_decoder);
 
     return zmq::zmtp_engine_t::handshake_v3_x (false);

@@ -680,6 +680,14 @@ mod tests {
             .unwrap_or_else(|| panic!("{field} in {file}"))
     }
 
+    /// What the reader holds of memory it allocated or mapped from shared memory
+    /// (`RssAnon + RssShmem`, KiB): `VmRSS` also counts the test binary's own code pages as
+    /// they are first run (`RssFile`), which moved it by hundreds of KiB from one build to
+    /// the next.
+    fn reader_kib() -> u64 {
+        kib("/proc/self/status", "RssAnon") + kib("/proc/self/status", "RssShmem")
+    }
+
     #[test]
     fn a_sparse_gigabyte_segment_costs_the_reader_at_most_a_few_pages() {
         if !alone("connectors::zmq::shm::mapping::tests::a_sparse_gigabyte_segment_costs_the_reader_at_most_a_few_pages") {
@@ -690,15 +698,9 @@ mod tests {
         let layout = Layout::new(GIB - layout::PAGE, 1).expect("layout");
         let file = hostile_file(GIB, &layout.encode_header(token, std::process::id()), false);
         let descriptor = naming(&file, token, GIB);
-        let (rss, shmem) = (
-            kib("/proc/self/status", "VmRSS"),
-            kib("/proc/meminfo", "Shmem"),
-        );
+        let (rss, shmem) = (reader_kib(), kib("/proc/meminfo", "Shmem"));
         let outcome = read(&descriptor, &want(7)).map(|bytes| bytes.len());
-        let (rss_after, shmem_after) = (
-            kib("/proc/self/status", "VmRSS"),
-            kib("/proc/meminfo", "Shmem"),
-        );
+        let (rss_after, shmem_after) = (reader_kib(), kib("/proc/meminfo", "Shmem"));
         // SAFETY: `stat` is plain data filled by `fstat` on a descriptor we own.
         let allocated = unsafe {
             use std::os::fd::AsRawFd;
@@ -707,7 +709,7 @@ mod tests {
             stat.st_blocks as u64 * 512
         };
         println!(
-            "sparse 1 GiB segment: {outcome:?}; reader VmRSS {rss} -> {rss_after} KiB, \
+            "sparse 1 GiB segment: {outcome:?}; reader RssAnon+RssShmem {rss} -> {rss_after} KiB, \
              system Shmem {shmem} -> {shmem_after} KiB, file allocated {allocated} bytes"
         );
         forget_unused();
