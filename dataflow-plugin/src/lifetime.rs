@@ -25,7 +25,7 @@ use std::rc::{Rc, Weak};
 use proxy_core::{Key, Store};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::{Scope, StreamVec};
 use timely::order::TotalOrder;
 use timely::progress::{Antichain, Timestamp};
@@ -144,6 +144,25 @@ impl<T: Timestamp> Drop for Tracker<T> {
             }
         }
     }
+}
+
+/// After a producing operator: drops the objects behind `proxies` from every process's
+/// caches once the dataflow no longer needs them ([`uncache_everywhere`]), for a `store`
+/// that caches (nothing to do otherwise), and hands the stream back.
+pub(crate) fn uncache_proxies<'scope, T, D, C>(
+    proxies: StreamVec<'scope, T, proxy_core::Proxy<D, C>>,
+    store: &Store,
+) -> StreamVec<'scope, T, proxy_core::Proxy<D, C>>
+where
+    T: Timestamp + TotalOrder,
+    D: Send + Sync + 'static,
+    C: 'static,
+{
+    if store.config().cache_size > 0 {
+        let keys = proxies.clone().map(|p| proxy_core::Proxy::key(&p).clone());
+        uncache_everywhere(keys, store);
+    }
+    proxies
 }
 
 /// Sends the keys of `stored` (the objects a producing operator stored, at their times) to

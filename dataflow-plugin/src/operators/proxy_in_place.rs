@@ -4,13 +4,12 @@ use bytes::Bytes;
 use proxy_core::{Proxy, Store};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::error::untimed_batch;
-use crate::lifetime::{uncache_everywhere, Tracker};
+use crate::lifetime::{uncache_proxies, Tracker};
 
 /// Turn records into objects written in place in a store, and send their proxies.
 pub trait ProxyInPlace<'scope, T: Timestamp, D> {
@@ -102,9 +101,6 @@ where
                 });
             }
         });
-        if keys_store.config().cache_size > 0 {
-            uncache_everywhere(proxies.clone().map(|p| Proxy::key(&p).clone()), &keys_store);
-        }
-        proxies
+        uncache_proxies(proxies, &keys_store)
     }
 }

@@ -3,13 +3,12 @@
 use proxy_core::{Codec, Proxy, Store};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 use timely::order::TotalOrder;
 use timely::progress::Timestamp;
 
 use crate::error::untimed_batch;
-use crate::lifetime::{uncache_everywhere, Tracker};
+use crate::lifetime::{uncache_proxies, Tracker};
 
 /// Replace every record of a stream with a [`Proxy`] to it.
 pub trait ProxyRecords<'scope, T: Timestamp, D> {
@@ -79,9 +78,6 @@ where
                 });
             }
         });
-        if keys_store.config().cache_size > 0 {
-            uncache_everywhere(proxies.clone().map(|p| Proxy::key(&p).clone()), &keys_store);
-        }
-        proxies
+        uncache_proxies(proxies, &keys_store)
     }
 }

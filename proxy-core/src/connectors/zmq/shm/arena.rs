@@ -435,19 +435,11 @@ impl Inner {
             generation.fetch_add(1, Ordering::SeqCst);
         }
         self.held.fetch_sub(len, Ordering::AcqRel);
-        let key = (slot.segment.pool, slot.segment.layout.slot_size);
-        let mut state = lock(&self.state);
-        if let Some(used) = state.segments.get_mut(&slot.segment.token) {
-            used.free += 1;
-            used.since = Instant::now();
-        }
-        state.released.entry(key).or_default().push(slot);
+        self.give_back_unpublished(slot);
     }
-}
 
-impl Inner {
-    /// Takes back a reserved slot that never held a published object: its generation is
-    /// still the odd one it had when reserved, and nothing was counted as held.
+    /// Puts a free slot (odd generation, nothing counted as held) back on its class's free
+    /// list: a reserved slot that never held a published object, or one just released.
     fn give_back_unpublished(&self, slot: Slot) {
         let key = (slot.segment.pool, slot.segment.layout.slot_size);
         let mut state = lock(&self.state);
