@@ -167,6 +167,11 @@ impl Build {
     /// against the compiled lib from rust code.
     pub fn build(&mut self) {
         let vendor = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor");
+        // proxystore: rebuild libzmq whenever its sources change (a directory is scanned
+        // for any modified file). Without it an incremental build kept the libzmq of an
+        // earlier checkout after its patches changed (the run-time check in proxy-core's
+        // `hardened.rs` then refused to serve, but the build should not have been stale).
+        println!("cargo:rerun-if-changed={}", vendor.display());
 
         let mut build = cc::Build::new();
         // proxystore: libzmq's own -Wall/-Wextra warnings are not ours to fix, and a path
