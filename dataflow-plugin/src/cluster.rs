@@ -58,8 +58,8 @@ use crate::Error;
 
 mod slurm;
 pub use slurm::{
-    parse_nodelist, slurm_launch, slurm_launch_from, Launch, DEFAULT_TIMELY_PORT, MAX_SLURM_TASKS,
-    TIMELY_PORT_VAR,
+    parse_nodelist, slurm_launch, slurm_launch_from, Launch, DEFAULT_TIMELY_PORT, DISTRIBUTION_VAR,
+    MAX_SLURM_TASKS, TIMELY_PORT_VAR,
 };
 
 /// Exit status of a process whose cluster did not form within the startup deadline (a host
@@ -767,6 +767,19 @@ mod tests {
             if let Ok(names) = parse_nodelist(&text) {
                 assert!(names.len() <= MAX_SLURM_TASKS, "{text:?}");
             }
+            // The same strings as a distribution, over a small valid layout: an answer.
+            let distribution = text.replace('x', "plane=").replace('a', "cyclic");
+            let launch = slurm_launch_from(|name: &str| match name {
+                "SLURM_PROCID" => Some("1".to_string()),
+                "SLURM_NTASKS" => Some("4".to_string()),
+                "SLURM_JOB_NODELIST" => Some("n[1-3]".to_string()),
+                "SLURM_TASKS_PER_NODE" => Some("2,1,1".to_string()),
+                "SLURM_DISTRIBUTION" => Some(distribution.clone()),
+                _ => None,
+            });
+            if let Some(Ok(launch)) = launch {
+                assert_eq!(launch.addresses.len(), 4, "{distribution:?}");
+            }
         }
     }
 
@@ -814,6 +827,49 @@ mod tests {
             launch.addresses,
             ["a1:7100", "a1:7101", "a2:7100", "a2:7101", "b3:7100"]
         );
+
+        // srun --distribution: cyclic and plane=N place tasks round after round, skipping
+        // nodes whose tasks are all placed; the node level is the value's first part.
+        let layout = |distribution: &'static str, per_node: &'static str, tasks: &'static str| {
+            slurm_launch_from(vars(vec![
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", tasks),
+                ("SLURM_JOB_NODELIST", "a,b,c"),
+                ("SLURM_TASKS_PER_NODE", per_node),
+                ("SLURM_DISTRIBUTION", distribution),
+            ]))
+            .expect("under slurm")
+            .map(|launch| launch.addresses)
+        };
+        assert_eq!(
+            layout("cyclic", "2,1,2", "5").expect("valid"),
+            ["a:2101", "b:2101", "c:2101", "a:2102", "c:2102"]
+        );
+        assert_eq!(
+            layout("Cyclic:Block,Pack", "2(x3)", "6").expect("valid"),
+            ["a:2101", "b:2101", "c:2101", "a:2102", "b:2102", "c:2102"]
+        );
+        assert_eq!(
+            layout("plane=2", "3,3,1", "7").expect("valid"),
+            ["a:2101", "a:2102", "b:2101", "b:2102", "c:2101", "a:2103", "b:2103"]
+        );
+        for block in ["block", "*", "block:cyclic", ""] {
+            assert_eq!(
+                layout(block, "2,1,1", "4").expect(block),
+                ["a:2101", "a:2102", "b:2101", "c:2101"]
+            );
+        }
+        for refused in [
+            "arbitrary",
+            "plane=0",
+            "plane=",
+            "plane=x",
+            "spiral",
+            "plane=-1",
+        ] {
+            let error = layout(refused, "1,1,1", "3").expect_err(refused);
+            assert!(error.to_string().contains("SLURM_DISTRIBUTION"), "{error}");
+        }
 
         for bad in [
             vec![

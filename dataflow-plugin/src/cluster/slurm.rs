@@ -46,8 +46,13 @@ pub fn slurm_launch() -> Option<Result<Launch, Error>> {
 /// - Hosts: `SLURM_STEP_NODELIST`, else `SLURM_JOB_NODELIST` (compressed: `node[01-04,07]`,
 ///   several groups `a[1-2],b3`; see [`parse_nodelist`]).
 /// - Tasks per node: `SLURM_STEP_TASKS_PER_NODE`, else `SLURM_TASKS_PER_NODE` (`2(x3),1`);
-///   without either, one task per node. Tasks are placed in blocks (Slurm's default
-///   distribution): the first node's tasks first. `--distribution=cyclic` is not supported.
+///   without either, one task per node.
+/// - Which task runs where: `SLURM_DISTRIBUTION` (what `srun --distribution` sets; its
+///   first, node-level, part counts): `block` (Slurm's default, also when unset or `*`: the
+///   first node's tasks first), `cyclic` (task 0 on the first node, task 1 on the second,
+///   ..., round after round, skipping nodes whose tasks are all placed) or `plane=N` (blocks
+///   of N tasks, node after node, round after round). `arbitrary` (a `SLURM_HOSTFILE`) is an
+///   error: give the hostfile to timely's `-h` instead.
 /// - Ports: [`TIMELY_PORT_VAR`] (default 2101) for each node's first task, the next ports for
 ///   its other tasks.
 ///
@@ -144,23 +149,87 @@ fn launch(
             .ok_or_else(|| bad(TIMELY_PORT_VAR, &value, "expected a port (1-65535)".into()))?,
         None => DEFAULT_TIMELY_PORT,
     };
-    let mut addresses = Vec::with_capacity(tasks);
-    for (node, &n) in nodes.iter().zip(&per_node) {
-        for local in 0..n {
-            let p = u16::try_from(local)
-                .ok()
-                .and_then(|l| port.checked_add(l))
-                .ok_or_else(|| {
-                    bad(
-                        TIMELY_PORT_VAR,
-                        &port.to_string(),
-                        format!("{n} tasks on {node} need ports past 65535"),
-                    )
-                })?;
-            addresses.push(format!("{node}:{p}"));
+    let plane = match get(DISTRIBUTION_VAR) {
+        Some(value) => {
+            distribution(&value).map_err(|reason| bad(DISTRIBUTION_VAR, &value, reason))?
         }
+        None => None,
+    };
+    // The node of each task, in task order, and each task's place among its node's tasks.
+    let mut placed_on = vec![0usize; nodes.len()];
+    let mut addresses = Vec::with_capacity(tasks);
+    for node in task_nodes(&per_node, plane) {
+        let local = placed_on[node];
+        placed_on[node] += 1;
+        let p = u16::try_from(local)
+            .ok()
+            .and_then(|l| port.checked_add(l))
+            .ok_or_else(|| {
+                bad(
+                    TIMELY_PORT_VAR,
+                    &port.to_string(),
+                    format!(
+                        "{} tasks on {} need ports past 65535",
+                        per_node[node], nodes[node]
+                    ),
+                )
+            })?;
+        addresses.push(format!("{}:{p}", nodes[node]));
     }
     Ok(Some(Launch { process, addresses }))
+}
+
+/// How `srun` distributed the tasks over the nodes (`--distribution`).
+pub const DISTRIBUTION_VAR: &str = "SLURM_DISTRIBUTION";
+
+/// The node-level distribution in a `SLURM_DISTRIBUTION` value, as the number of tasks one
+/// node takes before the next one's turn: `None` for `block`, `Some(1)` for `cyclic`,
+/// `Some(n)` for `plane=n`.
+fn distribution(value: &str) -> Result<Option<usize>, String> {
+    // `cyclic:block,pack`: the node level comes first; options follow a comma.
+    let nodes = value
+        .split([',', ':'])
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match nodes.as_str() {
+        "" | "*" | "block" => Ok(None),
+        "cyclic" => Ok(Some(1)),
+        "arbitrary" => Err(
+            "arbitrary layouts (SLURM_HOSTFILE) are not read here: give the hostfile to timely's -h"
+                .to_string(),
+        ),
+        other => match other.strip_prefix("plane=").map(str::parse::<usize>) {
+            Some(Ok(n)) if n > 0 => Ok(Some(n)),
+            Some(_) => Err("plane=N needs a task count N of at least 1".to_string()),
+            None => Err(format!(
+                "unknown distribution {other:?} (expected block, cyclic or plane=N)"
+            )),
+        },
+    }
+}
+
+/// The node of each task in task order: in blocks (`plane` `None`), or `plane` tasks per
+/// node per round, round after round, skipping nodes that have all their tasks.
+fn task_nodes(per_node: &[usize], plane: Option<usize>) -> Vec<usize> {
+    let total: usize = per_node.iter().sum();
+    let mut order = Vec::with_capacity(total);
+    let Some(plane) = plane else {
+        for (node, &n) in per_node.iter().enumerate() {
+            order.extend(std::iter::repeat_n(node, n));
+        }
+        return order;
+    };
+    let mut left = per_node.to_vec();
+    while order.len() < total {
+        for (node, left) in left.iter_mut().enumerate() {
+            let take = plane.min(*left);
+            order.extend(std::iter::repeat_n(node, take));
+            *left -= take;
+        }
+    }
+    order
 }
 
 /// Expands a Slurm node list: `node[01-04,07]` is `node01` .. `node04`, `node07` (the width
