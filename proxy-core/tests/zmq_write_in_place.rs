@@ -54,11 +54,16 @@ fn objects_written_in_place_are_stored_where_written_and_mapped_by_same_host_rea
                 "{len} bytes were copied at put"
             );
         }
-        let before = reader.mapped_reads();
+        let (before, located) = (reader.mapped_reads(), reader.located_reads());
         let read = reader.get(&key).expect("get").expect("present");
         assert!(
             read[..] == pattern(len, index as u8)[..],
             "{len} bytes read back differently"
+        );
+        assert_eq!(
+            reader.located_reads() - located,
+            u64::from(shared),
+            "{len} bytes: read at its location, with no request"
         );
         assert_eq!(
             reader.mapped_reads() - before,
