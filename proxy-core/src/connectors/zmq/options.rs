@@ -344,31 +344,24 @@ impl ZmqOptions {
                 env_error(ENV_MAX_BYTES, format!("{bytes:?} is not a number of bytes"))
             })?;
         }
-        if let Some(sessions) = var(ENV_MAX_SESSIONS) {
-            self.max_sessions = sessions
-                .trim()
+        // A count of at least 1 from `text`, the value of variable `name`.
+        let at_least_one = |name: &str, text: &str, what: &str| {
+            text.trim()
                 .parse()
                 .ok()
                 .filter(|&n: &usize| n > 0)
                 .ok_or_else(|| {
                     env_error(
-                        ENV_MAX_SESSIONS,
-                        format!("{sessions:?} is not a number of sessions (at least 1)"),
+                        name,
+                        format!("{text:?} is not a number of {what} (at least 1)"),
                     )
-                })?;
+                })
+        };
+        if let Some(sessions) = var(ENV_MAX_SESSIONS) {
+            self.max_sessions = at_least_one(ENV_MAX_SESSIONS, &sessions, "sessions")?;
         }
         if let Some(connections) = var(ENV_MAX_CONNECTIONS) {
-            self.max_connections = connections
-                .trim()
-                .parse()
-                .ok()
-                .filter(|&n: &usize| n > 0)
-                .ok_or_else(|| {
-                    env_error(
-                        ENV_MAX_CONNECTIONS,
-                        format!("{connections:?} is not a number of connections (at least 1)"),
-                    )
-                })?;
+            self.max_connections = at_least_one(ENV_MAX_CONNECTIONS, &connections, "connections")?;
         }
         if let Some(on) = var(ENV_SHM) {
             self.shm.enabled = match on.trim() {
