@@ -1,0 +1,91 @@
+"""Python and Rust on one peer: arrays reduced by a Rust Timely dataflow (two processes)
+and futures set on one side and resolved on the other."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from proxystore.store import Store
+
+from proxystore_rs import ZmqConnector
+from proxystore_rs import ZmqKey
+from proxystore_rs import arrays
+
+TIMEOUT = 120
+
+
+def test_a_rust_dataflow_reduces_python_arrays_and_answers_with_an_array(
+    array_reduce: str,
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(7)
+    inputs = [rng.standard_normal(100_000) for _ in range(6)]
+    with ZmqConnector() as connector:
+        keys = [arrays.put_array(connector, a) for a in inputs]
+        keys_file = tmp_path / 'keys'
+        keys_file.write_text(''.join(f'{k.text}\n' for k in keys))
+        done = subprocess.run(
+            [array_reduce, 'reduce', '--keys', str(keys_file), '--reply-to', connector.endpoint],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.split('\n')
+        results = [line.split(' ', 1)[1] for line in lines if line.startswith('result ')]
+        assert len(results) == 1, done.stdout
+        mapped = sum(int(line.split()[1]) for line in lines if line.startswith('mapped_reads '))
+        # Every array was read in place from this process's shared memory.
+        assert mapped == len(inputs), done.stdout
+        total = arrays.get_array(connector, ZmqKey(results[0]), np.float64)
+        assert total is not None
+        np.testing.assert_allclose(total, np.sum(inputs, axis=0))
+
+
+def test_a_future_made_in_rust_is_set_in_python(array_reduce: str) -> None:
+    with ZmqConnector() as connector:
+        waiter = subprocess.Popen(
+            [array_reduce, 'future-wait'],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert waiter.stdout is not None
+            line = waiter.stdout.readline()
+            assert line.startswith('key '), line
+            key = ZmqKey(line.split(' ', 1)[1].strip())
+            assert not connector.exists(key)
+            connector.set(key, arrays.serialize(np.array([1.0, 2.0, 3.5])))
+            out, err = waiter.communicate(timeout=TIMEOUT)
+        finally:
+            waiter.kill()
+        assert waiter.returncode == 0, err
+        assert out.strip() == 'sum 6.5'
+
+
+def test_a_proxystore_future_is_set_by_rust(array_reduce: str) -> None:
+    with Store(
+        'rs-interop-future',
+        ZmqConnector(),
+        serializer=arrays.serialize,
+        deserializer=arrays.deserialize,
+    ) as store:
+        future = store.future(polling_timeout=TIMEOUT)
+        key = future._factory.key
+        assert not future.done()
+        done = subprocess.run(
+            [array_reduce, 'future-set', key.text],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert future.done()
+        result = future.result()
+        assert result.dtype == np.float32
+        assert result.tolist() == [1.5, 2.5, 3.0]
