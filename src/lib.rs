@@ -45,4 +45,6 @@ mod guide {
     struct Performance;
     #[doc = include_str!("../docs/src/operating.md")]
     struct Operating;
+    #[doc = include_str!("../docs/src/python.md")]
+    struct Python;
 }

@@ -123,7 +123,9 @@ fn every_code_block_says_its_language_and_runs_or_says_why_not() {
             let at = format!("docs/src/{chapter}:{}", index + 1);
             let words: Vec<&str> = info.split(',').map(str::trim).collect();
             match words[0] {
-                "sh" | "text" | "toml" | "yaml" => {}
+                // Python blocks (the Python package's chapter) are shown, not run by rustdoc;
+                // python/tests runs the package.
+                "sh" | "text" | "toml" | "yaml" | "python" => {}
                 "rust" => {
                     for word in &words[1..] {
                         let error_code = word.len() == 5 && word.starts_with('E');
@@ -135,7 +137,7 @@ fn every_code_block_says_its_language_and_runs_or_says_why_not() {
                     }
                 }
                 other => panic!(
-                    "{at}: a code block must say its language (rust, sh, text, toml or yaml), not {other:?}: \
+                    "{at}: a code block must say its language (rust, sh, text, toml, yaml or python), not {other:?}: \
                      rustdoc runs unmarked blocks as Rust"
                 ),
             }

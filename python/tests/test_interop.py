@@ -4,6 +4,7 @@ and futures set on one side and resolved on the other."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,16 @@ def test_a_proxystore_future_is_set_by_rust(array_reduce: str) -> None:
         result = future.result()
         assert result.dtype == np.float32
         assert result.tolist() == [1.5, 2.5, 3.0]
+
+
+def test_the_array_example_runs(array_reduce: str) -> None:
+    example = Path(__file__).parent.parent / 'examples' / 'array_reduce.py'
+    done = subprocess.run(
+        [sys.executable, str(example), array_reduce],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 'every element is 28 (expected 28); 8 of 8 arrays were read in place' in done.stdout
