@@ -1,9 +1,9 @@
 //! `proxystore_rs._native`: the Rust connectors for Python.
 //!
 //! This is the compiled half of the `proxystore_rs` package (see `python/README.md`). It
-//! exposes one class, [`NativeConnector`], over any connector of `proxy-core`, and two buffer
-//! types: [`Buffer`] (the bytes a get returned, shown to Python without a copy) and
-//! [`WriteBuf`] (a writable buffer a producer fills in place before storing it). The Python
+//! exposes one class, `NativeConnector`, over any connector of `proxy-core`, and two buffer
+//! types: `Buffer` (the bytes a get returned, shown to Python without a copy) and
+//! `WriteBuf` (a writable buffer a producer fills in place before storing it). The Python
 //! half (`proxystore_rs/__init__.py`) wraps them in classes that satisfy ProxyStore 1.1's
 //! `Connector` protocol; keys cross this boundary as their text form (`Key`'s `Display`).
 //!
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use proxy_core::{
     Connector, ConnectorConfig, Error, FileConnector, Key, WriteBuffer, ZmqConnector, ZmqOptions,
 };
-use pyo3::exceptions::{PyBufferError, PyException};
+use pyo3::exceptions::{PyBufferError, PyException, PyMemoryError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -296,6 +296,15 @@ impl NativeConnector {
     /// A writable buffer of `len` bytes that `put_buffer` stores without another copy (on a
     /// ZeroMQ peer with shared memory, a slot of its shared-memory arena).
     fn alloc(&self, py: Python<'_>, len: usize) -> PyResult<WriteBuf> {
+        // A size the allocator cannot give is an error here, not an abort of the
+        // interpreter in the connector's allocation (the probe takes address space only).
+        let mut probe: Vec<u8> = Vec::new();
+        probe.try_reserve_exact(len).map_err(|e| {
+            PyMemoryError::new_err(format!(
+                "cannot allocate a write buffer of {len} bytes: {e}"
+            ))
+        })?;
+        drop(probe);
         let buffer = py.detach(|| self.inner.alloc(len)).map_err(to_py)?;
         Ok(WriteBuf {
             state: Mutex::new(Some(buffer)),

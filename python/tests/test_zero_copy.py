@@ -90,3 +90,12 @@ def test_an_array_writer_refuses_to_publish_while_its_array_is_referenced(
     del kept
     key = writer.publish()
     assert arrays.get_array(zmq_connector, key).tolist() == [0] * 8
+
+
+def test_an_impossible_write_buffer_size_is_an_error_not_a_crash(connector: Any) -> None:
+    with pytest.raises(MemoryError):
+        connector.alloc(2**62)
+    with pytest.raises(OverflowError):
+        connector.alloc(2**64)
+    with pytest.raises(OverflowError):
+        connector.alloc(-1)
