@@ -45,17 +45,13 @@ fn python_with_packages(venv: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
-/// The example binary the interop tests run, built by `cargo test` beside this test.
-fn array_reduce_example() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    // CARGO_TARGET_TMPDIR is <target>/tmp; examples are in <target>/<profile>/examples.
-    let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| tmp.to_path_buf());
-    profile_dir.join("examples").join("array_reduce")
+/// The directory of this build's binaries (`target/<profile>`): this test binary is
+/// `target/<profile>/deps/python-<hash>`.
+fn profile_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf())
 }
 
 #[test]
@@ -88,16 +84,14 @@ fn the_python_package_passes_its_suite() {
         .expect("maturin runs");
     assert!(built.success(), "maturin develop failed: {built}");
 
-    let example = array_reduce_example();
-    assert!(
-        example.exists(),
-        "{} is missing: cargo test builds the examples",
-        example.display()
-    );
+    // Built by `cargo test --workspace`: the examples, and proxy-peer for its own tests.
+    let example = profile_dir().join("examples").join("array_reduce");
+    let peer = profile_dir().join("proxy-peer");
     let tested = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(root.join("python").join("tests"))
         .env("PROXYSTORE_RS_ARRAY_REDUCE", &example)
+        .env("PROXYSTORE_RS_PEER", &peer)
         .env("PATH", &path)
         .current_dir(root.join("python"))
         .status()

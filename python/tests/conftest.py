@@ -56,3 +56,19 @@ def array_reduce() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def proxy_peer() -> str:
+    """The standalone peer binary ``proxy-peer`` (tests/python.rs names it in
+    PROXYSTORE_RS_PEER)."""
+    path = os.environ.get('PROXYSTORE_RS_PEER')
+    if not path or not os.path.exists(path):
+        message = (
+            'PROXYSTORE_RS_PEER does not name the built proxy-peer binary '
+            '(run these tests through `cargo test --workspace`)'
+        )
+        if require_all():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
