@@ -1,9 +1,16 @@
-//! The Python package (`python/`, module `proxystore_rs`): builds it into the test virtual
-//! environment with maturin and runs its pytest suite (ProxyStore 1.1's connector checks,
-//! Store/proxy/future across processes, zero-copy buffers, arrays, and interop with the
-//! Rust example `array_reduce`).
+//! The Python package (`python/`, module `proxystore_rs`): runs its pytest suite
+//! (ProxyStore 1.1's connector checks, Store/proxy/future across processes, zero-copy
+//! buffers, arrays, a standalone `proxy-peer` with a secret, and interop with the Rust
+//! example `array_reduce`) against the extension this test build compiled, and checks that
+//! maturin packages it.
 //!
-//! The environment is `target/python-venv` (or `PROXYSTORE_PYTHON_VENV`), made by
+//! The extension (`lib_native.so`) is built by this very `cargo test`: the package
+//! `proxystore-python` is a dev-dependency of the root package, so it is compiled with the
+//! same dependencies as everything else, and this test assembles the importable package
+//! from it and `python/proxystore_rs/*.py` (what `maturin develop` installs, without a
+//! second build).
+//!
+//! The Python environment is `target/python-venv` (or `PROXYSTORE_PYTHON_VENV`), made by
 //! `python/setup-venv.sh`; without it the test is skipped with one line (a failure under
 //! `PROXYSTORE_TESTS_REQUIRE_ALL=1`, as in `.ci/run`, which makes it first).
 
@@ -12,12 +19,14 @@ use std::process::Command;
 
 use proxy_core::testing::require_or_skip;
 
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn venv() -> PathBuf {
     match std::env::var_os("PROXYSTORE_PYTHON_VENV") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join("python-venv"),
+        None => root().join("target").join("python-venv"),
     }
 }
 
@@ -54,6 +63,48 @@ fn profile_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf())
 }
 
+/// The extension this build compiled (as a dependency it stays in `deps/`).
+fn extension() -> PathBuf {
+    let dir = profile_dir();
+    [
+        dir.join("deps").join("lib_native.so"),
+        dir.join("lib_native.so"),
+    ]
+    .into_iter()
+    .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
+    .max()
+    .map(|(_, path)| path)
+    .unwrap_or_else(|| dir.join("deps").join("lib_native.so"))
+}
+
+/// The importable package: `python/proxystore_rs/*.py` and the extension as
+/// `_native.abi3.so`, in a fresh directory; returns the directory to put on PYTHONPATH.
+fn assemble_package() -> PathBuf {
+    let site = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-package");
+    let package = site.join("proxystore_rs");
+    let _ = std::fs::remove_dir_all(&site);
+    std::fs::create_dir_all(&package).expect("package directory");
+    let sources = root().join("python").join("proxystore_rs");
+    for entry in std::fs::read_dir(&sources).expect("python/proxystore_rs") {
+        let path = entry.expect("directory entry").path();
+        let name = path.file_name().expect("file name").to_owned();
+        let keep = path
+            .extension()
+            .is_some_and(|ext| ext == "py" || ext == "typed");
+        if keep {
+            std::fs::copy(&path, package.join(name)).expect("copy a module");
+        }
+    }
+    let extension = extension();
+    assert!(
+        extension.exists(),
+        "{} is missing: the test build compiles proxystore-python (a dev-dependency)",
+        extension.display()
+    );
+    std::fs::copy(&extension, package.join("_native.abi3.so")).expect("copy the extension");
+    site
+}
+
 #[test]
 fn the_python_package_passes_its_suite() {
     let venv = venv();
@@ -64,37 +115,58 @@ fn the_python_package_passes_its_suite() {
     ) else {
         return;
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = venv.join("bin");
-    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
-    .expect("PATH joins");
-    // The workspace's target directory (cargo test holds no lock on it while tests run), so
-    // the extension reuses the dependencies this build compiled.
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let target = tmp.parent().unwrap_or(tmp);
-    let built = Command::new(bin.join("maturin"))
-        .args(["develop", "--quiet", "--manifest-path"])
-        .arg(root.join("python").join("Cargo.toml"))
-        .env("VIRTUAL_ENV", &venv)
-        .env("PATH", &path)
-        .env("CARGO_TARGET_DIR", target)
-        .status()
-        .expect("maturin runs");
-    assert!(built.success(), "maturin develop failed: {built}");
-
+    let site = assemble_package();
     // Built by `cargo test --workspace`: the examples, and proxy-peer for its own tests.
     let example = profile_dir().join("examples").join("array_reduce");
     let peer = profile_dir().join("proxy-peer");
     let tested = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(root.join("python").join("tests"))
+        .arg(root().join("python").join("tests"))
+        .env("PYTHONPATH", &site)
+        .env("PROXYSTORE_RS_PACKAGE_DIR", &site)
         .env("PROXYSTORE_RS_ARRAY_REDUCE", &example)
         .env("PROXYSTORE_RS_PEER", &peer)
-        .env("PATH", &path)
-        .current_dir(root.join("python"))
+        .current_dir(&site)
         .status()
         .expect("pytest runs");
     assert!(tested.success(), "the Python suite failed: {tested}");
+}
+
+/// maturin accepts the package's metadata and sources (a source distribution; no build).
+#[test]
+fn maturin_packages_the_python_package() {
+    let Some(python) = require_or_skip(
+        "the Python package's tests (python/tests)",
+        "run python/setup-venv.sh first (needs python3-venv and PyPI)",
+        python_with_packages(&venv()),
+    ) else {
+        return;
+    };
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-sdist");
+    let _ = std::fs::remove_dir_all(&out);
+    let maturin = python.with_file_name("maturin");
+    let packaged = Command::new(&maturin)
+        .args(["sdist", "--manifest-path"])
+        .arg(root().join("python").join("Cargo.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("maturin runs");
+    assert!(
+        packaged.status.success(),
+        "maturin sdist failed ({}):\n{}",
+        packaged.status,
+        String::from_utf8_lossy(&packaged.stderr)
+    );
+    let built: Vec<_> = std::fs::read_dir(&out)
+        .expect("sdist directory")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    assert!(
+        built
+            .iter()
+            .any(|name| name.starts_with("proxystore_rs-") && name.ends_with(".tar.gz")),
+        "no source distribution in {}: {built:?}",
+        out.display()
+    );
 }

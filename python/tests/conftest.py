@@ -9,8 +9,16 @@ from typing import Any
 
 import pytest
 
+import proxystore_rs
 from proxystore_rs import FileConnector
 from proxystore_rs import ZmqConnector
+
+# tests/python.rs assembles the package from this build; make sure that is what runs.
+_expected = os.environ.get('PROXYSTORE_RS_PACKAGE_DIR')
+if _expected is not None and not proxystore_rs.__file__.startswith(_expected):
+    raise ImportError(
+        f'proxystore_rs was imported from {proxystore_rs.__file__}, not from {_expected}',
+    )
 
 
 def require_all() -> bool:
@@ -42,33 +50,28 @@ def connector(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(request.param)
 
 
-@pytest.fixture
-def array_reduce() -> str:
-    """The Rust example binary ``array_reduce`` (tests/python.rs builds it and names it in
-    PROXYSTORE_RS_ARRAY_REDUCE)."""
-    path = os.environ.get('PROXYSTORE_RS_ARRAY_REDUCE')
+def built_binary(variable: str, what: str) -> str:
+    """The path of a binary the Rust test build made, named by `variable` (tests/python.rs
+    sets it); a skip, or under PROXYSTORE_TESTS_REQUIRE_ALL a failure, without it."""
+    path = os.environ.get(variable)
     if not path or not os.path.exists(path):
         message = (
-            'PROXYSTORE_RS_ARRAY_REDUCE does not name the built example array_reduce '
-            '(run these tests through `cargo test --test python`)'
-        )
-        if require_all():
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture
-def proxy_peer() -> str:
-    """The standalone peer binary ``proxy-peer`` (tests/python.rs names it in
-    PROXYSTORE_RS_PEER)."""
-    path = os.environ.get('PROXYSTORE_RS_PEER')
-    if not path or not os.path.exists(path):
-        message = (
-            'PROXYSTORE_RS_PEER does not name the built proxy-peer binary '
+            f'{variable} does not name the built {what} '
             '(run these tests through `cargo test --workspace`)'
         )
         if require_all():
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def array_reduce() -> str:
+    """The Rust example binary ``array_reduce``."""
+    return built_binary('PROXYSTORE_RS_ARRAY_REDUCE', 'example array_reduce')
+
+
+@pytest.fixture
+def proxy_peer() -> str:
+    """The standalone peer binary ``proxy-peer``."""
+    return built_binary('PROXYSTORE_RS_PEER', 'proxy-peer binary')
