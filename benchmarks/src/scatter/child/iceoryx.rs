@@ -15,9 +15,16 @@
 //! `raw-zmq`'s high-water mark), and a publisher whose receiver's queue is full waits
 //! (`RetryUntilDelivered`, no overflow). A one-byte sample ends each stream.
 //!
-//! The timed interval: process 0 starts its clock once every data service has all its
-//! subscribers, and stops it when every receiver has reported, on a control service (one
-//! `u64` per receiver), that it read its end marker. Receivers wait for the producer to
+//! Connecting first: a subscriber's side of a connection is attached only when it first
+//! receives, and iceoryx2 drops (silently) a sample sent into a full queue whose receiver is
+//! not attached yet, so a producer that started as soon as the subscribers existed lost
+//! payloads at small sizes (32,281 of 32,768 verified at 64 KiB). The producer therefore
+//! sends two-byte hello samples until every receiver has reported, on the control service,
+//! that it received one (so it is attached), and only then starts.
+//!
+//! The timed interval: process 0 starts its clock once every receiver is connected, and
+//! stops it when every receiver has reported, on the control service (one `u64` per
+//! receiver), that it read its end marker. Receivers wait for the producer to
 //! leave the control service before they exit, so their reports stay readable.
 //!
 //! Services are named after the point's first Timely port, unique among concurrent points.
@@ -38,6 +45,15 @@ use super::{Checker, Tally};
 
 /// How long a waiting loop sleeps between looks, once spinning and yielding found nothing.
 const NAP: Duration = Duration::from_micros(20);
+
+/// The length of a hello sample (a payload is at least 8 bytes, an end marker 1).
+const HELLO_LEN: usize = 2;
+
+/// Set in a control report that says "connected" rather than "done".
+const READY: u64 = 1 << 63;
+
+/// How long the producer waits between rounds of hello samples.
+const HELLO_INTERVAL: Duration = Duration::from_millis(1);
 
 fn ice_error<E: std::fmt::Debug>(what: &str) -> impl Fn(E) -> String + '_ {
     move |e| format!("iceoryx2: {what}: {e:?}")
@@ -89,7 +105,8 @@ fn control_service(
         .publish_subscribe::<u64>()
         .max_publishers(total.max(1))
         .max_subscribers(1)
-        .subscriber_max_buffer_size(total.max(1))
+        // A "connected" and a "done" report per receiver.
+        .subscriber_max_buffer_size(2 * total.max(1))
         .history_size(0)
         .enable_safe_overflow(false)
         .open_or_create()
@@ -237,6 +254,34 @@ fn produce(spec: &ChildSpec, payloads: &Payloads, local: &[Checker]) -> Result<D
         })))
     })?;
 
+    // Hello samples until every receiver is attached (see the module docs).
+    let remote = total - spec.workers;
+    let mut ready = 0;
+    let mut finished = 0;
+    let mut next_hello = Instant::now();
+    wait_for(spec, "the receivers to connect", || {
+        if Instant::now() >= next_hello {
+            for publisher in &publishers {
+                let hello = publisher
+                    .loan_slice_uninit(HELLO_LEN)
+                    .map_err(ice_error("loan a hello sample"))?;
+                hello
+                    .write_from_slice(&[0; HELLO_LEN])
+                    .send()
+                    .map_err(ice_error("send a hello sample"))?;
+            }
+            next_hello = Instant::now() + HELLO_INTERVAL;
+        }
+        while let Some(report) = done.receive().map_err(ice_error("receive a report"))? {
+            if *report.payload() & READY != 0 {
+                ready += 1;
+            } else {
+                finished += 1;
+            }
+        }
+        Ok(done_if(ready >= remote))
+    })?;
+
     let send = |publisher: &Publisher<ipc::Service, [u8], ()>, index: u64| {
         let sample = publisher
             .loan_slice_uninit(payloads.size())
@@ -277,16 +322,13 @@ fn produce(spec: &ChildSpec, payloads: &Payloads, local: &[Checker]) -> Result<D
             .send()
             .map_err(ice_error("send the end marker"))?;
     }
-    let mut finished = 0;
     wait_for(spec, "the receivers to finish", || {
-        while done
-            .receive()
-            .map_err(ice_error("receive a report"))?
-            .is_some()
-        {
-            finished += 1;
+        while let Some(report) = done.receive().map_err(ice_error("receive a report"))? {
+            if *report.payload() & READY == 0 {
+                finished += 1;
+            }
         }
-        Ok(done_if(finished >= total - spec.workers))
+        Ok(done_if(finished >= remote))
     })?;
     Ok(started.elapsed())
 }
@@ -305,13 +347,22 @@ fn receive(spec: &ChildSpec, worker: usize, checker: &Checker) -> Result<(), Str
         .publisher_builder()
         .create()
         .map_err(ice_error("control publisher"))?;
+    let mut connected = false;
     wait_for(spec, "payloads", || {
         let mut look = Look::Idle;
         while let Some(sample) = subscriber.receive().map_err(ice_error("receive"))? {
-            if sample.payload().len() == 1 {
-                return Ok(Look::Done);
+            match sample.payload().len() {
+                1 => return Ok(Look::Done),
+                HELLO_LEN => {
+                    if !connected {
+                        report
+                            .send_copy(worker as u64 | READY)
+                            .map_err(ice_error("send the connected report"))?;
+                        connected = true;
+                    }
+                }
+                _ => checker.check(sample.payload()),
             }
-            checker.check(sample.payload());
             look = Look::Progress;
         }
         Ok(look)
