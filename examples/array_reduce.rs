@@ -19,7 +19,7 @@
 mod common;
 
 use std::error::Error;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -106,24 +106,7 @@ fn cluster(keys: &Path, reply_to: &str, processes: usize) -> Result<(), Box<dyn 
                 .spawn()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut failed = false;
-    for (process, mut child) in children.into_iter().enumerate() {
-        if let Some(out) = child.stdout.take() {
-            for line in BufReader::new(out).lines() {
-                println!("{}", line?);
-            }
-        }
-        let status = child.wait()?;
-        if !status.success() {
-            eprintln!("process {process} failed: {status}");
-            failed = true;
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    if failed {
-        return Err("a process of the cluster failed".into());
-    }
-    Ok(())
+    common::relay_cluster(children, "", &dir)
 }
 
 /// One process: its workers read the arrays the keys name (spread over every worker),

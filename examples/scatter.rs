@@ -24,7 +24,6 @@
 mod common;
 
 use std::error::Error;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,24 +166,7 @@ fn local_cluster(params: &Params) -> Result<(), Box<dyn Error>> {
             .spawn()?;
         children.push(child);
     }
-    let mut failed = false;
-    for (process, mut child) in children.into_iter().enumerate() {
-        if let Some(out) = child.stdout.take() {
-            for line in BufReader::new(out).lines() {
-                println!("  {}", line?);
-            }
-        }
-        let status = child.wait()?;
-        if !status.success() {
-            eprintln!("process {process} failed: {status}");
-            failed = true;
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    if failed {
-        return Err("a process of the cluster failed".into());
-    }
-    Ok(())
+    common::relay_cluster(children, "  ", &dir)
 }
 
 /// One process of the cluster listed by `hosts`.

@@ -148,3 +148,32 @@ pub(crate) fn embedded_store(name: &str) -> Result<(ZmqConnector, Store), proxy_
     register_store(&store)?;
     Ok((connector, store))
 }
+
+/// Waits for the processes of a cluster this example started, printing each one's standard
+/// output (piped) line by line with `indent` before it, process by process; then removes
+/// `dir` (the cluster's hostfile and scratch). Fails if any process failed.
+pub(crate) fn relay_cluster(
+    children: Vec<std::process::Child>,
+    indent: &str,
+    dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let mut failed = false;
+    for (process, mut child) in children.into_iter().enumerate() {
+        if let Some(out) = child.stdout.take() {
+            for line in std::io::BufReader::new(out).lines() {
+                println!("{indent}{}", line?);
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            eprintln!("process {process} failed: {status}");
+            failed = true;
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    if failed {
+        return Err("a process of the cluster failed".into());
+    }
+    Ok(())
+}
