@@ -63,10 +63,15 @@ def _set_future_in_child(future: Any) -> None:
     future.set_result(np.arange(5, dtype=np.float64))
 
 
-def _serve_from_child(out: Any, done: Any) -> None:
+def _serve_from_child(out: Any, evict: Any, done: Any) -> None:
     with Store('rs-child', ZmqConnector(), register=True) as store:
         payload = np.arange(1 << 19, dtype=np.float64)  # 4 MiB
-        out.put((store.proxy(payload), digest(payload)))
+        proxy = store.proxy(payload)
+        out.put((proxy, digest(payload)))
+        evict.wait(60)
+        store.evict(get_key(proxy))
+        store.put(np.zeros(1 << 19))  # may take the evicted object's memory
+        out.put('evicted')
         done.wait(60)
 
 
@@ -101,8 +106,8 @@ def test_a_future_set_in_another_process_resolves_here() -> None:
 
 
 def test_an_object_of_another_process_is_read_from_its_shared_memory() -> None:
-    out, done = SPAWN.Queue(), SPAWN.Event()
-    child = SPAWN.Process(target=_serve_from_child, args=(out, done))
+    out, evict, done = SPAWN.Queue(), SPAWN.Event(), SPAWN.Event()
+    child = SPAWN.Process(target=_serve_from_child, args=(out, evict, done))
     child.start()
     try:
         proxy, expected = out.get(timeout=60)
@@ -112,7 +117,15 @@ def test_an_object_of_another_process_is_read_from_its_shared_memory() -> None:
         assert reader.mapped_reads == 1, 'a same-host get maps the owner memory'
         np.testing.assert_array_equal(deserialize(data), np.arange(1 << 19, dtype=np.float64))
         assert digest(proxy) == expected
+        before = digest(data)
+        # The owner evicts the object and stores another while this view is alive: the
+        # view keeps the bytes it was given.
+        evict.set()
+        assert out.get(timeout=60) == 'evicted'
+        assert digest(data) == before
+        assert reader.get(get_key(proxy)) is None
     finally:
+        evict.set()
         done.set()
         child.join(60)
     assert child.exitcode == 0
