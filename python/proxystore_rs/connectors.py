@@ -11,6 +11,7 @@ Rust program parses the same text with ``proxy_core::Key::from_str``.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,10 @@ class FileKey(NamedTuple):
 
 KeyT = TypeVar('KeyT', ZmqKey, FileKey)
 R = TypeVar('R')
+
+# Native connectors inherited through fork(), kept referenced for the life of the process:
+# dropping one would touch the parent's ZeroMQ state, which the child must leave alone.
+_INHERITED: list[NativeConnector] = []
 
 
 def _call(fn: Callable[..., R], *args: Any) -> R:
@@ -75,10 +80,26 @@ class _RustConnector(Generic[KeyT]):
     """The ProxyStore connector protocol over one native connector."""
 
     _key_type: type[KeyT]
+    # Whether the native connector holds state that does not survive fork() (ZeroMQ).
+    _rebuilt_after_fork = False
 
     def __init__(self, native: NativeConnector) -> None:
-        self._native = native
+        self._native_connector = native
+        self._pid = os.getpid()
         self._closed = False
+
+    @property
+    def _native(self) -> NativeConnector:
+        # A connector inherited through fork() (multiprocessing's default start method on
+        # Linux) is rebuilt in the child from its configuration: ZeroMQ does not survive a
+        # fork, and the Rust side refuses an inherited connector. The rebuilt one reads
+        # every peer's objects, the parent's included, and serves the child's own puts.
+        if self._rebuilt_after_fork and self._pid != os.getpid():
+            inherited = self._native_connector
+            _INHERITED.append(inherited)
+            self._native_connector = _call(NativeConnector.from_config, inherited.config())
+            self._pid = os.getpid()
+        return self._native_connector
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self._native!r})'
@@ -205,6 +226,7 @@ class ZmqConnector(_RustConnector[ZmqKey]):
     """
 
     _key_type = ZmqKey
+    _rebuilt_after_fork = True
 
     def __init__(
         self,

@@ -135,6 +135,17 @@ impl Drop for PeerSocket {
 
 thread_local! {
     static SOCKETS: RefCell<HashMap<String, PeerSocket>> = RefCell::new(HashMap::new());
+    /// The process `SOCKETS` were made in: after `fork()` the forking thread's table is a
+    /// copy of sockets of the parent's context, which the child must not use (or close).
+    static SOCKETS_PID: std::cell::Cell<u32> = std::cell::Cell::new(std::process::id());
+}
+
+/// Forgets this thread's sockets if they were inherited through `fork()`.
+fn forget_inherited_sockets(sockets: &mut HashMap<String, PeerSocket>) {
+    let pid = std::process::id();
+    if SOCKETS_PID.with(|made_in| made_in.replace(pid)) != pid {
+        std::mem::forget(std::mem::take(sockets));
+    }
 }
 
 /// Sends `requests` to `peer` and returns the answers in the same order.
@@ -235,6 +246,7 @@ fn with_socket<T>(
     cooldown::check(peer, options.peer_cooldown(), || describe(requests, 0))?;
     let outcome = SOCKETS.try_with(|sockets| {
         let mut sockets = sockets.borrow_mut();
+        forget_inherited_sockets(&mut sockets);
         let reusable = sockets.get(peer).is_some_and(|s| {
             s.timeout == options.request_timeout()
                 && s.min_rate == options.min_rate()

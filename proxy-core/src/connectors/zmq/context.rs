@@ -11,8 +11,15 @@
 //! The count is fixed when the context is created, by the first ZeroMQ connector of the
 //! process: [`set_io_threads`] before that, else `PROXYSTORE_ZMQ_IO_THREADS`, else
 //! [`default_io_threads`].
+//!
+//! A context does not survive `fork()`: the child has a copy of its state but none of its
+//! threads. A process forked from one that used ZeroMQ therefore gets a context of its own
+//! the first time it asks for one (the inherited copy is left alone, never terminated: that
+//! would wait for threads that do not exist in the child), so connectors made in the child
+//! work. Connectors inherited through the fork refuse to be used
+//! ([`ZmqConnector`](super::ZmqConnector) says why).
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
@@ -23,7 +30,8 @@ pub(crate) const ENV_IO_THREADS: &str = "PROXYSTORE_ZMQ_IO_THREADS";
 /// The most I/O threads accepted (libzmq has no hard limit; this is a sanity bound).
 pub(crate) const MAX_IO_THREADS: usize = 64;
 
-static CONTEXT: OnceLock<(zmq::Context, usize)> = OnceLock::new();
+/// The process's context, its I/O thread count, and the process that made it.
+static CONTEXT: Mutex<Option<(zmq::Context, usize, u32)>> = Mutex::new(None);
 /// The count asked for by [`set_io_threads`]; held while the context is created, so a
 /// setting cannot slip in between the moment the context reads it and the moment it exists.
 static REQUESTED: Mutex<Option<usize>> = Mutex::new(None);
@@ -35,13 +43,19 @@ fn requested() -> std::sync::MutexGuard<'static, Option<usize>> {
 }
 
 /// The process's ZeroMQ context, created on first use with its I/O threads.
-pub(crate) fn context() -> zmq::Context {
-    if let Some((context, _)) = CONTEXT.get() {
-        return context.clone();
+/// This process's context: the one it made, or a new one (in a child forked from a process
+/// that had one, see the module docs).
+fn current() -> MutexGuard<'static, Option<(zmq::Context, usize, u32)>> {
+    let mut slot = CONTEXT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pid = std::process::id();
+    if slot.as_ref().is_some_and(|(_, _, made_in)| *made_in != pid) {
+        // Inherited through fork(): leave it be (terminating it would wait forever).
+        std::mem::forget(slot.take());
     }
-    let requested = requested();
-    let (context, _) = CONTEXT.get_or_init(|| {
-        let threads = (*requested).unwrap_or_else(|| {
+    if slot.is_none() {
+        let threads = (*requested()).unwrap_or_else(|| {
             from_env(std::env::var(ENV_IO_THREADS).ok().as_deref())
                 .unwrap_or_else(default_io_threads)
         });
@@ -52,13 +66,19 @@ pub(crate) fn context() -> zmq::Context {
             Ok(()) => threads,
             Err(_) => context.get_io_threads().map_or(1, |n| n.max(1) as usize),
         };
-        (context, threads)
-    });
-    context.clone()
+        *slot = Some((context, threads, pid));
+    }
+    slot
 }
 
-/// The I/O thread count in `PROXYSTORE_ZMQ_IO_THREADS`; `None` when it is unset, empty or
-/// not a number from 1 to [`MAX_IO_THREADS`] (then the default applies).
+pub(crate) fn context() -> zmq::Context {
+    match current().as_ref() {
+        Some((context, _, _)) => context.clone(),
+        // `current` always fills the slot.
+        None => zmq::Context::new(),
+    }
+}
+
 fn from_env(value: Option<&str>) -> Option<usize> {
     value?
         .trim()
@@ -77,8 +97,7 @@ pub(crate) fn default_io_threads() -> usize {
 /// How many I/O threads the process's ZeroMQ context runs (creating the context if no
 /// ZeroMQ connector has been used yet).
 pub(crate) fn io_threads() -> usize {
-    context();
-    CONTEXT.get().map_or(1, |(_, threads)| *threads)
+    current().as_ref().map_or(1, |(_, threads, _)| *threads)
 }
 
 /// Sets the number of libzmq I/O threads of this process. Must come before the first ZeroMQ
@@ -91,8 +110,12 @@ pub(crate) fn set_io_threads(threads: usize) -> Result<()> {
             message: format!("{threads} I/O threads: expected 1 to {MAX_IO_THREADS}"),
         });
     }
-    let mut requested = requested();
-    if let Some((_, running)) = CONTEXT.get() {
+    // Held while the count is set, so that no context is made meanwhile.
+    let slot = CONTEXT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pid = std::process::id();
+    if let Some((_, running, _)) = slot.as_ref().filter(|(_, _, made_in)| *made_in == pid) {
         if *running == threads {
             return Ok(());
         }
@@ -103,7 +126,7 @@ pub(crate) fn set_io_threads(threads: usize) -> Result<()> {
             ),
         });
     }
-    *requested = Some(threads);
+    *requested() = Some(threads);
     Ok(())
 }
 

@@ -101,6 +101,15 @@ const KIND: &str = "zmq";
 /// assert!(!alice.exists(&key)?);
 /// # Ok::<(), proxy_core::Error>(())
 /// ```
+///
+/// # Processes and `fork()`
+///
+/// libzmq's sockets and this connector's server thread do not survive `fork()`. In a
+/// child forked from a process that used ZeroMQ, a connector inherited through the fork
+/// refuses to store, read or evict (an [`Error::Config`] naming the fork; before, a put there
+/// went into a copy of the parent's map that nobody served), while connectors made in
+/// the child, or rebuilt there from an inherited one's [`config`](Connector::config), work
+/// with a ZeroMQ context and a server of their own.
 #[derive(Clone, Debug)]
 pub struct ZmqConnector {
     inner: Arc<Inner>,
@@ -117,6 +126,9 @@ struct Inner {
     mapped_reads: AtomicU64,
     /// Of those, the ones read at a location a proxy carried, with no request.
     located_reads: AtomicU64,
+    /// The process that made this connector: one inherited through `fork()` refuses to
+    /// work (its server thread and sockets stayed in the parent).
+    pid: u32,
 }
 
 /// Who holds the object a key names.
@@ -184,6 +196,7 @@ impl ZmqConnector {
                 closed: AtomicBool::new(false),
                 mapped_reads: AtomicU64::new(0),
                 located_reads: AtomicU64::new(0),
+                pid: std::process::id(),
             }),
         })
     }
@@ -406,7 +419,29 @@ impl ZmqConnector {
         }
     }
 
+    /// Refuses a connector inherited through `fork()`: libzmq's sockets and this
+    /// connector's server thread do not survive it, and a put into the inherited copy of
+    /// the server's map would be lost (nobody serves it). A connector made in the child, or
+    /// one rebuilt there from this one's [`config`](Connector::config), works.
+    fn check_process(&self) -> Result<()> {
+        let pid = std::process::id();
+        if self.inner.pid == pid {
+            return Ok(());
+        }
+        Err(Error::Config {
+            what: "zmq connector".to_string(),
+            message: format!(
+                "made in process {} and inherited by process {pid} through fork(): ZeroMQ \
+                 sockets and the peer's server thread do not survive a fork; make the \
+                 connector in the child, rebuild it there from its config(), or start \
+                 children with spawn or forkserver",
+                self.inner.pid
+            ),
+        })
+    }
+
     fn check_open(&self) -> Result<()> {
+        self.check_process()?;
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
@@ -440,6 +475,7 @@ impl ZmqConnector {
     }
 
     fn running<'a>(&self, server: &'a PeerServer) -> Result<&'a PeerServer> {
+        self.check_process()?;
         if server.is_running() {
             Ok(server)
         } else {
@@ -853,6 +889,8 @@ impl Connector for ZmqConnector {
 
     fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
+        // A connector inherited through fork() closes only its own copy (the server
+        // belongs to the parent; `PeerServer::stop` leaves an inherited one alone).
         if let Some(server) = self.inner.server.get() {
             server.stop();
         }

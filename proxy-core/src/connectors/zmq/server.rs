@@ -62,6 +62,9 @@ pub(crate) struct PeerServer {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The server's ZAP domain (with a secret), unregistered when the server is dropped.
     _zap: Option<zap::Registration>,
+    /// The process that started it: a child forked from that process has a copy of this
+    /// value but not the server thread, so it is not running there.
+    pid: u32,
 }
 
 /// What the server thread and its handle both see.
@@ -259,6 +262,7 @@ impl PeerServer {
             shared,
             thread: Mutex::new(Some(thread)),
             _zap: zap,
+            pid: std::process::id(),
         });
         lock(live_servers()).insert(endpoint, Arc::downgrade(&server));
         Ok(server)
@@ -291,7 +295,7 @@ impl PeerServer {
 
     /// Whether the server still serves (it has not been stopped).
     pub(crate) fn is_running(&self) -> bool {
-        !self.shared.stopping.load(Ordering::Acquire)
+        !self.shared.stopping.load(Ordering::Acquire) && self.pid == std::process::id()
     }
 
     /// How many malformed requests the server has answered with an error.
@@ -324,6 +328,13 @@ impl PeerServer {
 
     /// Stops the server thread, waits for it, and drops the objects. Idempotent.
     pub(crate) fn stop(&self) {
+        if self.pid != std::process::id() {
+            // A copy inherited through fork(): the thread, the sockets and the memory they
+            // serve are the parent's. Joining a thread this process does not have, or
+            // closing the parent's sockets, must not happen; the copy is left as it is.
+            std::mem::forget(lock(&self.thread).take());
+            return;
+        }
         self.shared.stopping.store(true, Ordering::Release);
         {
             let mut live = lock(live_servers());

@@ -176,25 +176,36 @@ impl Drop for Registration {
 /// Starts the process's ZAP handler thread if it is not running; an error says why it could
 /// not (then no server with a secret may start: libzmq would let every client in).
 pub(crate) fn ensure_handler() -> Result<(), String> {
-    static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
-    HANDLER
-        .get_or_init(|| {
-            let socket = context()
-                .socket(zmq::REP)
-                .map_err(|e| format!("could not create the ZAP handler socket: {e}"))?;
-            socket
-                .set_linger(0)
-                .map_err(|e| format!("could not configure the ZAP handler socket: {e}"))?;
-            socket
-                .bind(ZAP_ENDPOINT)
-                .map_err(|e| format!("could not bind the ZAP handler at {ZAP_ENDPOINT}: {e}"))?;
-            std::thread::Builder::new()
-                .name("zmq-zap".to_string())
-                .spawn(move || handle(&socket))
-                .map(|_| ())
-                .map_err(|e| format!("could not start the ZAP handler thread: {e}"))
-        })
-        .clone()
+    // Per process: a child forked from a process with a handler has none (no thread) and
+    // a context of its own (see `context`), so it starts one there.
+    static HANDLER: Mutex<Option<(u32, Result<(), String>)>> = Mutex::new(None);
+    let mut handler = lock(&HANDLER);
+    let pid = std::process::id();
+    if let Some((started_in, result)) = handler.as_ref() {
+        if *started_in == pid {
+            return result.clone();
+        }
+    }
+    let result = start_handler();
+    *handler = Some((pid, result.clone()));
+    result
+}
+
+fn start_handler() -> Result<(), String> {
+    let socket = context()
+        .socket(zmq::REP)
+        .map_err(|e| format!("could not create the ZAP handler socket: {e}"))?;
+    socket
+        .set_linger(0)
+        .map_err(|e| format!("could not configure the ZAP handler socket: {e}"))?;
+    socket
+        .bind(ZAP_ENDPOINT)
+        .map_err(|e| format!("could not bind the ZAP handler at {ZAP_ENDPOINT}: {e}"))?;
+    std::thread::Builder::new()
+        .name("zmq-zap".to_string())
+        .spawn(move || handle(&socket))
+        .map(|_| ())
+        .map_err(|e| format!("could not start the ZAP handler thread: {e}"))
 }
 
 /// Answers ZAP requests for as long as the process lives (the context is never terminated).
