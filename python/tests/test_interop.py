@@ -17,35 +17,6 @@ from proxystore_rs import arrays
 TIMEOUT = 120
 
 
-def test_a_rust_dataflow_reduces_python_arrays_and_answers_with_an_array(
-    array_reduce: str,
-    tmp_path: Path,
-) -> None:
-    rng = np.random.default_rng(7)
-    inputs = [rng.standard_normal(100_000) for _ in range(6)]
-    with ZmqConnector() as connector:
-        keys = [arrays.put_array(connector, a) for a in inputs]
-        keys_file = tmp_path / 'keys'
-        keys_file.write_text(''.join(f'{k.text}\n' for k in keys))
-        done = subprocess.run(
-            [array_reduce, 'reduce', '--keys', str(keys_file), '--reply-to', connector.endpoint],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        lines = done.stdout.split('\n')
-        results = [line.split(' ', 1)[1] for line in lines if line.startswith('result ')]
-        assert len(results) == 1, done.stdout
-        mapped = sum(int(line.split()[1]) for line in lines if line.startswith('mapped_reads '))
-        # Every array was read in place from this process's shared memory.
-        assert mapped == len(inputs), done.stdout
-        total = arrays.get_array(connector, ZmqKey(results[0]), np.float64)
-        assert total is not None
-        np.testing.assert_allclose(total, np.sum(inputs, axis=0))
-
-
 def test_a_future_made_in_rust_is_set_in_python(array_reduce: str) -> None:
     with ZmqConnector() as connector:
         waiter = subprocess.Popen(
@@ -92,7 +63,9 @@ def test_a_proxystore_future_is_set_by_rust(array_reduce: str) -> None:
         assert result.tolist() == [1.5, 2.5, 3.0]
 
 
-def test_the_array_example_runs(array_reduce: str) -> None:
+def test_the_array_example_reduces_python_arrays_in_a_rust_dataflow(array_reduce: str) -> None:
+    """python/examples/array_reduce.py: 8 arrays computed into shared memory, summed by a
+    two-process Timely dataflow that reads each in place, the sum read back as an array."""
     example = Path(__file__).parent.parent / 'examples' / 'array_reduce.py'
     done = subprocess.run(
         [sys.executable, str(example), array_reduce],
