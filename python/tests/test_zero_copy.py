@@ -99,3 +99,50 @@ def test_an_impossible_write_buffer_size_is_an_error_not_a_crash(connector: Any)
         connector.alloc(2**64)
     with pytest.raises(OverflowError):
         connector.alloc(-1)
+
+
+def test_a_waiting_call_lets_other_threads_run() -> None:
+    import socket
+    import threading
+    import time
+
+    from proxystore_rs import PeerTimeoutError
+    from proxystore_rs import ZmqKey
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    key = ZmqKey(f'zmq:{"ab" * 16}@tcp://127.0.0.1:{port}#{"12" * 8}')
+    connector = ZmqConnector(timeout=1.0, client_only=True)
+    done = threading.Event()
+
+    def wait() -> None:
+        with pytest.raises(PeerTimeoutError):
+            connector.get(key)
+        done.set()
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.1)
+    # Had the get kept the interpreter lock, this thread would run again only after the
+    # one-second timeout, and find it done.
+    assert not done.is_set()
+    thread.join(10)
+    assert done.is_set()
+
+
+def test_threads_share_a_connector(zmq_connector: ZmqConnector) -> None:
+    # 8 threads each put, get and evict 50 objects through one connector.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(n: int) -> bool:
+        for i in range(50):
+            payload = f'{n}-{i}'.encode() * 100
+            key = zmq_connector.put(payload)
+            if zmq_connector.get(key) != payload:
+                return False
+            zmq_connector.evict(key)
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(8)))
