@@ -18,7 +18,11 @@ proxystore-ex==0.1.5 and numpy)::
     python benchmarks/python/compare_connectors.py [--sizes 1KiB,1MiB,64MiB] [--seconds 2]
 
 Prints one row per mode and size: median get time, throughput, and the ratio to
-``proxystore-zmq`` measured in the same run.
+``proxystore-zmq`` measured in the same run. With ``--store``, every get goes through
+ProxyStore's ``Store.get`` (no cache; ProxyStore's own serialization of ``bytes``, whose
+deserialization copies the object) instead of ``Connector.get``, and a fourth mode,
+``rs-tcp-light``, is ``rs-tcp`` with ``proxystore_rs.serialize.deserialize`` as the store's
+deserializer (one copy fewer).
 """
 
 from __future__ import annotations
@@ -76,29 +80,66 @@ def time_gets(get: Any, key: Any, expected: int, seconds: float, min_reps: int) 
     return times
 
 
-def _rust_owner(shared_memory: bool, sizes: list[int], out: Any, done: Any) -> None:
+def _put(connector: Any, data: bytes, store: bool) -> Any:
+    if not store:
+        return connector.put(data)
+    from proxystore.serialize import serialize
+
+    return connector.put(serialize(data))
+
+
+def _getter(connector: Any, store: bool, light: bool = False) -> Any:
+    if not store:
+        return connector.get
+    from proxystore.serialize import deserialize
+    from proxystore.store import Store
+
+    if light:
+        from proxystore_rs.serialize import deserialize
+    return Store(
+        f'bench-{id(connector)}',
+        connector,
+        cache_size=0,
+        deserializer=deserialize,
+    ).get
+
+
+def _rust_owner(
+    shared_memory: bool,
+    sizes: list[int],
+    store: bool,
+    out: Any,
+    done: Any,
+) -> None:
     from proxystore_rs import ZmqConnector
 
     owner = ZmqConnector(shared_memory=shared_memory)
-    keys = [owner.put(payload(size)) for size in sizes]
+    keys = [_put(owner, payload(size), store) for size in sizes]
     out.put(keys)
     done.wait(3600)
     owner.close()
 
 
-def bench_rust(shared_memory: bool, sizes: list[int], seconds: float) -> dict[int, list[float]]:
+def bench_rust(
+    shared_memory: bool,
+    sizes: list[int],
+    seconds: float,
+    store: bool,
+    light: bool = False,
+) -> dict[int, list[float]]:
     from proxystore_rs import ZmqConnector
 
     out, done = SPAWN.Queue(), SPAWN.Event()
-    owner = SPAWN.Process(target=_rust_owner, args=(shared_memory, sizes, out, done))
+    owner = SPAWN.Process(target=_rust_owner, args=(shared_memory, sizes, store, out, done))
     owner.start()
     try:
         keys = out.get(timeout=120)
         reader = ZmqConnector(client_only=True, shared_memory=shared_memory)
+        get = _getter(reader, store, light)
         results = {}
         for size, key in zip(sizes, keys):
             expected = checksum(payload(size))
-            results[size] = time_gets(reader.get, key, expected, seconds, 5)
+            results[size] = time_gets(get, key, expected, seconds, 5)
         if shared_memory and reader.mapped_reads == 0:
             raise AssertionError('rs-shm read nothing from shared memory')
         if not shared_memory and reader.mapped_reads != 0:
@@ -109,16 +150,17 @@ def bench_rust(shared_memory: bool, sizes: list[int], seconds: float) -> dict[in
         owner.join(60)
 
 
-def bench_proxystore(sizes: list[int], seconds: float) -> dict[int, list[float]]:
+def bench_proxystore(sizes: list[int], seconds: float, store: bool) -> dict[int, list[float]]:
     from proxystore_ex.connectors.dim.zmq import ZeroMQConnector
 
     connector = ZeroMQConnector(port=free_port(), timeout=30)
+    get = _getter(connector, store)
     try:
         results = {}
         for size in sizes:
             data = payload(size)
-            key = connector.put(data)
-            results[size] = time_gets(connector.get, key, checksum(data), seconds, 5)
+            key = _put(connector, data, store)
+            results[size] = time_gets(get, key, checksum(data), seconds, 5)
             connector.evict(key)
         return results
     finally:
@@ -129,14 +171,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', default='1KiB,1MiB,64MiB')
     parser.add_argument('--seconds', type=float, default=2.0, help='per mode and size')
+    parser.add_argument('--store', action='store_true', help="through ProxyStore's Store.get")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(',')]
 
     runs = {
-        'proxystore-zmq': bench_proxystore(sizes, args.seconds),
-        'rs-tcp': bench_rust(False, sizes, args.seconds),
-        'rs-shm': bench_rust(True, sizes, args.seconds),
+        'proxystore-zmq': bench_proxystore(sizes, args.seconds, args.store),
+        'rs-tcp': bench_rust(False, sizes, args.seconds, args.store),
+        'rs-shm': bench_rust(True, sizes, args.seconds, args.store),
     }
+    if args.store:
+        runs['rs-tcp-light'] = bench_rust(False, sizes, args.seconds, True, light=True)
     print(f'{"size":>8} {"mode":>15} {"gets":>6} {"median":>12} {"MB/s":>9} {"vs proxystore":>14}')
     for size in sizes:
         base = statistics.median(runs['proxystore-zmq'][size])

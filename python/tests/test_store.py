@@ -146,3 +146,21 @@ def test_a_proxy_resolves_in_another_process_with_and_without_shared_memory(
         finally:
             child.join(60)
         assert child.exitcode == 0
+
+
+def test_the_lighter_deserializer_reads_what_proxystore_writes(connector: Any) -> None:
+    from proxystore_rs.serialize import deserialize as light
+
+    with Store(
+        name(connector, 'light'),
+        connector,
+        deserializer=light,
+        cache_size=0,
+    ) as store:
+        for value in (b'raw bytes' * 100, 'text \u00e9', [1, 'two'], np.arange(3)):
+            got = store.get(store.put(value))
+            assert type(got) is type(value)
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(got, value)
+            else:
+                assert got == value
