@@ -10,13 +10,14 @@ protocols::
     with Store('demo', ZmqConnector()) as store:
         proxy = store.proxy([1, 2, 3])
 
-``proxystore_rs.arrays`` stores numpy arrays in the layout Rust's ``PodCodec`` reads in
-place, so Python producers and Rust dataflows exchange arrays without copies.
+``proxystore_rs.arrays`` (needs numpy) stores numpy arrays in the layout Rust's
+``PodCodec`` reads in place, so Python producers and Rust dataflows exchange arrays without
+copies; ``proxystore_rs.serialize`` (needs ProxyStore) has a deserializer for ProxyStore's
+format that copies less. Neither is imported with the package: import them by name.
 """
 
 from __future__ import annotations
 
-from proxystore_rs import arrays
 from proxystore_rs._native import Buffer
 from proxystore_rs._native import WriteBuf
 from proxystore_rs.connectors import FileConnector
@@ -53,5 +54,4 @@ __all__ = [
     'WriteBuf',
     'ZmqConnector',
     'ZmqKey',
-    'arrays',
 ]

@@ -140,3 +140,16 @@ def test_file_connector_close_clears_its_directory(tmp_path: Any) -> None:
     connector.put(b'x')
     connector.close(clear=True)
     assert not store_dir.exists()
+
+
+def test_the_package_imports_without_numpy_or_proxystore() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, proxystore_rs; "
+        "assert 'numpy' not in sys.modules and 'proxystore' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('numpy', 'proxystore.')))"
+    )
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
