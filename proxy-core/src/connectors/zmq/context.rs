@@ -30,10 +30,11 @@ pub(crate) const ENV_IO_THREADS: &str = "PROXYSTORE_ZMQ_IO_THREADS";
 /// The most I/O threads accepted (libzmq has no hard limit; this is a sanity bound).
 pub(crate) const MAX_IO_THREADS: usize = 64;
 
-/// The process's context, its I/O thread count, and the process that made it.
+/// The process's context, its I/O thread count, and the process that made it. The lock is
+/// held while a context is made and while [`set_io_threads`] records a count, so a setting
+/// cannot slip in between the moment the context reads it and the moment it exists.
 static CONTEXT: Mutex<Option<(zmq::Context, usize, u32)>> = Mutex::new(None);
-/// The count asked for by [`set_io_threads`]; held while the context is created, so a
-/// setting cannot slip in between the moment the context reads it and the moment it exists.
+/// The count asked for by [`set_io_threads`] (read when the context is made).
 static REQUESTED: Mutex<Option<usize>> = Mutex::new(None);
 
 fn requested() -> std::sync::MutexGuard<'static, Option<usize>> {
@@ -42,43 +43,45 @@ fn requested() -> std::sync::MutexGuard<'static, Option<usize>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The process's ZeroMQ context, created on first use with its I/O threads.
-/// This process's context: the one it made, or a new one (in a child forked from a process
-/// that had one, see the module docs).
-fn current() -> MutexGuard<'static, Option<(zmq::Context, usize, u32)>> {
-    let mut slot = CONTEXT
+fn lock_context() -> MutexGuard<'static, Option<(zmq::Context, usize, u32)>> {
+    CONTEXT
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// This process's context and its I/O thread count: the one it made, or a new one, made
+/// now on first use (also in a child forked from a process that had one, see the module
+/// docs).
+fn current() -> (zmq::Context, usize) {
+    let mut slot = lock_context();
     let pid = std::process::id();
-    if slot.as_ref().is_some_and(|(_, _, made_in)| *made_in != pid) {
-        // Inherited through fork(): leave it be (terminating it would wait forever).
-        std::mem::forget(slot.take());
+    if let Some((context, threads, _)) = slot.as_ref().filter(|(_, _, made_in)| *made_in == pid) {
+        return (context.clone(), *threads);
     }
-    if slot.is_none() {
-        let threads = (*requested()).unwrap_or_else(|| {
-            from_env(std::env::var(ENV_IO_THREADS).ok().as_deref())
-                .unwrap_or_else(default_io_threads)
-        });
-        let context = zmq::Context::new();
-        // Fails only for a count libzmq cannot take (we never pass 0); it then keeps its
-        // default of one thread, which `io_threads` reports.
-        let threads = match context.set_io_threads(threads as i32) {
-            Ok(()) => threads,
-            Err(_) => context.get_io_threads().map_or(1, |n| n.max(1) as usize),
-        };
-        *slot = Some((context, threads, pid));
-    }
-    slot
+    // Inherited through fork(), if anything: leave it be (terminating it would wait for
+    // threads this process does not have).
+    std::mem::forget(slot.take());
+    let threads = (*requested()).unwrap_or_else(|| {
+        from_env(std::env::var(ENV_IO_THREADS).ok().as_deref()).unwrap_or_else(default_io_threads)
+    });
+    let context = zmq::Context::new();
+    // Fails only for a count libzmq cannot take (we never pass 0); it then keeps its
+    // default of one thread, which `io_threads` reports.
+    let threads = match context.set_io_threads(threads as i32) {
+        Ok(()) => threads,
+        Err(_) => context.get_io_threads().map_or(1, |n| n.max(1) as usize),
+    };
+    *slot = Some((context.clone(), threads, pid));
+    (context, threads)
 }
 
+/// The process's ZeroMQ context, created on first use with its I/O threads.
 pub(crate) fn context() -> zmq::Context {
-    match current().as_ref() {
-        Some((context, _, _)) => context.clone(),
-        // `current` always fills the slot.
-        None => zmq::Context::new(),
-    }
+    current().0
 }
 
+/// The I/O thread count in `PROXYSTORE_ZMQ_IO_THREADS`; `None` when it is unset, empty or
+/// not a number from 1 to [`MAX_IO_THREADS`] (then the default applies).
 fn from_env(value: Option<&str>) -> Option<usize> {
     value?
         .trim()
@@ -97,7 +100,7 @@ pub(crate) fn default_io_threads() -> usize {
 /// How many I/O threads the process's ZeroMQ context runs (creating the context if no
 /// ZeroMQ connector has been used yet).
 pub(crate) fn io_threads() -> usize {
-    current().as_ref().map_or(1, |(_, threads, _)| *threads)
+    current().1
 }
 
 /// Sets the number of libzmq I/O threads of this process. Must come before the first ZeroMQ
@@ -111,9 +114,7 @@ pub(crate) fn set_io_threads(threads: usize) -> Result<()> {
         });
     }
     // Held while the count is set, so that no context is made meanwhile.
-    let slot = CONTEXT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let slot = lock_context();
     let pid = std::process::id();
     if let Some((_, running, _)) = slot.as_ref().filter(|(_, _, made_in)| *made_in == pid) {
         if *running == threads {
