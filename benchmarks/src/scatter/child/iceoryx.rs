@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
 
@@ -218,6 +219,23 @@ fn service_of(spec: &ChildSpec, worker: usize) -> (String, usize) {
     }
 }
 
+/// Counts the receivers' reports waiting on the control service: "connected" ones into
+/// `ready`, "done" ones into `finished`.
+fn tally_reports(
+    done: &Subscriber<ipc::Service, u64, ()>,
+    ready: &mut usize,
+    finished: &mut usize,
+) -> Result<(), String> {
+    while let Some(report) = done.receive().map_err(ice_error("receive a report"))? {
+        if *report.payload() & READY != 0 {
+            *ready += 1;
+        } else {
+            *finished += 1;
+        }
+    }
+    Ok(())
+}
+
 fn produce(spec: &ChildSpec, payloads: &Payloads, local: &[Checker]) -> Result<Duration, String> {
     let total = spec.total_workers();
     let node = node()?;
@@ -272,13 +290,7 @@ fn produce(spec: &ChildSpec, payloads: &Payloads, local: &[Checker]) -> Result<D
             }
             next_hello = Instant::now() + HELLO_INTERVAL;
         }
-        while let Some(report) = done.receive().map_err(ice_error("receive a report"))? {
-            if *report.payload() & READY != 0 {
-                ready += 1;
-            } else {
-                finished += 1;
-            }
-        }
+        tally_reports(&done, &mut ready, &mut finished)?;
         Ok(done_if(ready >= remote))
     })?;
 
@@ -323,11 +335,7 @@ fn produce(spec: &ChildSpec, payloads: &Payloads, local: &[Checker]) -> Result<D
             .map_err(ice_error("send the end marker"))?;
     }
     wait_for(spec, "the receivers to finish", || {
-        while let Some(report) = done.receive().map_err(ice_error("receive a report"))? {
-            if *report.payload() & READY == 0 {
-                finished += 1;
-            }
-        }
+        tally_reports(&done, &mut ready, &mut finished)?;
         Ok(done_if(finished >= remote))
     })?;
     Ok(started.elapsed())
