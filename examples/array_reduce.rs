@@ -83,14 +83,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 /// Starts the cluster's processes on loopback and passes on what they print.
 fn cluster(keys: &Path, reply_to: &str, processes: usize) -> Result<(), Box<dyn Error>> {
-    let dir = std::env::temp_dir().join(format!("array-reduce-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let hostfile = dir.join("hosts");
-    let hosts: String = proxy_core::testing::free_loopback_ports(processes)?
-        .into_iter()
-        .map(|port| format!("127.0.0.1:{port}\n"))
-        .collect();
-    std::fs::write(&hostfile, hosts)?;
+    let (dir, hostfile) = common::loopback_hostfile("array-reduce", processes)?;
     let exe = std::env::current_exe()?;
     let children = (0..processes)
         .map(|process| {

@@ -132,16 +132,7 @@ fn read_hostfile(path: &std::path::Path) -> Result<Vec<String>, Box<dyn Error>> 
 /// hostfile and its index) and prints their summary.
 fn local_cluster(params: &Params) -> Result<(), Box<dyn Error>> {
     let processes = params.processes.unwrap_or(2);
-    let dir = std::env::temp_dir().join(format!("scatter-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let hostfile = dir.join("hosts");
-    let mut hosts = String::new();
-    // Below the kernel's ephemeral range, so the OS-chosen ports of the ZeroMQ peers cannot
-    // take them before timely binds them.
-    for port in proxy_core::testing::free_loopback_ports(processes as usize)? {
-        hosts.push_str(&format!("127.0.0.1:{port}\n"));
-    }
-    std::fs::write(&hostfile, hosts)?;
+    let (dir, hostfile) = common::loopback_hostfile("scatter", processes as usize)?;
 
     println!(
         "scatter: {} payloads of {} KiB from worker 0 to {} workers ({} processes x {} workers)",

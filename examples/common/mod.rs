@@ -149,6 +149,25 @@ pub(crate) fn embedded_store(name: &str) -> Result<(ZmqConnector, Store), proxy_
     Ok((connector, store))
 }
 
+/// A scratch directory `<tmp>/<name>-<pid>` holding a timely hostfile for `processes`
+/// processes on loopback; returns the directory (for [`relay_cluster`] to remove) and the
+/// hostfile. The ports are below the kernel's ephemeral range, so the OS-chosen ports of
+/// the ZeroMQ peers cannot take them before timely binds them.
+pub(crate) fn loopback_hostfile(
+    name: &str,
+    processes: usize,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let hostfile = dir.join("hosts");
+    let hosts: String = proxy_core::testing::free_loopback_ports(processes)?
+        .into_iter()
+        .map(|port| format!("127.0.0.1:{port}\n"))
+        .collect();
+    std::fs::write(&hostfile, hosts)?;
+    Ok((dir, hostfile))
+}
+
 /// Waits for the processes of a cluster this example started, printing each one's standard
 /// output (piped) line by line with `indent` before it, process by process; then removes
 /// `dir` (the cluster's hostfile and scratch). Fails if any process failed.
