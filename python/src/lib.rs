@@ -57,110 +57,54 @@ struct NativeConnector {
     zmq: Option<ZmqConnector>,
 }
 
-/// Options of a ZeroMQ connector, as keyword arguments from Python. Absent ones keep what
-/// the environment (`PROXYSTORE_ZMQ_*`, `PROXYSTORE_SECRET*`) or the defaults say.
-#[derive(Default)]
-struct ZmqArgs {
-    interface: Option<String>,
-    address: Option<String>,
-    port: Option<u16>,
-    port_range: Option<(u16, u16)>,
-    timeout: Option<f64>,
-    secret: Option<Vec<u8>>,
-    secret_file: Option<PathBuf>,
-    insecure: Option<bool>,
-    max_bytes: Option<u64>,
-    max_message_size: Option<u64>,
-    shared_memory: Option<bool>,
-    shared_memory_capacity: Option<u64>,
-    remote: Option<String>,
-    client_only: Option<bool>,
-}
-
-impl ZmqArgs {
-    /// The options in `kwargs`; an unknown name is a configuration error naming the known.
-    fn from_kwargs(kwargs: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let mut args = ZmqArgs::default();
-        for (name, value) in kwargs.iter() {
-            let name: String = name.extract()?;
-            if value.is_none() {
-                continue;
+/// The options of a ZeroMQ connector: what the environment (`PROXYSTORE_ZMQ_*`,
+/// `PROXYSTORE_SECRET*`) or the defaults say, with the keyword arguments from Python
+/// applied in their order (`None` values are skipped); an unknown name is a configuration
+/// error naming the known ones ([`ZMQ_ARGS`]).
+fn zmq_options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<ZmqOptions> {
+    let mut options = ZmqOptions::from_env().map_err(to_py)?;
+    let Some(kwargs) = kwargs else {
+        return Ok(options);
+    };
+    for (name, value) in kwargs.iter() {
+        let name: String = name.extract()?;
+        if value.is_none() {
+            continue;
+        }
+        options = match name.as_str() {
+            "interface" => options.with_interface(value.extract::<String>()?),
+            "address" => options.with_address(value.extract::<String>()?),
+            "port" => options.with_port(value.extract()?),
+            "port_range" => {
+                let (first, last) = value.extract()?;
+                options.with_port_range(first, last)
             }
-            match name.as_str() {
-                "interface" => args.interface = Some(value.extract()?),
-                "address" => args.address = Some(value.extract()?),
-                "port" => args.port = Some(value.extract()?),
-                "port_range" => args.port_range = Some(value.extract()?),
-                "timeout" => args.timeout = Some(value.extract()?),
-                "secret" => args.secret = Some(value.extract()?),
-                "secret_file" => args.secret_file = Some(value.extract()?),
-                "insecure" => args.insecure = Some(value.extract()?),
-                "max_bytes" => args.max_bytes = Some(value.extract()?),
-                "max_message_size" => args.max_message_size = Some(value.extract()?),
-                "shared_memory" => args.shared_memory = Some(value.extract()?),
-                "shared_memory_capacity" => args.shared_memory_capacity = Some(value.extract()?),
-                "remote" => args.remote = Some(value.extract()?),
-                "client_only" => args.client_only = Some(value.extract()?),
-                _ => {
-                    return Err(config_error(format!(
-                        "unknown ZeroMQ connector option `{name}` (known: {})",
-                        ZMQ_ARGS.join(", ")
-                    )))
-                }
+            "timeout" => {
+                let seconds: f64 = value.extract()?;
+                let timeout = Duration::try_from_secs_f64(seconds).map_err(|_| {
+                    config_error(format!("timeout {seconds} is not a duration in seconds"))
+                })?;
+                options.with_timeout(timeout)
             }
-        }
-        Ok(args)
+            "secret" => options.with_secret(value.extract::<Vec<u8>>()?),
+            "secret_file" => options.with_secret_file(value.extract::<PathBuf>()?),
+            "insecure" if value.extract::<bool>()? => options.insecure(),
+            "max_bytes" => options.with_max_bytes(value.extract()?),
+            "max_message_size" => options.with_max_message_size(value.extract()?),
+            "shared_memory" => options.with_shared_memory(value.extract()?),
+            "shared_memory_capacity" => options.with_shared_memory_capacity(value.extract()?),
+            "remote" => options.with_remote(value.extract::<String>()?),
+            "client_only" if value.extract::<bool>()? => options.with_client_only(),
+            "insecure" | "client_only" => options,
+            _ => {
+                return Err(config_error(format!(
+                    "unknown ZeroMQ connector option `{name}` (known: {})",
+                    ZMQ_ARGS.join(", ")
+                )))
+            }
+        };
     }
-
-    fn options(self) -> PyResult<ZmqOptions> {
-        let mut options = ZmqOptions::from_env().map_err(to_py)?;
-        if let Some(interface) = self.interface {
-            options = options.with_interface(interface);
-        }
-        if let Some(address) = self.address {
-            options = options.with_address(address);
-        }
-        if let Some(port) = self.port {
-            options = options.with_port(port);
-        }
-        if let Some((first, last)) = self.port_range {
-            options = options.with_port_range(first, last);
-        }
-        if let Some(timeout) = self.timeout {
-            let timeout = Duration::try_from_secs_f64(timeout).map_err(|_| {
-                config_error(format!("timeout {timeout} is not a duration in seconds"))
-            })?;
-            options = options.with_timeout(timeout);
-        }
-        if let Some(secret) = self.secret {
-            options = options.with_secret(secret);
-        }
-        if let Some(path) = self.secret_file {
-            options = options.with_secret_file(path);
-        }
-        if self.insecure == Some(true) {
-            options = options.insecure();
-        }
-        if let Some(bytes) = self.max_bytes {
-            options = options.with_max_bytes(bytes);
-        }
-        if let Some(bytes) = self.max_message_size {
-            options = options.with_max_message_size(bytes);
-        }
-        if let Some(enabled) = self.shared_memory {
-            options = options.with_shared_memory(enabled);
-        }
-        if let Some(bytes) = self.shared_memory_capacity {
-            options = options.with_shared_memory_capacity(bytes);
-        }
-        if let Some(peer) = self.remote {
-            options = options.with_remote(peer);
-        }
-        if self.client_only == Some(true) {
-            options = options.with_client_only();
-        }
-        Ok(options)
-    }
+    Ok(options)
 }
 
 /// The bytes of a Python object, for a put: `bytes` and this package's [`Buffer`]s are
@@ -180,16 +124,12 @@ fn bytes_of(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
 
 #[pymethods]
 impl NativeConnector {
-    /// A ZeroMQ peer (`kwargs`: see `ZmqArgs`), its server started unless it is a client or
-    /// puts to a remote peer.
+    /// A ZeroMQ peer (`kwargs`: see `zmq_options`), its server started unless it is a
+    /// client or puts to a remote peer.
     #[staticmethod]
     #[pyo3(signature = (**kwargs))]
     fn zmq(py: Python<'_>, kwargs: Option<Bound<'_, PyDict>>) -> PyResult<Self> {
-        let args = match kwargs {
-            Some(kwargs) => ZmqArgs::from_kwargs(&kwargs)?,
-            None => ZmqArgs::default(),
-        };
-        let options = args.options()?;
+        let options = zmq_options(kwargs.as_ref())?;
         let connector = py.detach(|| options.build()).map_err(to_py)?;
         Ok(NativeConnector {
             inner: Arc::new(connector.clone()),
