@@ -104,6 +104,7 @@ mod locked;
 mod metrics;
 mod owned;
 mod polling;
+mod process_id;
 mod proxy;
 mod registry;
 mod store;

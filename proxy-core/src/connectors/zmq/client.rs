@@ -137,12 +137,12 @@ thread_local! {
     static SOCKETS: RefCell<HashMap<String, PeerSocket>> = RefCell::new(HashMap::new());
     /// The process `SOCKETS` were made in: after `fork()` the forking thread's table is a
     /// copy of sockets of the parent's context, which the child must not use (or close).
-    static SOCKETS_PID: std::cell::Cell<u32> = std::cell::Cell::new(std::process::id());
+    static SOCKETS_PID: std::cell::Cell<u32> = std::cell::Cell::new(crate::process_id::current());
 }
 
 /// Forgets this thread's sockets if they were inherited through `fork()`.
 fn forget_inherited_sockets(sockets: &mut HashMap<String, PeerSocket>) {
-    let pid = std::process::id();
+    let pid = crate::process_id::current();
     if SOCKETS_PID.with(|made_in| made_in.replace(pid)) != pid {
         std::mem::forget(std::mem::take(sockets));
     }

@@ -54,7 +54,7 @@ fn lock_context() -> MutexGuard<'static, Option<(zmq::Context, usize, u32)>> {
 /// docs).
 fn current() -> (zmq::Context, usize) {
     let mut slot = lock_context();
-    let pid = std::process::id();
+    let pid = crate::process_id::current();
     if let Some((context, threads, _)) = slot.as_ref().filter(|(_, _, made_in)| *made_in == pid) {
         return (context.clone(), *threads);
     }
@@ -115,7 +115,7 @@ pub(crate) fn set_io_threads(threads: usize) -> Result<()> {
     }
     // Held while the count is set, so that no context is made meanwhile.
     let slot = lock_context();
-    let pid = std::process::id();
+    let pid = crate::process_id::current();
     if let Some((_, running, _)) = slot.as_ref().filter(|(_, _, made_in)| *made_in == pid) {
         if *running == threads {
             return Ok(());

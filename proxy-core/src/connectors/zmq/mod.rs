@@ -196,7 +196,7 @@ impl ZmqConnector {
                 closed: AtomicBool::new(false),
                 mapped_reads: AtomicU64::new(0),
                 located_reads: AtomicU64::new(0),
-                pid: std::process::id(),
+                pid: crate::process_id::current(),
             }),
         })
     }
@@ -424,7 +424,7 @@ impl ZmqConnector {
     /// the server's map would be lost (nobody serves it). A connector made in the child, or
     /// one rebuilt there from this one's [`config`](Connector::config), works.
     fn check_process(&self) -> Result<()> {
-        let pid = std::process::id();
+        let pid = crate::process_id::current();
         if self.inner.pid == pid {
             return Ok(());
         }

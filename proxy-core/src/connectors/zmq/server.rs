@@ -262,7 +262,7 @@ impl PeerServer {
             shared,
             thread: Mutex::new(Some(thread)),
             _zap: zap,
-            pid: std::process::id(),
+            pid: crate::process_id::current(),
         });
         lock(live_servers()).insert(endpoint, Arc::downgrade(&server));
         Ok(server)
@@ -295,7 +295,7 @@ impl PeerServer {
 
     /// Whether the server still serves (it has not been stopped).
     pub(crate) fn is_running(&self) -> bool {
-        !self.shared.stopping.load(Ordering::Acquire) && self.pid == std::process::id()
+        !self.shared.stopping.load(Ordering::Acquire) && self.pid == crate::process_id::current()
     }
 
     /// How many malformed requests the server has answered with an error.
@@ -328,7 +328,7 @@ impl PeerServer {
 
     /// Stops the server thread, waits for it, and drops the objects. Idempotent.
     pub(crate) fn stop(&self) {
-        if self.pid != std::process::id() {
+        if self.pid != crate::process_id::current() {
             // A copy inherited through fork(): the thread, the sockets and the memory they
             // serve are the parent's. Joining a thread this process does not have, or
             // closing the parent's sockets, must not happen; the copy is left as it is.

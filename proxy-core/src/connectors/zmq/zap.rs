@@ -180,7 +180,7 @@ pub(crate) fn ensure_handler() -> Result<(), String> {
     // a context of its own (see `context`), so it starts one there.
     static HANDLER: Mutex<Option<(u32, Result<(), String>)>> = Mutex::new(None);
     let mut handler = lock(&HANDLER);
-    let pid = std::process::id();
+    let pid = crate::process_id::current();
     if let Some((started_in, result)) = handler.as_ref() {
         if *started_in == pid {
             return result.clone();

@@ -177,7 +177,7 @@ impl Arena {
                 min_size: min_size.max(1),
                 capacity,
                 boot,
-                pid: std::process::id(),
+                pid: crate::process_id::current(),
                 held: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
             }),
@@ -456,7 +456,7 @@ impl Segment {
         let fd = sys::create_memory_file("proxystore-zmq", layout.total_len())?;
         let mapping = sys::map(fd.as_fd(), layout.total_len())?;
         let token = crate::ids::new_id();
-        layout.write_header(&mapping, token, std::process::id());
+        layout.write_header(&mapping, token, crate::process_id::current());
         Ok(Segment {
             fd,
             mapping,
