@@ -320,6 +320,49 @@ fn a_prewarmed_peer_makes_its_room_before_the_first_object() {
 }
 
 #[test]
+fn room_made_on_request_is_there_when_the_call_returns() {
+    let owner = peer(ZmqOptions::default());
+    assert_eq!(owner.shared_memory_bytes(), (0, 0), "nothing made before");
+    let ready = owner.prewarm_shared_memory(1 << 20, 6).expect("prewarm");
+    assert_eq!(ready, 6);
+    let (held, reserved) = owner.shared_memory_bytes();
+    assert_eq!(held, 0, "making room stored nothing");
+    assert!(
+        reserved >= 6 << 20,
+        "room for 6 MiB: {reserved} bytes reserved"
+    );
+    let keys: Vec<_> = (0..6u8)
+        .map(|seed| {
+            let mut buffer = owner.alloc(1 << 20).expect("alloc");
+            assert!(buffer.is_shared_memory());
+            fill(&mut buffer, seed);
+            owner.put_buffer(buffer).expect("put")
+        })
+        .collect();
+    assert_eq!(
+        owner.shared_memory_bytes().1,
+        reserved,
+        "the first objects still needed new segments"
+    );
+    for key in &keys {
+        owner.evict(key).expect("evict");
+    }
+
+    // Below the threshold, with shared memory off, or on a client: no room, no error.
+    assert_eq!(owner.prewarm_shared_memory(16, 4).expect("small"), 0);
+    let off = peer(ZmqOptions::default().with_shared_memory(false));
+    assert_eq!(off.prewarm_shared_memory(1 << 20, 4).expect("off"), 0);
+    // The capacity stops it: room for two objects at most.
+    let small = peer(ZmqOptions::default().with_shared_memory_capacity(3 << 20));
+    let made = small.prewarm_shared_memory(1 << 20, 8).expect("capped");
+    assert!(
+        (1..8).contains(&made),
+        "{made} slots of 1 MiB in 3 MiB of capacity"
+    );
+    assert!(small.shared_memory_bytes().1 <= 3 << 20);
+}
+
+#[test]
 fn numeric_arrays_written_in_place_read_back_with_pod_codec() {
     use proxy_core::{PodArray, PodCodec};
     let owner = peer(ZmqOptions::default());

@@ -135,7 +135,7 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
     let payloads = Arc::new(Payloads::new(spec.size as usize));
     let tally = Arc::new(Tally::default());
     let store = if spec.mode.uses_store() {
-        Some(make_store(spec.mode)?)
+        Some(make_store(spec)?)
     } else {
         None
     };
@@ -171,10 +171,16 @@ fn run(spec: &ChildSpec) -> Result<ChildReport, String> {
 /// (`ZmqOptions::from_env`: `PROXYSTORE_ZMQ_INTERFACE`, `PROXYSTORE_SECRET_FILE`, ... as on
 /// every machine of a hostfile cluster; loopback by default). Same-host shared memory is on
 /// (unless `PROXYSTORE_ZMQ_SHM=0`) except in `proxy-tcp` mode, which turns it off.
-fn make_store(mode: Mode) -> Result<Store, String> {
+///
+/// In `proxy-inplace` mode the producing process makes room in its shared memory for the
+/// payloads it can have in flight before the clock starts
+/// ([`proxy_core::ZmqConnector::prewarm_shared_memory`]), as a producer that knows its object size would
+/// (and as iceoryx2 makes its pool before the first sample): the window's epochs plus two,
+/// whose slots the frontier has not released yet.
+fn make_store(spec: &ChildSpec) -> Result<Store, String> {
     let options =
         ZmqOptions::from_env().map_err(|e| format!("the PROXYSTORE_ZMQ_* settings: {e}"))?;
-    let options = if mode == Mode::ProxyTcp {
+    let options = if spec.mode == Mode::ProxyTcp {
         options.with_shared_memory(false)
     } else {
         options
@@ -182,6 +188,19 @@ fn make_store(mode: Mode) -> Result<Store, String> {
     let connector = options
         .build()
         .map_err(|e| format!("starting the zmq peer: {e}"))?;
+    if spec.mode == Mode::ProxyInPlace && spec.process == 0 {
+        let in_flight = spec
+            .window
+            .saturating_add(2)
+            .saturating_mul(spec.batch_records)
+            .min(spec.records);
+        connector
+            .prewarm_shared_memory(
+                spec.size as usize,
+                u32::try_from(in_flight).unwrap_or(u32::MAX),
+            )
+            .map_err(|e| format!("making room in shared memory: {e}"))?;
+    }
     let store = Store::builder(STORE_NAME, connector)
         .with_cache_size(0)
         .build();

@@ -340,6 +340,37 @@ impl ZmqConnector {
         self.inner.located_reads.load(Ordering::Relaxed)
     }
 
+    /// Makes room in this peer's shared memory for `count` objects of `len` bytes now, and
+    /// returns when it is there: the segments are created and pre-faulted on the calling
+    /// thread, so the first `count` objects of that size written in place
+    /// ([`Connector::alloc`]) or put find their slots ready. For a producer that knows the
+    /// size of its objects and how many it keeps in flight, called before its timed or
+    /// latency-sensitive part; [`ZmqOptions::with_shared_memory_prewarm`] does the same on
+    /// a background thread when the peer starts. Starts the peer's server if it has not
+    /// started.
+    ///
+    /// Returns how many slots are ready: `count`, or fewer when the shared memory capacity
+    /// ([`ZmqOptions::with_shared_memory_capacity`]) stops it, and 0 when shared memory is
+    /// off, `len` is below its threshold, or objects are placed on another peer. The room
+    /// counts against the capacity like any segment and, left unused, returns to the
+    /// operating system after the idle time.
+    ///
+    /// ```
+    /// use proxy_core::ZmqOptions;
+    ///
+    /// let connector = ZmqOptions::default().build()?;
+    /// let ready = connector.prewarm_shared_memory(1 << 20, 8)?;
+    /// assert!(ready == 8 || ready == 0, "8 slots, or none without shared memory here");
+    /// # Ok::<(), proxy_core::Error>(())
+    /// ```
+    pub fn prewarm_shared_memory(&self, len: usize, count: u32) -> Result<u32> {
+        self.check_open()?;
+        if !matches!(self.inner.options.placement(), Placement::Here) {
+            return Ok(0);
+        }
+        Ok(self.server()?.objects().make_room(len, count))
+    }
+
     /// Bytes of this peer's objects held in shared memory (0 when it is off or nothing is
     /// there), and bytes of shared memory segments it holds for them (held objects, their
     /// rounding to size classes, and free slots kept for reuse until the segment has been

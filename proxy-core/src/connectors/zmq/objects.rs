@@ -288,6 +288,14 @@ impl ObjectMap {
             .reserve(Pool::Local, len as u64, u64::MAX)
     }
 
+    /// Makes room in shared memory for `count` objects of `len` bytes now (see
+    /// [`Arena::make_room`]); 0 without an arena.
+    pub(crate) fn make_room(&self, len: usize, count: u32) -> u32 {
+        self.arena
+            .as_ref()
+            .map_or(0, |arena| arena.make_room(len as u64, count))
+    }
+
     /// Stores the object written into `reservation` under the fresh id `id`: published in
     /// place when the slot is this map's arena's, else copied (a slot of another peer's arena,
     /// or one that could not be published) as an ordinary put.

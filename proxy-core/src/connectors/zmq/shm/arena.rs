@@ -243,11 +243,9 @@ impl Arena {
         let spawned = std::thread::Builder::new()
             .name("proxystore-shm-prewarm".to_string())
             .spawn(move || {
-                let held: Vec<Reservation> = (0..count)
-                    .map_while(|_| arena.reserve(Pool::Local, len, u64::MAX))
-                    .collect();
+                let made = arena.make_room(len, count);
                 tracing::debug!(
-                    objects = held.len(),
+                    objects = made,
                     bytes = len,
                     "zmq peer: shared memory prewarmed"
                 );
@@ -255,6 +253,17 @@ impl Arena {
         if let Err(error) = spawned {
             tracing::warn!(%error, "zmq peer: could not start prewarming shared memory");
         }
+    }
+
+    /// Makes room for `count` objects of `len` bytes in the local pool now, on this thread:
+    /// takes that many slots at once (distinct slots, so their segments are made and
+    /// pre-faulted), then gives them back to the free list. Returns how many slots there
+    /// are (fewer than `count` when the capacity stops it, 0 below the threshold).
+    pub(crate) fn make_room(&self, len: u64, count: u32) -> u32 {
+        let held: Vec<Reservation> = (0..count)
+            .map_while(|_| self.reserve(Pool::Local, len, u64::MAX))
+            .collect();
+        u32::try_from(held.len()).unwrap_or(u32::MAX)
     }
 
     /// Whether `reservation` is a slot of this arena (and not of another peer's).
