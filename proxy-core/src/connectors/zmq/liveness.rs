@@ -30,7 +30,15 @@ pub(crate) struct Liveness {
     last: (u64, u64),
     /// Why the peer refused the last handshake, if it did.
     refused: Option<HandshakeRefusal>,
+    /// Whether the current connection has not finished its handshake yet.
+    handshaking: bool,
+    /// Connections in a row that the peer dropped before their handshake finished.
+    dropped_in_handshake: u32,
 }
+
+/// Connections in a row the peer may drop during the handshake before the client takes it
+/// as a refusal ([`HandshakeRefusal::Dropped`]) instead of retrying until its timeout.
+pub(crate) const DROPS_BEFORE_REFUSAL: u32 = 3;
 
 /// Why a peer refused a client's ZeroMQ handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +48,13 @@ pub(crate) enum HandshakeRefusal {
     /// The peer speaks another security mechanism (`HANDSHAKE_FAILED_PROTOCOL`): one of
     /// the two has a secret and the other has none.
     Mechanism,
+    /// The peer closed [`DROPS_BEFORE_REFUSAL`] connections in a row before their handshake
+    /// finished, without saying why. A peer with a secret drops a client without one as
+    /// soon as it reads the client's greeting, and libzmq reports the mismatch only when the
+    /// peer's own greeting arrived first (0.05 s to over 3 s in a loop on a small machine);
+    /// so the client does not wait for that report. The other reasons: a peer at its
+    /// connection limit, or a service there that is no ZeroMQ peer.
+    Dropped,
 }
 
 impl HandshakeRefusal {
@@ -49,6 +64,8 @@ impl HandshakeRefusal {
             (HandshakeRefusal::Token, _) => "the peer refused this client's connection token: the two have different cluster secrets (or clocks more than 10 minutes apart)".to_string(),
             (HandshakeRefusal::Mechanism, true) => "the peer has no cluster secret, and this client has one: it does not take the client's connection token".to_string(),
             (HandshakeRefusal::Mechanism, false) => "the peer requires the cluster secret: a connection needs a token made with it (set the secret with ZmqOptions::with_secret_file, PROXYSTORE_SECRET_FILE or PROXYSTORE_SECRET)".to_string(),
+            (HandshakeRefusal::Dropped, true) => format!("the peer closed {DROPS_BEFORE_REFUSAL} connections in a row during the ZeroMQ handshake: it has no cluster secret or another one (the two must have the same), or it is at its connection limit, or no ProxyStore peer listens there"),
+            (HandshakeRefusal::Dropped, false) => format!("the peer closed {DROPS_BEFORE_REFUSAL} connections in a row during the ZeroMQ handshake: it most likely requires the cluster secret (set it with ZmqOptions::with_secret_file, PROXYSTORE_SECRET_FILE or PROXYSTORE_SECRET), or it is at its connection limit, or no ProxyStore peer listens there"),
         }
     }
 }
@@ -76,6 +93,8 @@ impl Liveness {
             fd: None,
             last: (0, 0),
             refused: None,
+            handshaking: false,
+            dropped_in_handshake: 0,
         })
     }
 
@@ -112,10 +131,13 @@ impl Liveness {
     }
 
     /// Why the peer refused this socket's last handshake, if it did (and none succeeded
-    /// since).
+    /// since): the reason libzmq reported, or [`HandshakeRefusal::Dropped`] after
+    /// [`DROPS_BEFORE_REFUSAL`] connections in a row closed during their handshakes.
     pub(crate) fn refused(&mut self) -> Option<HandshakeRefusal> {
         self.read_events();
-        self.refused
+        self.refused.or_else(|| {
+            (self.dropped_in_handshake >= DROPS_BEFORE_REFUSAL).then_some(HandshakeRefusal::Dropped)
+        })
     }
 
     fn read_events(&mut self) {
@@ -129,9 +151,19 @@ impl Liveness {
                 zmq::SocketEvent::CONNECTED => {
                     self.fd = Some(value);
                     self.last = transferred(value).unwrap_or((0, 0));
+                    self.handshaking = true;
                 }
-                zmq::SocketEvent::DISCONNECTED | zmq::SocketEvent::CLOSED => self.fd = None,
-                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => self.refused = None,
+                zmq::SocketEvent::DISCONNECTED | zmq::SocketEvent::CLOSED => {
+                    self.fd = None;
+                    if std::mem::take(&mut self.handshaking) {
+                        self.dropped_in_handshake = self.dropped_in_handshake.saturating_add(1);
+                    }
+                }
+                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => {
+                    self.refused = None;
+                    self.handshaking = false;
+                    self.dropped_in_handshake = 0;
+                }
                 zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => {
                     self.refused = Some(HandshakeRefusal::Token);
                 }
