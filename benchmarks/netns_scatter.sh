@@ -11,7 +11,9 @@
 # raw-zmq, 1 MiB and 16 MiB, 5 repetitions. Same-host shared memory is off on every host
 # (PROXYSTORE_ZMQ_SHM=0): namespaces share one kernel and could otherwise map each other's
 # memory, which separate machines cannot. The peers use a fresh cluster secret, as a real
-# cluster would. Process 0's table and files go to SCATTER_BENCH_OUT (default
+# cluster would; with NETNS_INSECURE=1 they run without one (PROXYSTORE_INSECURE=1: no
+# request or reply proofs, so no hashing of payloads), to show what integrity costs. Process
+# 0's table and files go to SCATTER_BENCH_OUT (default
 # target/scatter-netns); the other hosts' logs are printed if they fail.
 #
 # It only creates namespaces named psbench-<its PID>-*, and removes them on exit.
@@ -66,10 +68,14 @@ for ((i = 0; i < hosts; i++)); do
   echo "$subnet.$((i + 1)):$port" >>"$work/hosts.txt"
 done
 
-# A fresh 32-byte secret, readable by its owner only.
-(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret")
-
-export PROXYSTORE_SECRET_FILE="$work/secret" PROXYSTORE_ZMQ_SHM=0
+if [ "${NETNS_INSECURE:-0}" = 1 ]; then
+  export PROXYSTORE_INSECURE=1
+else
+  # A fresh 32-byte secret, readable by its owner only.
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret")
+  export PROXYSTORE_SECRET_FILE="$work/secret"
+fi
+export PROXYSTORE_ZMQ_SHM=0
 export SCATTER_BENCH_OUT=${SCATTER_BENCH_OUT:-$PWD/target/scatter-netns}
 pids=()
 for ((i = 1; i < hosts; i++)); do

@@ -783,7 +783,9 @@ impl ZmqOptions {
     /// room counts against the capacity like any segment and, left unused, returns to the
     /// operating system after the idle time ([`with_shared_memory_idle`](Self::with_shared_memory_idle)).
     /// Default none (`PROXYSTORE_ZMQ_SHM_PREWARM=LENxCOUNT`); objects below the threshold
-    /// or a count of 0 make no room.
+    /// or a count of 0 make no room. To make the room and wait until it is there, call
+    /// [`ZmqConnector::prewarm_shared_memory`](crate::ZmqConnector::prewarm_shared_memory)
+    /// instead.
     pub fn with_shared_memory_prewarm(mut self, len: u64, count: u32) -> Self {
         self.shm.prewarm = (len, count);
         self
