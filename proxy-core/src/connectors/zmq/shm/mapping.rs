@@ -121,6 +121,15 @@ fn verified_peers() -> &'static Mutex<HashMap<String, u32>> {
     PEERS.get_or_init(Default::default)
 }
 
+/// Held while a new segment is opened, checked and mapped, and while a peer's process is
+/// checked: readers that race for the same new segment (every fetch thread at the start of a
+/// transfer) do the work once and the others find the result, instead of each scanning
+/// `/proc` and mapping the segment again. Reads of cached segments never take it.
+fn first_use() -> &'static Mutex<()> {
+    static FIRST_USE: Mutex<()> = Mutex::new(());
+    &FIRST_USE
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -144,7 +153,12 @@ pub(crate) fn mark_unusable(peer: &str, miss: &Miss) {
 
 /// Checks (once per endpoint and process) that process `pid` serves `peer`.
 fn check_peer(peer: &str, pid: u32) -> Result<(), Miss> {
-    if lock(verified_peers()).get(peer) == Some(&pid) {
+    let verified = || lock(verified_peers()).get(peer) == Some(&pid);
+    if verified() {
+        return Ok(());
+    }
+    let _first = lock(first_use());
+    if verified() {
         return Ok(());
     }
     sys::serves(pid, peer).map_err(Miss::Unusable)?;
@@ -242,21 +256,12 @@ pub(crate) fn read(descriptor: &Descriptor, wanted: &Wanted<'_>) -> Result<Bytes
 /// The segment `descriptor` names, mapped (from the cache, or now).
 fn mapped(descriptor: &Descriptor) -> Result<Arc<Mapped>, Miss> {
     let id = (descriptor.pid, descriptor.fd, descriptor.token);
-    {
-        let mut cache = lock(cache());
-        if cache.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-            cache.sweep();
-        }
-        if let Some(mapped) = cache.segments.get(&id) {
-            if mapped.data.len() as u64 != descriptor.segment_len {
-                return Err(Miss::Invalid(format!(
-                    "shared memory descriptor says the segment is {} bytes; it is {}",
-                    descriptor.segment_len,
-                    mapped.data.len()
-                )));
-            }
-            return Ok(Arc::clone(mapped));
-        }
+    if let Some(found) = cached(descriptor, id) {
+        return found;
+    }
+    let _first = lock(first_use());
+    if let Some(found) = cached(descriptor, id) {
+        return found;
     }
     let unusable = |what: &str, error: std::io::Error| {
         Miss::Unusable(format!(
@@ -282,6 +287,10 @@ fn mapped(descriptor: &Descriptor) -> Result<Arc<Mapped>, Miss> {
         layout,
         pid: descriptor.pid,
     });
+    #[cfg(test)]
+    {
+        *lock(times_mapped()).entry(id).or_default() += 1;
+    }
     let mut cache = lock(cache());
     // A new segment is the moment to let go of the ones no object uses whose owner is gone
     // or has retired them: their pages stay allocated as long as they are mapped here.
@@ -296,6 +305,23 @@ fn mapped(descriptor: &Descriptor) -> Result<Arc<Mapped>, Miss> {
         return Ok(Arc::clone(cache.segments.entry(id).or_insert(mapped)));
     }
     Ok(mapped)
+}
+
+/// The cached mapping of segment `id`, if there is one (checked against `descriptor`).
+fn cached(descriptor: &Descriptor, id: SegmentId) -> Option<Result<Arc<Mapped>, Miss>> {
+    let mut cache = lock(cache());
+    if cache.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+        cache.sweep();
+    }
+    let mapped = cache.segments.get(&id)?;
+    if mapped.data.len() as u64 != descriptor.segment_len {
+        return Some(Err(Miss::Invalid(format!(
+            "shared memory descriptor says the segment is {} bytes; it is {}",
+            descriptor.segment_len,
+            mapped.data.len()
+        ))));
+    }
+    Some(Ok(Arc::clone(mapped)))
 }
 
 impl Cache {
@@ -323,6 +349,13 @@ impl Mapped {
     fn is_retired(&self) -> bool {
         layout::is_retired(&self.data)
     }
+}
+
+/// How many times each segment was mapped (tests).
+#[cfg(test)]
+fn times_mapped() -> &'static Mutex<HashMap<SegmentId, usize>> {
+    static TIMES: OnceLock<Mutex<HashMap<SegmentId, usize>>> = OnceLock::new();
+    TIMES.get_or_init(Default::default)
 }
 
 /// Forgets the cached mappings that no object uses any more (tests).
@@ -507,6 +540,26 @@ mod tests {
             (d.token, d.slot) == (descriptor.token, descriptor.slot)
         });
         assert!(reused, "the slot was never reused after its reader let go");
+    }
+
+    #[test]
+    fn readers_racing_for_a_new_segment_map_it_once() {
+        let (_arena, _owned, descriptor) = stored(300_000);
+        let id = (descriptor.pid, descriptor.fd, descriptor.token);
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    start.wait();
+                    drop(read(&descriptor, &want(7)).expect("read"));
+                });
+            }
+        });
+        assert_eq!(
+            lock(times_mapped()).get(&id).copied(),
+            Some(1),
+            "eight readers mapped the segment more than once"
+        );
     }
 
     #[test]
