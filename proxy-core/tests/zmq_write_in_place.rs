@@ -299,9 +299,19 @@ fn a_prewarmed_peer_makes_its_room_before_the_first_object() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    fills_its_room_without_new_segments(&owner, 8);
+}
+
+/// Writes `count` objects of 1 MiB in place into a peer that made room for them beforehand,
+/// and checks that they needed no new segment (then evicts them).
+fn fills_its_room_without_new_segments(owner: &ZmqConnector, count: u8) {
     let (held, reserved) = owner.shared_memory_bytes();
-    assert_eq!(held, 0, "prewarming stored nothing");
-    let keys: Vec<_> = (0..8u8)
+    assert_eq!(held, 0, "making room stored nothing");
+    assert!(
+        reserved >= u64::from(count) << 20,
+        "room for {count} MiB: {reserved} bytes reserved"
+    );
+    let keys: Vec<_> = (0..count)
         .map(|seed| {
             let mut buffer = owner.alloc(1 << 20).expect("alloc");
             assert!(buffer.is_shared_memory());
@@ -325,28 +335,7 @@ fn room_made_on_request_is_there_when_the_call_returns() {
     assert_eq!(owner.shared_memory_bytes(), (0, 0), "nothing made before");
     let ready = owner.prewarm_shared_memory(1 << 20, 6).expect("prewarm");
     assert_eq!(ready, 6);
-    let (held, reserved) = owner.shared_memory_bytes();
-    assert_eq!(held, 0, "making room stored nothing");
-    assert!(
-        reserved >= 6 << 20,
-        "room for 6 MiB: {reserved} bytes reserved"
-    );
-    let keys: Vec<_> = (0..6u8)
-        .map(|seed| {
-            let mut buffer = owner.alloc(1 << 20).expect("alloc");
-            assert!(buffer.is_shared_memory());
-            fill(&mut buffer, seed);
-            owner.put_buffer(buffer).expect("put")
-        })
-        .collect();
-    assert_eq!(
-        owner.shared_memory_bytes().1,
-        reserved,
-        "the first objects still needed new segments"
-    );
-    for key in &keys {
-        owner.evict(key).expect("evict");
-    }
+    fills_its_room_without_new_segments(&owner, 6);
 
     // Below the threshold, with shared memory off, or on a client: no room, no error.
     assert_eq!(owner.prewarm_shared_memory(16, 4).expect("small"), 0);
