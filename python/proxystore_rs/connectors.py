@@ -289,6 +289,13 @@ class ZmqConnector(_RustConnector[ZmqKey]):
         """Gets of other peers' objects answered from their shared memory."""
         return self._native.mapped_reads
 
+    def prewarm_shared_memory(self, size: int, count: int) -> int:
+        """Make room in this peer's shared memory for ``count`` objects of ``size`` bytes
+        now, so that the first ``alloc``/``put`` of that size do not pay for new segments
+        and their page faults; returns how many slots are ready (0 with shared memory off
+        or below its threshold, fewer than ``count`` at its capacity)."""
+        return _call(self._native.prewarm_shared_memory, size, count)
+
 
 class FileConnector(_RustConnector[FileKey]):
     """A directory of files as a ProxyStore connector (atomic puts: a reader never sees

@@ -275,6 +275,18 @@ impl NativeConnector {
             .and_then(|z| z.endpoint().map(str::to_string))
     }
 
+    /// Makes room in this ZeroMQ peer's shared memory for `count` objects of `len` bytes
+    /// now, and returns how many slots are ready (0 for a file connector, with shared
+    /// memory off, below its threshold, or for a client).
+    fn prewarm_shared_memory(&self, py: Python<'_>, len: usize, count: u32) -> PyResult<u32> {
+        match &self.zmq {
+            Some(zmq) => py
+                .detach(|| zmq.prewarm_shared_memory(len, count))
+                .map_err(to_py),
+            None => Ok(0),
+        }
+    }
+
     /// Gets of other peers' objects this ZeroMQ connector answered from shared memory.
     #[getter]
     fn mapped_reads(&self) -> u64 {

@@ -92,6 +92,24 @@ def test_an_array_writer_refuses_to_publish_while_its_array_is_referenced(
     assert arrays.get_array(zmq_connector, key).tolist() == [0] * 8
 
 
+def test_room_made_beforehand_is_ready_for_buffers_written_in_place(
+    zmq_connector: ZmqConnector, zmq_tcp_connector: ZmqConnector
+) -> None:
+    assert zmq_connector.prewarm_shared_memory(1 << 20, 4) == 4
+    keys = []
+    for seed in range(4):
+        buffer = zmq_connector.alloc(1 << 20)
+        assert buffer.is_shared_memory
+        with memoryview(buffer) as view:
+            view[:] = bytes([seed]) * (1 << 20)
+        keys.append(zmq_connector.put_buffer(buffer))
+    for seed, key in enumerate(keys):
+        assert zmq_connector.get(key)[:4] == bytes([seed]) * 4
+        zmq_connector.evict(key)
+    assert zmq_connector.prewarm_shared_memory(16, 4) == 0, 'below the threshold'
+    assert zmq_tcp_connector.prewarm_shared_memory(1 << 20, 4) == 0, 'shared memory off'
+
+
 def test_an_impossible_write_buffer_size_is_an_error_not_a_crash(connector: Any) -> None:
     with pytest.raises(MemoryError):
         connector.alloc(2**62)
