@@ -55,6 +55,20 @@ pub(crate) fn current() -> u32 {
     }
 }
 
+/// The value in `slot` if this process made it. A value made by the parent of a `fork()` is
+/// taken out and forgotten, never dropped (dropping it could wait for threads or close
+/// sockets the child does not have), so the caller makes this process's own and stores it
+/// with [`current`]'s id.
+pub(crate) fn made_here<T>(slot: &mut Option<(u32, T)>) -> Option<&mut T> {
+    if slot
+        .as_ref()
+        .is_some_and(|(made_in, _)| *made_in != current())
+    {
+        std::mem::forget(slot.take());
+    }
+    slot.as_mut().map(|(_, value)| value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +81,16 @@ mod tests {
             std::process::id(),
             "read again from the kept value"
         );
+    }
+
+    #[test]
+    fn values_made_by_another_process_are_not_handed_out() {
+        let mut here = Some((current(), 7));
+        assert_eq!(made_here(&mut here), Some(&mut 7));
+        let mut inherited = Some((current().wrapping_add(1), 7));
+        assert_eq!(made_here(&mut inherited), None);
+        assert!(inherited.is_none(), "the inherited value is taken out");
+        assert_eq!(made_here::<u8>(&mut None), None);
     }
 
     #[test]

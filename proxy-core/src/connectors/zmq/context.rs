@@ -30,10 +30,10 @@ pub(crate) const ENV_IO_THREADS: &str = "PROXYSTORE_ZMQ_IO_THREADS";
 /// The most I/O threads accepted (libzmq has no hard limit; this is a sanity bound).
 pub(crate) const MAX_IO_THREADS: usize = 64;
 
-/// The process's context, its I/O thread count, and the process that made it. The lock is
+/// The process that made the context, the context and its I/O thread count. The lock is
 /// held while a context is made and while [`set_io_threads`] records a count, so a setting
 /// cannot slip in between the moment the context reads it and the moment it exists.
-static CONTEXT: Mutex<Option<(zmq::Context, usize, u32)>> = Mutex::new(None);
+static CONTEXT: Mutex<Option<(u32, (zmq::Context, usize))>> = Mutex::new(None);
 /// The count asked for by [`set_io_threads`] (read when the context is made).
 static REQUESTED: Mutex<Option<usize>> = Mutex::new(None);
 
@@ -43,7 +43,7 @@ fn requested() -> std::sync::MutexGuard<'static, Option<usize>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn lock_context() -> MutexGuard<'static, Option<(zmq::Context, usize, u32)>> {
+fn lock_context() -> MutexGuard<'static, Option<(u32, (zmq::Context, usize))>> {
     CONTEXT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -54,13 +54,11 @@ fn lock_context() -> MutexGuard<'static, Option<(zmq::Context, usize, u32)>> {
 /// docs).
 fn current() -> (zmq::Context, usize) {
     let mut slot = lock_context();
-    let pid = crate::process_id::current();
-    if let Some((context, threads, _)) = slot.as_ref().filter(|(_, _, made_in)| *made_in == pid) {
+    // One inherited through fork() is left be (terminating it would wait for threads this
+    // process does not have).
+    if let Some((context, threads)) = crate::process_id::made_here(&mut slot) {
         return (context.clone(), *threads);
     }
-    // Inherited through fork(), if anything: leave it be (terminating it would wait for
-    // threads this process does not have).
-    std::mem::forget(slot.take());
     let threads = (*requested()).unwrap_or_else(|| {
         from_env(std::env::var(ENV_IO_THREADS).ok().as_deref()).unwrap_or_else(default_io_threads)
     });
@@ -71,7 +69,7 @@ fn current() -> (zmq::Context, usize) {
         Ok(()) => threads,
         Err(_) => context.get_io_threads().map_or(1, |n| n.max(1) as usize),
     };
-    *slot = Some((context.clone(), threads, pid));
+    *slot = Some((crate::process_id::current(), (context.clone(), threads)));
     (context, threads)
 }
 
@@ -114,9 +112,8 @@ pub(crate) fn set_io_threads(threads: usize) -> Result<()> {
         });
     }
     // Held while the count is set, so that no context is made meanwhile.
-    let slot = lock_context();
-    let pid = crate::process_id::current();
-    if let Some((_, running, _)) = slot.as_ref().filter(|(_, _, made_in)| *made_in == pid) {
+    let mut slot = lock_context();
+    if let Some((_, running)) = crate::process_id::made_here(&mut slot) {
         if *running == threads {
             return Ok(());
         }

@@ -180,14 +180,11 @@ pub(crate) fn ensure_handler() -> Result<(), String> {
     // a context of its own (see `context`), so it starts one there.
     static HANDLER: Mutex<Option<(u32, Result<(), String>)>> = Mutex::new(None);
     let mut handler = lock(&HANDLER);
-    let pid = crate::process_id::current();
-    if let Some((started_in, result)) = handler.as_ref() {
-        if *started_in == pid {
-            return result.clone();
-        }
+    if let Some(result) = crate::process_id::made_here(&mut handler) {
+        return result.clone();
     }
     let result = start_handler();
-    *handler = Some((pid, result.clone()));
+    *handler = Some((crate::process_id::current(), result.clone()));
     result
 }
 
